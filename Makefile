@@ -1,0 +1,56 @@
+# Makefile for cnnlab: the library (build/libcnnlab.a), the CLI (build/cnnlab) and the tests.
+#   make            library and CLI
+#   make test       build and run every test (C only; fixtures are committed)
+#   make asan       the tests under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make fixtures   regenerate tests/ref/*.bin with PyTorch (needs python3-torch)
+CC      ?= cc
+OPT     ?= -O3
+CFLAGS  ?= $(OPT) -g
+CFLAGS  += -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -fopenmp -Iinclude -Isrc
+LDLIBS  += -lm -fopenmp
+BUILD   ?= build
+PYTHON  ?= /usr/bin/python3
+
+LIB_SRC  := $(wildcard src/*.c src/ops/*.c)
+CLI_SRC  := $(wildcard cli/*.c)
+TEST_SRC := $(wildcard tests/test_*.c)
+HARNESS  := tests/harness.c
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
+TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+
+all: $(BUILD)/cnnlab
+
+$(BUILD)/%.o: %.c $(wildcard include/*.h src/*.h cli/*.h) Makefile
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/libcnnlab.a: $(LIB_OBJ)
+	rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/cnnlab: $(CLI_OBJ) $(BUILD)/libcnnlab.a
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/tests/%: tests/%.c $(HARNESS) tests/harness.h $(BUILD)/libcnnlab.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests $< $(HARNESS) $(BUILD)/libcnnlab.a -o $@ $(LDLIBS)
+
+tests: $(TESTS) $(BUILD)/cnnlab
+
+# Runs every test binary from the repository root, then the CLI tests; prints
+# "N passed, N failed" and fails if any did.
+test: tests
+	@BUILD=$(BUILD) sh tests/run_all.sh $(TESTS)
+
+asan:
+	$(MAKE) BUILD=build-asan OPT="-O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
+	        LDLIBS="-lm -fopenmp -fsanitize=address,undefined" test
+
+fixtures:
+	$(PYTHON) tests/ref/gen_fixtures.py
+
+clean:
+	rm -rf build build-asan
+
+.PHONY: all tests test asan fixtures clean

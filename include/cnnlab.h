@@ -1,0 +1,249 @@
+/* cnnlab.h: the public API of libcnnlab, a C library for designing, training and
+ * studying small convolutional networks on the CPU.
+ *
+ * A model is built once, layer by layer, with the builder functions below (the
+ * model-file parser calls exactly these). Each builder call takes the id of its
+ * input tensor and returns the id of its output tensor, or -1 on error, with the
+ * message in cl_model_error(). cl_model_compile() then plans every buffer and
+ * allocates once; after that, forward and backward passes allocate nothing.
+ *
+ * Layout: activations are channels-last (NHWC, like torch.channels_last), float32.
+ * Parameters are stored in the layout the kernels want; cl_model_get_param() and
+ * cl_model_set_param() convert from and to PyTorch's layout and state_dict names.
+ * Semantics follow torch.nn exactly (BatchNorm momentum 0.1 and unbiased running
+ * variance, GroupNorm, LayerNorm, dropout scaling, cross entropy with label
+ * smoothing), so numbers compare with PyTorch. */
+#ifndef CNNLAB_H
+#define CNNLAB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CNNLAB_VERSION "0.1.0"
+
+typedef enum {
+    CL_OK = 0,
+    CL_ERR_ARG,    /* a bad argument or option */
+    CL_ERR_SHAPE,  /* shapes do not fit together */
+    CL_ERR_PARSE,  /* a malformed model file */
+    CL_ERR_IO,     /* a file could not be read or written */
+    CL_ERR_FORMAT, /* a file has the wrong format or is corrupt */
+    CL_ERR_NOMEM,  /* out of memory, or a model too large to plan */
+    CL_ERR_STATE,  /* a call out of order (e.g. forward before compile) */
+} cl_status;
+
+/* Shape of one sample of a tensor: channels, height, width. Flat vectors are Cx1x1. */
+typedef struct {
+    int c, h, w;
+} cl_shape;
+
+typedef struct cl_model cl_model;
+
+/* ---- building ------------------------------------------------------------ */
+
+/* Convolution and pooling geometry. Zero means the PyTorch default:
+ * stride 1 (pooling: stride = kernel), dilation 1, groups 1. Kernel, stride,
+ * padding and dilation have a height and a width; set the _w field to 0 to use
+ * the height value for both (a square kernel). */
+typedef struct {
+    int out_channels; /* conv only */
+    int kernel_h, kernel_w;
+    int stride_h, stride_w;
+    int pad_h, pad_w;
+    int dilation_h, dilation_w;
+    int groups;   /* conv only: in and out channels split into this many groups */
+    bool no_bias; /* conv only: PyTorch's bias=False */
+} cl_conv2d_args;
+
+typedef enum { CL_NORM_NONE = 0, CL_NORM_BATCH, CL_NORM_GROUP, CL_NORM_LAYER } cl_norm_kind;
+
+/* Normalisation parameters. Zero means the PyTorch default: eps 1e-5, momentum 0.1. */
+typedef struct {
+    cl_norm_kind kind;
+    int groups;       /* GroupNorm: number of groups, must divide the channels */
+    float eps;
+    float momentum;   /* BatchNorm: running-statistics momentum */
+    bool elementwise; /* LayerNorm: one affine weight per (C,H,W) element, as
+                         nn.LayerNorm([C,H,W]); otherwise per channel, as
+                         nn.GroupNorm(1, C) */
+} cl_norm_args;
+
+typedef enum { CL_ACT_NONE = 0, CL_ACT_RELU, CL_ACT_LEAKY_RELU, CL_ACT_GELU } cl_act_kind;
+
+/* Create an empty model whose input samples have the given shape. NULL only when
+ * out of memory. */
+cl_model *cl_model_new(cl_shape input);
+void cl_model_free(cl_model *m);
+
+/* The last error's message ("" if none). Valid until the next call on m. */
+const char *cl_model_error(const cl_model *m);
+/* The option the last error is about ("groups", "k", ...), or "" if none. */
+const char *cl_model_error_field(const cl_model *m);
+
+/* The input tensor's id (always 0). */
+int cl_input(const cl_model *m);
+
+/* Layers. Each returns the output tensor's id, or -1 on error. */
+int cl_conv2d(cl_model *m, int x, cl_conv2d_args a);
+int cl_maxpool2d(cl_model *m, int x, cl_conv2d_args a);
+int cl_avgpool2d(cl_model *m, int x, cl_conv2d_args a); /* count_include_pad=True */
+int cl_global_avgpool(cl_model *m, int x);              /* AdaptiveAvgPool2d(1) */
+int cl_norm(cl_model *m, int x, cl_norm_args a);        /* BatchNorm2d, GroupNorm, LayerNorm */
+int cl_activation(cl_model *m, int x, cl_act_kind kind, float negative_slope);
+int cl_dropout(cl_model *m, int x, float p); /* inverted dropout; identity in eval mode */
+int cl_add(cl_model *m, int a, int b);       /* residual add; shapes must match */
+int cl_concat(cl_model *m, const int *xs, int n); /* along channels; H and W must match */
+int cl_flatten(cl_model *m, int x);          /* CxHxW -> (C*H*W)x1x1 in PyTorch's C,H,W order */
+int cl_linear(cl_model *m, int x, int out_features, bool no_bias); /* input must be Cx1x1 */
+
+/* Give tensor x a name (for skip connections and the summary). Names are unique. */
+cl_status cl_model_set_name(cl_model *m, int x, const char *name);
+/* The id of the tensor with this name, or -1. */
+int cl_model_find(const cl_model *m, const char *name);
+
+/* The shape of tensor x, and the model's output (the last layer's tensor). */
+cl_shape cl_model_shape(const cl_model *m, int x);
+int cl_model_output(const cl_model *m);
+
+/* Remember which model-file line made the next layers (shown in the summary). */
+void cl_model_set_source_line(cl_model *m, int line);
+
+/* ---- inspection ----------------------------------------------------------- */
+
+typedef struct {
+    const char *op;     /* "conv2d", "batchnorm2d", ... */
+    const char *name;   /* tensor name given with cl_model_set_name, or "" */
+    int output;         /* output tensor id */
+    int inputs[8];      /* input tensor ids */
+    int ninputs;
+    cl_shape out;
+    int64_t params;     /* trainable parameters */
+    int64_t buffers;    /* non-trainable state (BatchNorm running statistics) */
+    int64_t macs;       /* multiply-accumulates per sample */
+    int64_t rf, jump;   /* receptive field (height) and jump (stride product) of the output */
+    int64_t rf_w, jump_w;
+    int line;           /* model-file line, or 0 */
+} cl_layer_info;
+
+int cl_model_layer_count(const cl_model *m);
+cl_layer_info cl_model_layer(const cl_model *m, int i);
+int64_t cl_model_param_count(const cl_model *m);  /* trainable */
+int64_t cl_model_buffer_count(const cl_model *m); /* non-trainable */
+
+/* Write the torchsummary-style table (layers, output shapes, parameters, receptive
+ * fields, MACs, activation memory) to f (a FILE *). */
+void cl_model_print_summary(const cl_model *m, void *f);
+
+/* ---- compiling and running ----------------------------------------------- */
+
+typedef struct {
+    int max_batch; /* largest batch passed to forward */
+    int threads;   /* worker threads; 0 = all cores */
+    uint64_t seed; /* parameter initialisation and dropout */
+    bool input_grad; /* also compute the gradient of the input in backward */
+} cl_compile_args;
+
+/* Plan every buffer, allocate them once and initialise parameters as PyTorch does
+ * (kaiming-uniform weights with a=sqrt(5), uniform biases, norm weight 1 bias 0). */
+cl_status cl_model_compile(cl_model *m, cl_compile_args a);
+
+/* Forward a batch of n samples, NHWC float32 [n, H, W, C]. train selects batch
+ * statistics and active dropout. Returns the output activations [n, H, W, C]
+ * (logits [n, classes] for a Cx1x1 output), owned by the model, or NULL on error. */
+const float *cl_model_forward(cl_model *m, const float *x, int n, bool train);
+
+/* Backward from dout, the gradient of the loss with respect to the last forward's
+ * output, same layout. Parameter gradients are accumulated (+=) into the gradient
+ * buffer, as PyTorch's .backward() does; call cl_model_zero_grad() between steps. */
+cl_status cl_model_backward(cl_model *m, const float *dout);
+void cl_model_zero_grad(cl_model *m);
+
+/* The input gradient [n, H, W, C] of the last backward (needs input_grad). */
+const float *cl_model_input_grad(const cl_model *m);
+/* The activations and their gradients of any tensor after forward/backward. */
+const float *cl_model_activation(const cl_model *m, int x);
+const float *cl_model_activation_grad(const cl_model *m, int x);
+
+/* Flat parameter, gradient and buffer arrays (kernel layout), for optimizers. */
+float *cl_model_params(cl_model *m, size_t *count);
+float *cl_model_grads(cl_model *m, size_t *count);
+float *cl_model_buffers(cl_model *m, size_t *count);
+
+/* ---- named parameter tensors (PyTorch state_dict) ---------------------------- */
+
+typedef struct {
+    char name[64];     /* "layers.3.weight": torch.nn.ModuleList index and attribute */
+    int ndim;
+    int64_t dims[4];   /* PyTorch shape */
+    int64_t numel;
+    bool trainable;    /* false for running_mean, running_var, num_batches_tracked */
+    int layer;         /* index in cl_model_layer */
+} cl_tensor_info;
+
+int cl_model_tensor_count(const cl_model *m);
+cl_tensor_info cl_model_tensor(const cl_model *m, int i);
+int cl_model_find_tensor(const cl_model *m, const char *name);
+/* Copy tensor i out of / into the model in PyTorch layout (numel floats). */
+cl_status cl_model_get_tensor(const cl_model *m, int i, float *dst);
+cl_status cl_model_set_tensor(cl_model *m, int i, const float *src);
+/* The gradient of tensor i in PyTorch layout. */
+cl_status cl_model_get_tensor_grad(const cl_model *m, int i, float *dst);
+
+/* ---- loss ------------------------------------------------------------------ */
+
+/* Cross entropy over logits [n, classes] (log-softmax + NLL, fused and stable), mean
+ * over the batch, with PyTorch's label_smoothing. Writes dlogits = d(loss)/d(logits)
+ * [n, classes] when dlogits is not NULL. Returns the loss. */
+double cl_cross_entropy(const float *logits, const int32_t *labels, int n, int classes,
+                        float label_smoothing, float *dlogits);
+
+/* ---- optimizers (torch.optim semantics) ------------------------------------ */
+
+typedef enum { CL_OPT_SGD = 0, CL_OPT_ADAM, CL_OPT_ADAMW } cl_optim_kind;
+
+typedef struct {
+    cl_optim_kind kind;
+    float lr;
+    float momentum, dampening; /* SGD */
+    bool nesterov;             /* SGD */
+    float weight_decay;        /* SGD, Adam: added to the gradient; AdamW: decoupled */
+    float beta1, beta2, eps;   /* Adam, AdamW; zero means 0.9, 0.999, 1e-8 */
+} cl_optim_args;
+
+typedef struct cl_optimizer cl_optimizer;
+
+/* An optimizer over all of m's trainable parameters; its state (momentum buffers,
+ * Adam moments) has the parameters' flat layout. NULL when out of memory. */
+cl_optimizer *cl_optimizer_new(cl_model *m, cl_optim_args a);
+void cl_optimizer_free(cl_optimizer *o);
+/* One step with learning rate lr (schedules set it per step). */
+void cl_optimizer_step(cl_optimizer *o, float lr);
+/* Momentum-like hyper-parameter changes (OneCycle cycles momentum or beta1). */
+void cl_optimizer_set_momentum(cl_optimizer *o, float momentum);
+
+/* ---- model files ---------------------------------------------------------- */
+
+/* Parse a model file's text and build the model. path names the file in messages.
+ * input_override, when not NULL, replaces the file's input shape. On error returns
+ * NULL and writes "path:line:col: message" into err. */
+cl_model *cl_parse_model(const char *text, size_t len, const char *path,
+                         const cl_shape *input_override, char *err, size_t errlen);
+/* Read and parse a model file. */
+cl_model *cl_load_model(const char *path, const cl_shape *input_override, char *err,
+                        size_t errlen);
+
+/* ---- layouts ---------------------------------------------------------------- */
+
+/* [n, C, H, W] <-> [n, H, W, C] */
+void cl_nchw_to_nhwc(float *dst, const float *src, int n, int c, int h, int w);
+void cl_nhwc_to_nchw(float *dst, const float *src, int n, int c, int h, int w);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,191 @@
+/* model.h: libcnnlab's internal structures: tensors, nodes, the op table and the
+ * per-thread execution context that every op's forward and backward receive.
+ *
+ * A model is a flat array of nodes in execution order. Each node is one op kind
+ * (an entry of the op table, one source file per op under src/ops/), its input and
+ * output tensor ids, its hyper-parameters, and offsets into buffers planned once
+ * by cl_model_compile(). Every thread runs every node on its own slice [n0, n1)
+ * of the batch; ops that need the whole batch (BatchNorm) meet at a barrier. */
+#ifndef CNNLAB_MODEL_H
+#define CNNLAB_MODEL_H
+
+#include "cnnlab.h"
+
+#define CL_MAX_INPUTS 8
+#define CL_MAX_NODES 100000
+#define CL_NAME_MAX 48
+#define CL_MAX_OP_TENSORS 5
+
+typedef struct cl_op cl_op;
+
+/* Hyper-parameters of one node; which member is used depends on its op. */
+typedef union {
+    cl_conv2d_args conv; /* conv2d, maxpool2d, avgpool2d */
+    cl_norm_args norm;
+    struct {
+        cl_act_kind kind;
+        float slope;
+    } act;
+    float p; /* dropout probability */
+    struct {
+        int out;
+        bool no_bias;
+    } linear;
+} cl_node_args;
+
+typedef struct {
+    const cl_op *op;
+    int in[CL_MAX_INPUTS];
+    int nin;
+    int out;
+    cl_node_args a;
+    int line;
+    int64_t macs;           /* per sample */
+    size_t param_off, nparams;   /* into params and grads (trainable) */
+    size_t buffer_off, nbuffers; /* into buffers (running statistics) */
+    size_t saved_off, nsaved;    /* per-sample saved state, [max_batch][nsaved] */
+    size_t batch_saved_off, nbatch_saved; /* per-batch saved state */
+    size_t nscratch;        /* floats of per-thread scratch this node needs */
+    size_t nteam;           /* doubles of team scratch (per thread) for reductions */
+} cl_node;
+
+typedef struct {
+    cl_shape shape;
+    size_t size;    /* c*h*w */
+    size_t off;     /* into act and dact: [max_batch][size] */
+    int producer;   /* node index, -1 for the input */
+    int64_t rf_h, rf_w, jump_h, jump_w, start; /* receptive field bookkeeping */
+    char name[CL_NAME_MAX];
+} cl_tensor;
+
+/* How a stored parameter tensor maps to PyTorch's layout. */
+typedef enum {
+    CL_LAYOUT_PLAIN,       /* identical */
+    CL_LAYOUT_CONV_WEIGHT, /* stored [g][kh][kw][C/g][K/g], PyTorch [K][C/g][kh][kw] */
+    CL_LAYOUT_TRANSPOSED,  /* stored [in][out], PyTorch [out][in] */
+} cl_layout;
+
+typedef struct {
+    const char *attr; /* "weight", "bias", "running_mean", ... */
+    int ndim;
+    int64_t dims[4];
+    bool trainable;   /* in params (true) or buffers (false) */
+    size_t off;       /* from the node's param_off or buffer_off */
+    cl_layout layout;
+    int groups;       /* CL_LAYOUT_CONV_WEIGHT */
+} cl_op_tensor;
+
+/* What one thread sees while it runs a pass. */
+typedef struct {
+    cl_model *m;
+    int tid, nthreads;
+    int n0, n1; /* this thread's samples */
+    int n;      /* samples in the whole batch */
+    bool train;
+    float *grads;   /* this thread's parameter-gradient accumulator */
+    float *scratch; /* this thread's scratch */
+} cl_exec;
+
+struct cl_op {
+    const char *name;       /* model-file and summary name: "conv2d" */
+    const char *torch_name; /* "Conv2d" */
+    enum { CL_RF_SAME, CL_RF_WINDOW, CL_RF_GLOBAL } rf;
+    /* Check the node's arguments against its input shapes and set *out. On error
+     * calls cl_fail() and returns its status. */
+    cl_status (*infer_shape)(cl_model *m, cl_node *n, cl_shape *out);
+    /* Fill nparams, nbuffers, nsaved, nbatch_saved, nscratch, nteam and macs. */
+    void (*sizes)(const cl_model *m, cl_node *n);
+    /* Describe the node's PyTorch tensors; returns how many. NULL: none. */
+    int (*tensors)(const cl_model *m, const cl_node *n, cl_op_tensor *t);
+    /* Initialise parameters and buffers as torch.nn does. NULL: none. */
+    void (*init)(cl_model *m, const cl_node *n, float *params, float *buffers);
+    void (*forward)(const cl_exec *e, const cl_node *n);
+    void (*backward)(const cl_exec *e, const cl_node *n);
+};
+
+struct cl_model {
+    cl_node *nodes;
+    int nnodes, cap_nodes;
+    cl_tensor *tensors;
+    int ntensors, cap_tensors;
+    char err[512];
+    char err_field[32];
+    int line;
+
+    bool compiled;
+    cl_compile_args args;
+    int nthreads;
+    uint64_t rng_state[4];
+    size_t nparams, nbuffers, act_size, saved_size, batch_saved_size, scratch_size, team_size;
+    float *params, *grads, *buffers;
+    float *act, *dact;        /* every tensor's activations and their gradients */
+    float *saved, *batch_saved;
+    float *thread_grads;      /* (nthreads-1) extra gradient accumulators */
+    float *scratch;           /* nthreads * scratch_size */
+    double *team;             /* nthreads * team_size, for cross-thread reductions */
+    int cur_n;
+    bool cur_train;
+    uint64_t dropout_step;    /* counts training forwards; keys the dropout masks */
+};
+
+/* Record an error message (and the option it is about, or NULL) and return code. */
+cl_status cl_fail(cl_model *m, cl_status code, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Pointers to this thread's slice of a tensor's activations and gradients. */
+static inline float *cl_act(const cl_exec *e, int t) {
+    const cl_tensor *x = &e->m->tensors[t];
+    return e->m->act + x->off + (size_t)e->n0 * x->size;
+}
+static inline float *cl_dact(const cl_exec *e, int t) {
+    const cl_tensor *x = &e->m->tensors[t];
+    return e->m->dact + x->off + (size_t)e->n0 * x->size;
+}
+/* The gradient to accumulate into input t, or NULL when nobody needs it (the
+ * model's input when input_grad is off). */
+static inline float *cl_dinp(const cl_exec *e, int t) {
+    if (t == 0 && !e->m->args.input_grad) return NULL;
+    return cl_dact(e, t);
+}
+static inline const cl_shape *cl_in_shape(const cl_model *m, const cl_node *n, int k) {
+    return &m->tensors[n->in[k]].shape;
+}
+static inline const cl_shape *cl_out_shape(const cl_model *m, const cl_node *n) {
+    return &m->tensors[n->out].shape;
+}
+static inline float *cl_node_saved(const cl_exec *e, const cl_node *n) {
+    return e->m->saved + n->saved_off + (size_t)e->n0 * n->nsaved;
+}
+
+/* Team helpers: a barrier over the threads of the current pass, and this thread's
+ * slot of the team reduction scratch. */
+void cl_barrier(void);
+static inline double *cl_team_slot(const cl_exec *e, int tid) {
+    return e->m->team + (size_t)tid * e->m->team_size;
+}
+
+/* Random numbers (src/rng.c). */
+void cl_rng_seed(uint64_t s[4], uint64_t seed);
+uint64_t cl_rng_next(uint64_t s[4]);
+float cl_rng_uniform(uint64_t s[4]); /* [0, 1) */
+/* A keyed hash of a counter: dropout masks independent of the thread split. */
+static inline uint32_t cl_hash32(uint32_t key, uint32_t counter) {
+    uint32_t x = counter * 0x9E3779B1u ^ key;
+    x ^= x >> 16;
+    x *= 0x7feb352du;
+    x ^= x >> 15;
+    x *= 0x846ca68bu;
+    x ^= x >> 16;
+    return x;
+}
+
+/* Shared helpers for the ops. */
+int cl_conv_out_size(int in, int k, int stride, int pad, int dilation);
+void cl_init_uniform(cl_model *m, float *p, size_t n, float bound);
+
+/* The op table (src/ops/). */
+extern const cl_op cl_op_conv2d, cl_op_maxpool2d, cl_op_avgpool2d, cl_op_global_avgpool,
+    cl_op_batchnorm2d, cl_op_groupnorm, cl_op_layernorm, cl_op_activation, cl_op_dropout,
+    cl_op_add, cl_op_concat, cl_op_flatten, cl_op_linear;
+
+#endif
