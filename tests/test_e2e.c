@@ -1,0 +1,176 @@
+/* test_e2e.c: a small residual conv/BN/ReLU network end to end against PyTorch
+ * (tests/ref/e2e.bin, computed in float64): the loss and every parameter gradient at
+ * step 0, then the losses of 10 SGD steps (momentum, weight decay) on one batch in
+ * train mode and the BatchNorm running statistics after the 11 forwards. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cnnlab.h"
+#include "harness.h"
+
+#define FIXTURE "tests/ref/e2e.bin"
+#define STEPS 10
+
+/* Forward in train mode, cross entropy, and (when d is not NULL) dlogits into d. */
+static bool loss_of(cl_model *m, const float *x, const int32_t *labels, int n, int k, float *d,
+                    double *loss) {
+    const float *y = cl_model_forward(m, x, n, true);
+    if (!y) {
+        t_fail("forward: %s", cl_model_error(m));
+        return false;
+    }
+    *loss = cl_cross_entropy(y, labels, n, k, 0.0f, d);
+    return true;
+}
+
+static void run_case(const fx_case *c) {
+    double atol, rtol, latol, lrtol, aatol, artol;
+    fx_tol(c, "tol", &atol, &rtol);
+    fx_tol(c, "tol.losses", &latol, &lrtol);
+    fx_tol(c, "tol.after", &aatol, &artol);
+    const fx_tensor *x = fx_need(c, "x"), *labels = fx_need(c, "labels"),
+                    *loss0 = fx_need(c, "loss0"), *sgd = fx_need(c, "sgd"),
+                    *losses = fx_need(c, "losses");
+    if (!x || !labels || !loss0 || !sgd || !losses) return;
+    if (x->ndim != 4 || labels->numel != (size_t)x->dims[0] || sgd->numel != 3 ||
+        losses->numel != STEPS + 1) {
+        t_fail("fixture case %s is malformed", c->name);
+        return;
+    }
+    int n = (int)x->dims[0];
+    char err[512];
+    cl_model *m = cl_parse_model(c->model_text, c->model_len, c->name, NULL, err, sizeof err);
+    if (!m) {
+        t_fail("parse: %s", err);
+        return;
+    }
+    cl_shape os = cl_model_shape(m, cl_model_output(m));
+    int k = os.c;
+    float *xin = NULL, *d = NULL;
+    int32_t *lab = xmalloc((size_t)n * sizeof *lab);
+    for (int i = 0; i < n; i++) lab[i] = (int32_t)labels->data[i];
+    cl_optimizer *opt = NULL;
+    if (os.h != 1 || os.w != 1) {
+        t_fail("model output is %dx%dx%d, not Kx1x1", os.c, os.h, os.w);
+        goto done;
+    }
+    cl_status st = cl_model_compile(m, (cl_compile_args){.max_batch = n, .threads = 2, .seed = 1});
+    if (st != CL_OK) {
+        t_fail("compile: %s", cl_model_error(m));
+        goto done;
+    }
+    int nstate = 0;
+    for (int t = 0; t < c->ntensors; t++) {
+        const fx_tensor *ft = &c->tensors[t];
+        if (!fx_is_state(ft)) continue;
+        nstate++;
+        int i = cl_model_find_tensor(m, ft->name);
+        if (i < 0 || (size_t)cl_model_tensor(m, i).numel != ft->numel)
+            t_fail("fixture tensor %s is missing from the model or has another size", ft->name);
+        else if (cl_model_set_tensor(m, i, ft->data) != CL_OK)
+            t_fail("cl_model_set_tensor(%s) failed", ft->name);
+    }
+    if (nstate != cl_model_tensor_count(m))
+        t_fail("PyTorch has %d state_dict tensors, the model %d", nstate, cl_model_tensor_count(m));
+
+    /* Step 0: loss and gradients. */
+    xin = fx_to_nhwc(x);
+    d = xmalloc((size_t)n * (size_t)k * sizeof *d);
+    float got[STEPS + 1];
+    double loss;
+    cl_model_zero_grad(m);
+    if (!loss_of(m, xin, lab, n, k, d, &loss)) goto done;
+    got[0] = (float)loss;
+    check_close("loss0", got, loss0->data, 1, atol, rtol);
+    if ((st = cl_model_backward(m, d)) != CL_OK) {
+        t_fail("backward: status %d: %s", (int)st, cl_model_error(m));
+        goto done;
+    }
+    int ngrad = 0;
+    for (int t = 0; t < c->ntensors; t++) {
+        const fx_tensor *ft = &c->tensors[t];
+        if (strncmp(ft->name, "grad.", 5) != 0) continue;
+        ngrad++;
+        int i = cl_model_find_tensor(m, ft->name + 5);
+        if (i < 0 || (size_t)cl_model_tensor(m, i).numel != ft->numel) {
+            t_fail("%s: no such model tensor or another size", ft->name);
+            continue;
+        }
+        float *g = xmalloc(ft->numel * sizeof *g);
+        if (cl_model_get_tensor_grad(m, i, g) != CL_OK)
+            t_fail("reading %s failed", ft->name);
+        else
+            check_close(ft->name, g, ft->data, ft->numel, atol, rtol);
+        free(g);
+    }
+    if (ngrad == 0) t_fail("fixture has no gradients");
+
+    /* SGD: step, then zero_grad, forward, loss, backward, for 10 steps. */
+    t_begin("e2e/%s sgd losses", c->name);
+    float lr = sgd->data[0];
+    opt = cl_optimizer_new(m, (cl_optim_args){.kind = CL_OPT_SGD, .lr = lr,
+                                              .momentum = sgd->data[1],
+                                              .weight_decay = sgd->data[2]});
+    if (!opt) {
+        t_fail("cl_optimizer_new failed");
+        goto done;
+    }
+    for (int s = 1; s <= STEPS; s++) {
+        cl_optimizer_step(opt, lr);
+        cl_model_zero_grad(m);
+        if (!loss_of(m, xin, lab, n, k, d, &loss)) goto done;
+        got[s] = (float)loss;
+        if (s < STEPS && (st = cl_model_backward(m, d)) != CL_OK) {
+            t_fail("backward at step %d: status %d: %s", s, (int)st, cl_model_error(m));
+            goto done;
+        }
+    }
+    if (!check_close("losses", got, losses->data, STEPS + 1, latol, lrtol)) {
+        char line[512];
+        int off = 0;
+        for (int s = 0; s <= STEPS && off < (int)sizeof line - 40; s++)
+            off += snprintf(line + off, sizeof line - (size_t)off, " %d:%.6f/%.6f", s, got[s],
+                            losses->data[s]);
+        t_fail("losses got/want:%s", line);
+    }
+    t_begin("e2e/%s running statistics after 11 forwards", c->name);
+    for (int t = 0; t < c->ntensors; t++) {
+        const fx_tensor *ft = &c->tensors[t];
+        if (strncmp(ft->name, "after.", 6) != 0) continue;
+        int i = cl_model_find_tensor(m, ft->name + 6);
+        if (i < 0 || (size_t)cl_model_tensor(m, i).numel != ft->numel) {
+            t_fail("%s: no such model tensor or another size", ft->name);
+            continue;
+        }
+        float *v = xmalloc(ft->numel * sizeof *v);
+        if (cl_model_get_tensor(m, i, v) != CL_OK)
+            t_fail("reading %s failed", ft->name);
+        else
+            check_close(ft->name, v, ft->data, ft->numel, aatol, artol);
+        free(v);
+    }
+done:
+    if (opt) cl_optimizer_free(opt);
+    free(xin);
+    free(d);
+    free(lab);
+    cl_model_free(m);
+}
+
+int main(void) {
+    char err[512];
+    fx_file *f = fx_load(FIXTURE, err, sizeof err);
+    if (!f) {
+        t_fail("%s", err);
+        return t_finish();
+    }
+    for (int i = 0; i < f->ncases; i++) {
+        t_begin("e2e/%s loss0 and gradients", f->cases[i].name);
+        run_case(&f->cases[i]);
+        t_end();
+    }
+    fx_free(f);
+    return t_finish();
+}
