@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -48,8 +49,9 @@ typedef struct cl_model cl_model;
 
 /* Convolution and pooling geometry. Zero means the PyTorch default:
  * stride 1 (pooling: stride = kernel), dilation 1, groups 1. Kernel, stride,
- * padding and dilation have a height and a width; set the _w field to 0 to use
- * the height value for both (a square kernel). */
+ * padding and dilation have a height and a width. kernel_w, stride_w and
+ * dilation_w of 0 take the _h value (a square kernel); padding is always given as
+ * both pad_h and pad_w, since 0 is a valid padding. */
 typedef struct {
     int out_channels; /* conv only */
     int kernel_h, kernel_w;
@@ -136,8 +138,8 @@ int64_t cl_model_param_count(const cl_model *m);  /* trainable */
 int64_t cl_model_buffer_count(const cl_model *m); /* non-trainable */
 
 /* Write the torchsummary-style table (layers, output shapes, parameters, receptive
- * fields, MACs, activation memory) to f (a FILE *). */
-void cl_model_print_summary(const cl_model *m, void *f);
+ * fields, MACs, activation memory) to f. title names the model (or NULL). */
+void cl_model_print_summary(const cl_model *m, const char *title, FILE *f);
 
 /* ---- compiling and running ----------------------------------------------- */
 

@@ -206,7 +206,6 @@ static cl_status check_geometry(cl_model *m, cl_conv2d_args *a, bool pool) {
     }
     if (a->stride_h == 0) a->stride_h = 1;
     if (a->stride_w == 0) a->stride_w = a->stride_h;
-    if (a->pad_w == 0) a->pad_w = a->pad_h;
     if (a->dilation_h == 0) a->dilation_h = 1;
     if (a->dilation_w == 0) a->dilation_w = a->dilation_h;
     if (a->groups == 0) a->groups = 1;
@@ -271,7 +270,10 @@ int cl_activation(cl_model *m, int x, cl_act_kind kind, float negative_slope) {
         return -1;
     }
     cl_node_args a = {.act = {kind, negative_slope}};
-    return add_node(m, &cl_op_activation, &x, 1, a);
+    const cl_op *op = kind == CL_ACT_RELU         ? &cl_op_relu
+                      : kind == CL_ACT_LEAKY_RELU ? &cl_op_leaky_relu
+                                                  : &cl_op_gelu;
+    return add_node(m, op, &x, 1, a);
 }
 
 int cl_dropout(cl_model *m, int x, float p) {
@@ -647,10 +649,10 @@ static size_t stored_index(const cl_op_tensor *t, size_t j) {
         return (((g * R + r) * S + s) * Cg + c) * Kg + kk;
     }
     case CL_LAYOUT_TRANSPOSED: {
-        size_t O = (size_t)t->dims[0], I = (size_t)t->dims[1];
-        size_t o = j / I, i = j % I;
-        (void)O;
-        return i * O + o;
+        /* PyTorch [O][rest...] -> stored [rest...][O] */
+        size_t O = (size_t)t->dims[0], I = 1;
+        for (int d = 1; d < t->ndim; d++) I *= (size_t)t->dims[d];
+        return (j % I) * O + j / I;
     }
     default: return j;
     }

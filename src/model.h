@@ -12,7 +12,7 @@
 #include "cnnlab.h"
 
 #define CL_MAX_INPUTS 8
-#define CL_MAX_NODES 100000
+#define CL_MAX_NODES 20000
 #define CL_NAME_MAX 48
 #define CL_MAX_OP_TENSORS 5
 
@@ -62,7 +62,7 @@ typedef struct {
 typedef enum {
     CL_LAYOUT_PLAIN,       /* identical */
     CL_LAYOUT_CONV_WEIGHT, /* stored [g][kh][kw][C/g][K/g], PyTorch [K][C/g][kh][kw] */
-    CL_LAYOUT_TRANSPOSED,  /* stored [in][out], PyTorch [out][in] */
+    CL_LAYOUT_TRANSPOSED,  /* stored [rest][out], PyTorch [out][rest] (rest: the other dims) */
 } cl_layout;
 
 typedef struct {
@@ -185,7 +185,8 @@ void cl_init_uniform(cl_model *m, float *p, size_t n, float bound);
 
 /* The op table (src/ops/). */
 extern const cl_op cl_op_conv2d, cl_op_maxpool2d, cl_op_avgpool2d, cl_op_global_avgpool,
-    cl_op_batchnorm2d, cl_op_groupnorm, cl_op_layernorm, cl_op_activation, cl_op_dropout,
+    cl_op_batchnorm2d, cl_op_groupnorm, cl_op_layernorm, cl_op_relu, cl_op_leaky_relu,
+    cl_op_gelu, cl_op_dropout,
     cl_op_add, cl_op_concat, cl_op_flatten, cl_op_linear;
 
 #endif

@@ -1,0 +1,80 @@
+/* main.c: the cnnlab program: dispatches to a subcommand. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+void cli_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("cnnlab: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+bool cli_parse_shape(const char *s, cl_shape *out) {
+    char *end;
+    long v[3];
+    for (int i = 0; i < 3; i++) {
+        errno = 0;
+        v[i] = strtol(s, &end, 10);
+        if (end == s || errno || v[i] < 1 || v[i] > 65536) return false;
+        if (i < 2 && *end != 'x') return false;
+        s = end + (i < 2);
+    }
+    if (*end) return false;
+    *out = (cl_shape){(int)v[0], (int)v[1], (int)v[2]};
+    return true;
+}
+
+bool cli_parse_count(const char *s, long long *out) {
+    long long v = 0;
+    int digits = 0;
+    for (; *s; s++) {
+        if (*s == '_' || *s == ',') continue;
+        if (*s < '0' || *s > '9' || v > (1LL << 50)) return false;
+        v = v * 10 + (*s - '0');
+        digits++;
+    }
+    if (!digits) return false;
+    *out = v;
+    return true;
+}
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: cnnlab COMMAND [ARGS]\n"
+            "\n"
+            "commands:\n"
+            "  summary MODEL [--input CxHxW] [--max-params N]\n"
+            "        layers, output shapes, parameters, receptive fields, MACs and memory;\n"
+            "        with --max-params, exit 1 if the model has more trainable parameters\n"
+            "  version\n"
+            "        print the version\n"
+            "\n"
+            "Model files are described in docs/model-format.md; see README.md.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "summary")) return cmd_summary(argc - 1, argv + 1);
+    if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
+        printf("cnnlab %s\n", CNNLAB_VERSION);
+        return 0;
+    }
+    if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
+        usage(stdout);
+        return 0;
+    }
+    cli_error("unknown command '%s'", cmd);
+    usage(stderr);
+    return EXIT_USAGE;
+}

@@ -1,0 +1,88 @@
+/* activation.c: element-wise activations: ReLU, LeakyReLU (torch.nn.LeakyReLU,
+ * negative_slope) and GELU (torch.nn.GELU, the exact erf form). Three op-table
+ * entries share one pair of kernels; the node's kind picks the function. */
+#include <math.h>
+
+#include "model.h"
+
+/* out[i] = f(inp[i]) for i < count */
+static void activation_forward(float *restrict out, const float *restrict inp, size_t count,
+                               cl_act_kind kind, float slope) {
+    switch (kind) {
+    case CL_ACT_RELU:
+        for (size_t i = 0; i < count; i++) out[i] = inp[i] > 0 ? inp[i] : 0.0f;
+        break;
+    case CL_ACT_LEAKY_RELU:
+        for (size_t i = 0; i < count; i++) out[i] = inp[i] > 0 ? inp[i] : inp[i] * slope;
+        break;
+    case CL_ACT_GELU:
+        for (size_t i = 0; i < count; i++)
+            out[i] = 0.5f * inp[i] * (1.0f + erff(inp[i] * (float)M_SQRT1_2));
+        break;
+    default: break;
+    }
+}
+
+/* dinp[i] += dout[i] * f'(inp[i]) */
+static void activation_backward(float *restrict dinp, const float *restrict dout,
+                                const float *restrict inp, size_t count, cl_act_kind kind,
+                                float slope) {
+    switch (kind) {
+    case CL_ACT_RELU:
+        for (size_t i = 0; i < count; i++) dinp[i] += inp[i] > 0 ? dout[i] : 0.0f;
+        break;
+    case CL_ACT_LEAKY_RELU:
+        for (size_t i = 0; i < count; i++) dinp[i] += inp[i] > 0 ? dout[i] : dout[i] * slope;
+        break;
+    case CL_ACT_GELU: {
+        const float inv_sqrt_2pi = 0.3989422804014327f;
+        for (size_t i = 0; i < count; i++) {
+            float x = inp[i];
+            float cdf = 0.5f * (1.0f + erff(x * (float)M_SQRT1_2));
+            float pdf = inv_sqrt_2pi * expf(-0.5f * x * x);
+            dinp[i] += dout[i] * (cdf + x * pdf);
+        }
+        break;
+    }
+    default: break;
+    }
+}
+
+static cl_status infer_shape(cl_model *m, cl_node *n, cl_shape *out) {
+    *out = *cl_in_shape(m, n, 0);
+    return CL_OK;
+}
+
+static void sizes(const cl_model *m, cl_node *n) {
+    (void)m;
+    (void)n;
+}
+
+static void forward(const cl_exec *e, const cl_node *n) {
+    size_t count = (size_t)(e->n1 - e->n0) * e->m->tensors[n->out].size;
+    activation_forward(cl_act(e, n->out), cl_act(e, n->in[0]), count, n->a.act.kind,
+                       n->a.act.slope);
+}
+
+static void backward(const cl_exec *e, const cl_node *n) {
+    float *dinp = cl_dinp(e, n->in[0]);
+    if (!dinp) return;
+    size_t count = (size_t)(e->n1 - e->n0) * e->m->tensors[n->out].size;
+    activation_backward(dinp, cl_dact(e, n->out), cl_act(e, n->in[0]), count, n->a.act.kind,
+                        n->a.act.slope);
+}
+
+#define ACTIVATION_OP(var, op_name, torch)                                                      \
+    const cl_op var = {                                                                         \
+        .name = op_name,                                                                        \
+        .torch_name = torch,                                                                    \
+        .rf = CL_RF_SAME,                                                                       \
+        .infer_shape = infer_shape,                                                             \
+        .sizes = sizes,                                                                         \
+        .forward = forward,                                                                     \
+        .backward = backward,                                                                   \
+    }
+
+ACTIVATION_OP(cl_op_relu, "relu", "ReLU");
+ACTIVATION_OP(cl_op_leaky_relu, "leakyrelu", "LeakyReLU");
+ACTIVATION_OP(cl_op_gelu, "gelu", "GELU");

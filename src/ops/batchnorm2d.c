@@ -1,0 +1,198 @@
+/* batchnorm2d.c: torch.nn.BatchNorm2d over channels-last activations.
+ *
+ * Training normalises with the statistics of the whole batch (biased variance) and
+ * updates running_mean and running_var (unbiased) with momentum; evaluation uses the
+ * running statistics. Threads hold slices of the batch, so per-channel sums are
+ * made per thread, combined at a barrier in thread order (deterministic), and every
+ * thread then applies the same scale and shift. */
+#include <math.h>
+#include <string.h>
+
+#include "model.h"
+
+/* sums[0..C) += sum of x, sums[C..2C) += sum of x^2 over inp [M][C] */
+static void batchnorm_stats(double *restrict sums, const float *restrict inp, size_t M, int C) {
+    for (size_t p = 0; p < M; p++) {
+        const float *x = inp + p * C;
+        for (int c = 0; c < C; c++) {
+            sums[c] += x[c];
+            sums[C + c] += (double)x[c] * x[c];
+        }
+    }
+}
+
+/* out[M][C] = inp * scale[c] + shift[c] */
+static void channel_affine(float *restrict out, const float *restrict inp,
+                           const float *restrict scale, const float *restrict shift, size_t M,
+                           int C) {
+    for (size_t p = 0; p < M; p++)
+        for (int c = 0; c < C; c++) out[p * C + c] = inp[p * C + c] * scale[c] + shift[c];
+}
+
+/* Backward sums over [M][C]: sums[c] += dy, sums[C + c] += dy * xhat with
+ * xhat = (x - mean[c]) * invstd[c]. */
+static void batchnorm_backward_sums(double *restrict sums, const float *restrict dout,
+                                    const float *restrict inp, const float *restrict mean,
+                                    const float *restrict invstd, size_t M, int C) {
+    for (size_t p = 0; p < M; p++)
+        for (int c = 0; c < C; c++) {
+            float dy = dout[p * C + c];
+            sums[c] += dy;
+            sums[C + c] += (double)dy * ((inp[p * C + c] - mean[c]) * invstd[c]);
+        }
+}
+
+/* dinp[M][C] += gamma*invstd * (dy - k1[c] - xhat*k2[c]), with k1 = mean of dy and
+ * k2 = mean of dy*xhat over the batch (both 0 in eval mode). */
+static void batchnorm_backward_input(float *restrict dinp, const float *restrict dout,
+                                     const float *restrict inp, const float *restrict mean,
+                                     const float *restrict invstd, const float *restrict gamma,
+                                     const float *restrict k1, const float *restrict k2, size_t M,
+                                     int C) {
+    for (size_t p = 0; p < M; p++)
+        for (int c = 0; c < C; c++) {
+            float xhat = (inp[p * C + c] - mean[c]) * invstd[c];
+            dinp[p * C + c] += gamma[c] * invstd[c] * (dout[p * C + c] - k1[c] - xhat * k2[c]);
+        }
+}
+
+static cl_status infer_shape(cl_model *m, cl_node *n, cl_shape *out) {
+    *out = *cl_in_shape(m, n, 0);
+    return CL_OK;
+}
+
+static void sizes(const cl_model *m, cl_node *n) {
+    size_t C = (size_t)cl_in_shape(m, n, 0)->c;
+    n->nparams = 2 * C;
+    n->nbuffers = 2 * C + 1;
+    n->nbatch_saved = 2 * C; /* mean, invstd of the last forward */
+    n->nscratch = 4 * C;     /* scale, shift (forward); k1, k2 (backward) */
+    n->nteam = 4 * C;        /* per thread: partial sums, then the combined sums */
+}
+
+static int tensors(const cl_model *m, const cl_node *n, cl_op_tensor *t) {
+    int64_t C = cl_in_shape(m, n, 0)->c;
+    t[0] = (cl_op_tensor){"weight", 1, {C}, true, 0, CL_LAYOUT_PLAIN, 1};
+    t[1] = (cl_op_tensor){"bias", 1, {C}, true, (size_t)C, CL_LAYOUT_PLAIN, 1};
+    t[2] = (cl_op_tensor){"running_mean", 1, {C}, false, 0, CL_LAYOUT_PLAIN, 1};
+    t[3] = (cl_op_tensor){"running_var", 1, {C}, false, (size_t)C, CL_LAYOUT_PLAIN, 1};
+    t[4] = (cl_op_tensor){"num_batches_tracked", 0, {0}, false, 2 * (size_t)C, CL_LAYOUT_PLAIN, 1};
+    return 5;
+}
+
+static void init(cl_model *m, const cl_node *n, float *params, float *buffers) {
+    int C = cl_in_shape(m, n, 0)->c;
+    for (int c = 0; c < C; c++) {
+        params[c] = 1.0f;
+        params[C + c] = 0.0f;
+        buffers[c] = 0.0f;
+        buffers[C + c] = 1.0f;
+    }
+    buffers[2 * C] = 0.0f;
+}
+
+/* Sum the threads' partial sums (the first half of each slot) in thread order into
+ * the second half of this thread's own slot, and return it. */
+static const double *combine(const cl_exec *e, int C) {
+    double *sums = cl_team_slot(e, e->tid) + 2 * C;
+    memset(sums, 0, 2 * (size_t)C * sizeof(double));
+    for (int t = 0; t < e->nthreads; t++) {
+        const double *slot = cl_team_slot(e, t);
+        for (int i = 0; i < 2 * C; i++) sums[i] += slot[i];
+    }
+    return sums;
+}
+
+static void forward(const cl_exec *e, const cl_node *n) {
+    cl_model *m = e->m;
+    const cl_shape *s = cl_in_shape(m, n, 0);
+    const int C = s->c;
+    const size_t HW = (size_t)s->h * s->w, M = (size_t)(e->n1 - e->n0) * HW;
+    const float *gamma = m->params + n->param_off, *beta = gamma + C;
+    float *running = m->buffers + n->buffer_off;
+    float *mean = m->batch_saved + n->batch_saved_off, *invstd = mean + C;
+    float *scale = e->scratch, *shift = scale + C;
+    const float *inp = cl_act(e, n->in[0]);
+    if (e->train) {
+        double *slot = cl_team_slot(e, e->tid);
+        memset(slot, 0, 2 * (size_t)C * sizeof(double));
+        batchnorm_stats(slot, inp, M, C);
+        cl_barrier();
+        const double *sums = combine(e, C);
+        cl_barrier(); /* slots are free again for the next layer */
+        double total = (double)e->n * HW;
+        for (int c = 0; c < C; c++) {
+            double mu = sums[c] / total;
+            double var = sums[C + c] / total - mu * mu;
+            if (var < 0) var = 0;
+            float is = (float)(1.0 / sqrt(var + n->a.norm.eps));
+            scale[c] = gamma[c] * is;
+            shift[c] = beta[c] - (float)mu * scale[c];
+            if (e->tid == 0) {
+                float mom = n->a.norm.momentum;
+                double unbiased = total > 1 ? var * total / (total - 1) : var;
+                mean[c] = (float)mu;
+                invstd[c] = is;
+                running[c] = (1 - mom) * running[c] + mom * (float)mu;
+                running[C + c] = (1 - mom) * running[C + c] + mom * (float)unbiased;
+            }
+        }
+        if (e->tid == 0) running[2 * C] += 1.0f;
+    } else {
+        for (int c = 0; c < C; c++) {
+            float is = 1.0f / sqrtf(running[C + c] + n->a.norm.eps);
+            scale[c] = gamma[c] * is;
+            shift[c] = beta[c] - running[c] * scale[c];
+            if (e->tid == 0) {
+                mean[c] = running[c];
+                invstd[c] = is;
+            }
+        }
+    }
+    channel_affine(cl_act(e, n->out), inp, scale, shift, M, C);
+}
+
+static void backward(const cl_exec *e, const cl_node *n) {
+    cl_model *m = e->m;
+    const cl_shape *s = cl_in_shape(m, n, 0);
+    const int C = s->c;
+    const size_t HW = (size_t)s->h * s->w, M = (size_t)(e->n1 - e->n0) * HW;
+    const float *gamma = m->params + n->param_off;
+    const float *mean = m->batch_saved + n->batch_saved_off, *invstd = mean + C;
+    const float *inp = cl_act(e, n->in[0]), *dout = cl_dact(e, n->out);
+    float *dgamma = e->grads + n->param_off, *dbeta = dgamma + C;
+    float *k1 = e->scratch, *k2 = k1 + C;
+    double *slot = cl_team_slot(e, e->tid);
+    memset(slot, 0, 2 * (size_t)C * sizeof(double));
+    batchnorm_backward_sums(slot, dout, inp, mean, invstd, M, C);
+    for (int c = 0; c < C; c++) {
+        dbeta[c] += (float)slot[c];
+        dgamma[c] += (float)slot[C + c];
+    }
+    float *dinp = cl_dinp(e, n->in[0]);
+    if (e->train) {
+        cl_barrier();
+        const double *sums = combine(e, C);
+        cl_barrier();
+        double total = (double)e->n * HW;
+        for (int c = 0; c < C; c++) {
+            k1[c] = (float)(sums[c] / total);
+            k2[c] = (float)(sums[C + c] / total);
+        }
+    } else {
+        for (int c = 0; c < C; c++) k1[c] = k2[c] = 0.0f;
+    }
+    if (dinp) batchnorm_backward_input(dinp, dout, inp, mean, invstd, gamma, k1, k2, M, C);
+}
+
+const cl_op cl_op_batchnorm2d = {
+    .name = "batchnorm2d",
+    .torch_name = "BatchNorm2d",
+    .rf = CL_RF_SAME,
+    .infer_shape = infer_shape,
+    .sizes = sizes,
+    .tensors = tensors,
+    .init = init,
+    .forward = forward,
+    .backward = backward,
+};

@@ -1,0 +1,186 @@
+/* conv2d.c: 2-D convolution (torch.nn.Conv2d) with any kernel size, stride, padding,
+ * dilation and groups, bias optional, over channels-last activations.
+ *
+ * Weights are stored [G][R][S][C/G][K/G] (group, kernel row, kernel column, input
+ * channel, output channel) so that the innermost loop runs over contiguous output
+ * channels of both the weights and the NHWC output: it vectorises. PyTorch's
+ * [K][C/G][R][S] layout is converted only when tensors are read or written. */
+#include <math.h>
+#include <string.h>
+
+#include "model.h"
+
+typedef struct {
+    int N, H, W, C, OH, OW, K, R, S, G;
+    int sh, sw, ph, pw, dh, dw;
+} conv_dims;
+
+static conv_dims dims_of(const cl_model *m, const cl_node *n, int N) {
+    const cl_shape *in = cl_in_shape(m, n, 0), *out = cl_out_shape(m, n);
+    const cl_conv2d_args *a = &n->a.conv;
+    return (conv_dims){N, in->h, in->w, in->c, out->h, out->w, out->c, a->kernel_h, a->kernel_w,
+                       a->groups, a->stride_h, a->stride_w, a->pad_h, a->pad_w, a->dilation_h,
+                       a->dilation_w};
+}
+
+/* out[N][OH][OW][K] = bias[K] + sum over (r, s, c) of
+ *     inp[N][oh*sh - ph + r*dh][ow*sw - pw + s*dw][g*Cg + c] * weight[g][r][s][c][k]
+ * for output channel g*Kg + k. weight [G][R][S][Cg][Kg], bias [K] or NULL. */
+static void conv2d_forward(float *restrict out, const float *restrict inp,
+                           const float *restrict weight, const float *restrict bias,
+                           const conv_dims *d) {
+    const int Cg = d->C / d->G, Kg = d->K / d->G;
+    for (int n = 0; n < d->N; n++)
+        for (int oh = 0; oh < d->OH; oh++)
+            for (int ow = 0; ow < d->OW; ow++) {
+                float *o = out + (((size_t)n * d->OH + oh) * d->OW + ow) * d->K;
+                for (int k = 0; k < d->K; k++) o[k] = bias ? bias[k] : 0.0f;
+                for (int g = 0; g < d->G; g++) {
+                    float *og = o + g * Kg;
+                    for (int r = 0; r < d->R; r++) {
+                        int ih = oh * d->sh - d->ph + r * d->dh;
+                        if (ih < 0 || ih >= d->H) continue;
+                        for (int s = 0; s < d->S; s++) {
+                            int iw = ow * d->sw - d->pw + s * d->dw;
+                            if (iw < 0 || iw >= d->W) continue;
+                            const float *ip = inp + (((size_t)n * d->H + ih) * d->W + iw) * d->C + g * Cg;
+                            const float *wp = weight + (((size_t)g * d->R + r) * d->S + s) * Cg * Kg;
+                            for (int c = 0; c < Cg; c++) {
+                                const float x = ip[c];
+                                const float *w = wp + (size_t)c * Kg;
+                                for (int k = 0; k < Kg; k++) og[k] += x * w[k];
+                            }
+                        }
+                    }
+                }
+            }
+}
+
+/* Accumulates dinp [N][H][W][C] (if not NULL), dweight [G][R][S][Cg][Kg] and dbias [K]
+ * (if not NULL) from dout [N][OH][OW][K]. */
+static void conv2d_backward(float *restrict dinp, float *restrict dweight,
+                            float *restrict dbias, const float *restrict dout,
+                            const float *restrict inp, const float *restrict weight,
+                            const conv_dims *d) {
+    const int Cg = d->C / d->G, Kg = d->K / d->G;
+    for (int n = 0; n < d->N; n++)
+        for (int oh = 0; oh < d->OH; oh++)
+            for (int ow = 0; ow < d->OW; ow++) {
+                const float *dout_p = dout + (((size_t)n * d->OH + oh) * d->OW + ow) * d->K;
+                if (dbias)
+                    for (int k = 0; k < d->K; k++) dbias[k] += dout_p[k];
+                for (int g = 0; g < d->G; g++) {
+                    const float *dog = dout_p + g * Kg;
+                    for (int r = 0; r < d->R; r++) {
+                        int ih = oh * d->sh - d->ph + r * d->dh;
+                        if (ih < 0 || ih >= d->H) continue;
+                        for (int s = 0; s < d->S; s++) {
+                            int iw = ow * d->sw - d->pw + s * d->dw;
+                            if (iw < 0 || iw >= d->W) continue;
+                            size_t ioff = (((size_t)n * d->H + ih) * d->W + iw) * d->C + g * Cg;
+                            size_t woff = (((size_t)g * d->R + r) * d->S + s) * Cg * Kg;
+                            const float *ip = inp + ioff;
+                            float *dwp = dweight + woff;
+                            for (int c = 0; c < Cg; c++) {
+                                const float x = ip[c];
+                                float *dw = dwp + (size_t)c * Kg;
+                                for (int k = 0; k < Kg; k++) dw[k] += x * dog[k];
+                            }
+                            if (dinp) {
+                                const float *wp = weight + woff;
+                                float *dip = dinp + ioff;
+                                for (int c = 0; c < Cg; c++) {
+                                    const float *w = wp + (size_t)c * Kg;
+                                    float acc = 0.0f;
+                                    for (int k = 0; k < Kg; k++) acc += dog[k] * w[k];
+                                    dip[c] += acc;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+}
+
+static cl_status infer_shape(cl_model *m, cl_node *n, cl_shape *out) {
+    const cl_shape *in = cl_in_shape(m, n, 0);
+    const cl_conv2d_args *a = &n->a.conv;
+    if (a->out_channels < 1 || a->out_channels > (1 << 16))
+        return cl_fail(m, CL_ERR_ARG, "out", "conv needs 1 to 65536 output channels, got %d",
+                       a->out_channels);
+    if (in->c % a->groups)
+        return cl_fail(m, CL_ERR_SHAPE, "groups", "groups=%d does not divide %d input channels",
+                       a->groups, in->c);
+    if (a->out_channels % a->groups)
+        return cl_fail(m, CL_ERR_SHAPE, "groups", "groups=%d does not divide %d output channels",
+                       a->groups, a->out_channels);
+    out->c = a->out_channels;
+    out->h = cl_conv_out_size(in->h, a->kernel_h, a->stride_h, a->pad_h, a->dilation_h);
+    out->w = cl_conv_out_size(in->w, a->kernel_w, a->stride_w, a->pad_w, a->dilation_w);
+    if (out->h < 1 || out->w < 1)
+        return cl_fail(m, CL_ERR_SHAPE, "k",
+                       "conv output would be %dx%dx%d from a %dx%dx%d input: the shape shrinks "
+                       "below 1x1", out->c, out->h, out->w, in->c, in->h, in->w);
+    return CL_OK;
+}
+
+static size_t weight_count(const cl_model *m, const cl_node *n) {
+    const cl_conv2d_args *a = &n->a.conv;
+    return (size_t)a->out_channels * (size_t)(cl_in_shape(m, n, 0)->c / a->groups) *
+           (size_t)a->kernel_h * (size_t)a->kernel_w;
+}
+
+static void sizes(const cl_model *m, cl_node *n) {
+    const cl_shape *out = cl_out_shape(m, n);
+    size_t wc = weight_count(m, n);
+    n->nparams = wc + (n->a.conv.no_bias ? 0 : (size_t)n->a.conv.out_channels);
+    n->macs = (int64_t)out->h * out->w * (int64_t)wc;
+}
+
+static int tensors(const cl_model *m, const cl_node *n, cl_op_tensor *t) {
+    const cl_conv2d_args *a = &n->a.conv;
+    int Cg = cl_in_shape(m, n, 0)->c / a->groups;
+    t[0] = (cl_op_tensor){"weight", 4, {a->out_channels, Cg, a->kernel_h, a->kernel_w}, true, 0,
+                          CL_LAYOUT_CONV_WEIGHT, a->groups};
+    if (a->no_bias) return 1;
+    t[1] = (cl_op_tensor){"bias", 1, {a->out_channels}, true, weight_count(m, n), CL_LAYOUT_PLAIN, 1};
+    return 2;
+}
+
+/* kaiming_uniform_(a=sqrt(5)) for the weight and U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for
+ * the bias, as nn.Conv2d.reset_parameters() does: both bounds are 1/sqrt(fan_in). */
+static void init(cl_model *m, const cl_node *n, float *params, float *buffers) {
+    (void)buffers;
+    const cl_conv2d_args *a = &n->a.conv;
+    size_t wc = weight_count(m, n);
+    float bound = 1.0f / sqrtf((float)(wc / (size_t)a->out_channels));
+    cl_init_uniform(m, params, wc, bound);
+    if (!a->no_bias) cl_init_uniform(m, params + wc, (size_t)a->out_channels, bound);
+}
+
+static void forward(const cl_exec *e, const cl_node *n) {
+    conv_dims d = dims_of(e->m, n, e->n1 - e->n0);
+    const float *w = e->m->params + n->param_off;
+    const float *b = n->a.conv.no_bias ? NULL : w + weight_count(e->m, n);
+    conv2d_forward(cl_act(e, n->out), cl_act(e, n->in[0]), w, b, &d);
+}
+
+static void backward(const cl_exec *e, const cl_node *n) {
+    conv_dims d = dims_of(e->m, n, e->n1 - e->n0);
+    size_t wc = weight_count(e->m, n);
+    float *dw = e->grads + n->param_off;
+    conv2d_backward(cl_dinp(e, n->in[0]), dw, n->a.conv.no_bias ? NULL : dw + wc,
+                    cl_dact(e, n->out), cl_act(e, n->in[0]), e->m->params + n->param_off, &d);
+}
+
+const cl_op cl_op_conv2d = {
+    .name = "conv2d",
+    .torch_name = "Conv2d",
+    .rf = CL_RF_WINDOW,
+    .infer_shape = infer_shape,
+    .sizes = sizes,
+    .tensors = tensors,
+    .init = init,
+    .forward = forward,
+    .backward = backward,
+};

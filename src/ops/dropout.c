@@ -1,0 +1,75 @@
+/* dropout.c: inverted dropout (torch.nn.Dropout): in training each element is zeroed
+ * with probability p and the rest scaled by 1/(1-p); in evaluation it is the identity.
+ *
+ * The mask is never stored: bit i of the mask is a keyed hash of the element's index
+ * in the whole batch, keyed by the seed, the training step and the layer, so the
+ * backward recomputes it, and it does not depend on how threads split the batch. */
+#include "model.h"
+
+static uint32_t mask_key(const cl_exec *e, const cl_node *n) {
+    uint64_t seed = e->m->args.seed;
+    uint32_t k = cl_hash32((uint32_t)seed, (uint32_t)(seed >> 32));
+    k = cl_hash32(k, (uint32_t)e->m->dropout_step);
+    return cl_hash32(k, (uint32_t)(n - e->m->nodes));
+}
+
+/* out[i] = keep(first + i) ? inp[i] * scale : 0, keep(j) = hash(key, j) >= threshold */
+static void dropout_forward(float *restrict out, const float *restrict inp, size_t count,
+                            uint32_t key, uint32_t first, uint32_t threshold, float scale) {
+    for (size_t i = 0; i < count; i++)
+        out[i] = cl_hash32(key, first + (uint32_t)i) >= threshold ? inp[i] * scale : 0.0f;
+}
+
+/* dinp[i] += keep(first + i) ? dout[i] * scale : 0 */
+static void dropout_backward(float *restrict dinp, const float *restrict dout, size_t count,
+                             uint32_t key, uint32_t first, uint32_t threshold, float scale) {
+    for (size_t i = 0; i < count; i++)
+        if (cl_hash32(key, first + (uint32_t)i) >= threshold) dinp[i] += dout[i] * scale;
+}
+
+static cl_status infer_shape(cl_model *m, cl_node *n, cl_shape *out) {
+    *out = *cl_in_shape(m, n, 0);
+    return CL_OK;
+}
+
+static void sizes(const cl_model *m, cl_node *n) {
+    (void)m;
+    (void)n;
+}
+
+static uint32_t threshold_of(float p) { return (uint32_t)((double)p * 4294967296.0); }
+
+static void forward(const cl_exec *e, const cl_node *n) {
+    size_t size = e->m->tensors[n->out].size, count = (size_t)(e->n1 - e->n0) * size;
+    const float *inp = cl_act(e, n->in[0]);
+    float *out = cl_act(e, n->out);
+    if (!e->train || n->a.p == 0) {
+        for (size_t i = 0; i < count; i++) out[i] = inp[i];
+        return;
+    }
+    dropout_forward(out, inp, count, mask_key(e, n), (uint32_t)((size_t)e->n0 * size),
+                    threshold_of(n->a.p), 1.0f / (1.0f - n->a.p));
+}
+
+static void backward(const cl_exec *e, const cl_node *n) {
+    float *dinp = cl_dinp(e, n->in[0]);
+    if (!dinp) return;
+    size_t size = e->m->tensors[n->out].size, count = (size_t)(e->n1 - e->n0) * size;
+    const float *dout = cl_dact(e, n->out);
+    if (!e->train || n->a.p == 0) {
+        for (size_t i = 0; i < count; i++) dinp[i] += dout[i];
+        return;
+    }
+    dropout_backward(dinp, dout, count, mask_key(e, n), (uint32_t)((size_t)e->n0 * size),
+                     threshold_of(n->a.p), 1.0f / (1.0f - n->a.p));
+}
+
+const cl_op cl_op_dropout = {
+    .name = "dropout",
+    .torch_name = "Dropout",
+    .rf = CL_RF_SAME,
+    .infer_shape = infer_shape,
+    .sizes = sizes,
+    .forward = forward,
+    .backward = backward,
+};

@@ -1,0 +1,204 @@
+/* groupnorm.c: torch.nn.GroupNorm and LayerNorm over channels-last activations.
+ *
+ * Each sample is normalised per group of C/G channels over (C/G, H, W) with the
+ * biased variance, then an affine weight and bias are applied per channel. LayerNorm
+ * is GroupNorm with one group (the usual choice in convnets, nn.GroupNorm(1, C)); with
+ * elementwise=true its affine parameters have one value per (C, H, W) element, as
+ * nn.LayerNorm([C, H, W]), stored [H][W][C] to match the activations. Statistics are
+ * per sample, so threads need no barrier. */
+#include <math.h>
+#include <string.h>
+
+#include "model.h"
+
+typedef struct {
+    int HW, C, G;
+    bool elementwise; /* gamma and beta are [HW][C] instead of [C] */
+    float eps;
+} gn_dims;
+
+/* One sample: out[HW][C] = (inp - mean[g]) * rstd[g] * gamma + beta. stats receives
+ * mean[G] and rstd[G]; acc is 2*C doubles of scratch (backward: 2*C + 2*G). */
+static void groupnorm_forward(float *restrict out, float *restrict stats,
+                              const float *restrict inp, const float *restrict gamma,
+                              const float *restrict beta, double *restrict acc,
+                              const gn_dims *d) {
+    const int C = d->C, Cg = C / d->G;
+    memset(acc, 0, 2 * (size_t)C * sizeof(double));
+    for (int p = 0; p < d->HW; p++)
+        for (int c = 0; c < C; c++) {
+            double x = inp[(size_t)p * C + c];
+            acc[c] += x;
+            acc[C + c] += x * x;
+        }
+    const double count = (double)Cg * d->HW;
+    float *mean = stats, *rstd = stats + d->G;
+    for (int g = 0; g < d->G; g++) {
+        double s = 0, s2 = 0;
+        for (int c = g * Cg; c < (g + 1) * Cg; c++) {
+            s += acc[c];
+            s2 += acc[C + c];
+        }
+        double mu = s / count, var = s2 / count - mu * mu;
+        if (var < 0) var = 0;
+        mean[g] = (float)mu;
+        rstd[g] = (float)(1.0 / sqrt(var + d->eps));
+    }
+    for (int p = 0; p < d->HW; p++) {
+        const float *gp = d->elementwise ? gamma + (size_t)p * C : gamma;
+        const float *bp = d->elementwise ? beta + (size_t)p * C : beta;
+        for (int c = 0; c < C; c++) {
+            int g = c / Cg;
+            size_t i = (size_t)p * C + c;
+            out[i] = (inp[i] - mean[g]) * rstd[g] * gp[c] + bp[c];
+        }
+    }
+}
+
+/* One sample: accumulates dinp[HW][C] (if not NULL), dgamma and dbeta from dout,
+ * with xhat = (x - mean) * rstd and dxhat = dout * gamma:
+ *     dinp = rstd * (dxhat - mean_g(dxhat) - xhat * mean_g(dxhat * xhat)). */
+static void groupnorm_backward(float *restrict dinp, float *restrict dgamma,
+                               float *restrict dbeta, const float *restrict dout,
+                               const float *restrict inp, const float *restrict stats,
+                               const float *restrict gamma, double *restrict acc,
+                               const gn_dims *d) {
+    const int C = d->C, Cg = C / d->G;
+    const float *mean = stats, *rstd = stats + d->G;
+    memset(acc, 0, 2 * (size_t)C * sizeof(double));
+    for (int p = 0; p < d->HW; p++) {
+        const float *gp = d->elementwise ? gamma + (size_t)p * C : gamma;
+        float *dgp = d->elementwise ? dgamma + (size_t)p * C : dgamma;
+        float *dbp = d->elementwise ? dbeta + (size_t)p * C : dbeta;
+        for (int c = 0; c < C; c++) {
+            int g = c / Cg;
+            size_t i = (size_t)p * C + c;
+            float xhat = (inp[i] - mean[g]) * rstd[g];
+            float dy = dout[i];
+            dgp[c] += dy * xhat;
+            dbp[c] += dy;
+            acc[c] += (double)dy * gp[c];
+            acc[C + c] += (double)dy * gp[c] * xhat;
+        }
+    }
+    if (!dinp) return;
+    const double count = (double)Cg * d->HW;
+    /* Per-group means into acc[2C..2C+G) and acc[2C+G..2C+2G). */
+    double *gm = acc + 2 * C, *gm2 = gm + d->G;
+    for (int g = 0; g < d->G; g++) {
+        double s = 0, s2 = 0;
+        for (int c = g * Cg; c < (g + 1) * Cg; c++) {
+            s += acc[c];
+            s2 += acc[C + c];
+        }
+        gm[g] = s / count;
+        gm2[g] = s2 / count;
+    }
+    for (int p = 0; p < d->HW; p++) {
+        const float *gp = d->elementwise ? gamma + (size_t)p * C : gamma;
+        for (int c = 0; c < C; c++) {
+            int g = c / Cg;
+            size_t i = (size_t)p * C + c;
+            float xhat = (inp[i] - mean[g]) * rstd[g];
+            dinp[i] += rstd[g] * (dout[i] * gp[c] - (float)gm[g] - xhat * (float)gm2[g]);
+        }
+    }
+}
+
+static cl_status infer_shape(cl_model *m, cl_node *n, cl_shape *out) {
+    const cl_shape *in = cl_in_shape(m, n, 0);
+    int G = n->a.norm.groups;
+    if (G < 1 || G > in->c || in->c % G)
+        return cl_fail(m, CL_ERR_SHAPE, "num_groups",
+                       "num_groups=%d does not divide %d channels", G, in->c);
+    *out = *in;
+    return CL_OK;
+}
+
+static size_t affine_count(const cl_model *m, const cl_node *n) {
+    const cl_shape *s = cl_in_shape(m, n, 0);
+    return n->a.norm.elementwise ? (size_t)s->c * s->h * s->w : (size_t)s->c;
+}
+
+static void sizes(const cl_model *m, cl_node *n) {
+    n->nparams = 2 * affine_count(m, n);
+    n->nsaved = 2 * (size_t)n->a.norm.groups;
+    n->nteam = 2 * (size_t)cl_in_shape(m, n, 0)->c + 2 * (size_t)n->a.norm.groups;
+}
+
+static int tensors(const cl_model *m, const cl_node *n, cl_op_tensor *t) {
+    const cl_shape *s = cl_in_shape(m, n, 0);
+    size_t A = affine_count(m, n);
+    if (n->a.norm.elementwise) {
+        t[0] = (cl_op_tensor){"weight", 3, {s->c, s->h, s->w}, true, 0, CL_LAYOUT_TRANSPOSED, 1};
+        t[1] = (cl_op_tensor){"bias", 3, {s->c, s->h, s->w}, true, A, CL_LAYOUT_TRANSPOSED, 1};
+    } else {
+        t[0] = (cl_op_tensor){"weight", 1, {s->c}, true, 0, CL_LAYOUT_PLAIN, 1};
+        t[1] = (cl_op_tensor){"bias", 1, {s->c}, true, A, CL_LAYOUT_PLAIN, 1};
+    }
+    return 2;
+}
+
+static void init(cl_model *m, const cl_node *n, float *params, float *buffers) {
+    (void)buffers;
+    size_t A = affine_count(m, n);
+    for (size_t i = 0; i < A; i++) {
+        params[i] = 1.0f;
+        params[A + i] = 0.0f;
+    }
+}
+
+static gn_dims dims_of(const cl_model *m, const cl_node *n) {
+    const cl_shape *s = cl_in_shape(m, n, 0);
+    return (gn_dims){s->h * s->w, s->c, n->a.norm.groups, n->a.norm.elementwise, n->a.norm.eps};
+}
+
+static void forward(const cl_exec *e, const cl_node *n) {
+    gn_dims d = dims_of(e->m, n);
+    size_t size = (size_t)d.HW * d.C, A = affine_count(e->m, n);
+    const float *gamma = e->m->params + n->param_off;
+    const float *inp = cl_act(e, n->in[0]);
+    float *out = cl_act(e, n->out), *stats = cl_node_saved(e, n);
+    double *acc = cl_team_slot(e, e->tid);
+    for (int i = 0; i < e->n1 - e->n0; i++)
+        groupnorm_forward(out + i * size, stats + i * n->nsaved, inp + i * size, gamma, gamma + A,
+                          acc, &d);
+}
+
+static void backward(const cl_exec *e, const cl_node *n) {
+    gn_dims d = dims_of(e->m, n);
+    size_t size = (size_t)d.HW * d.C, A = affine_count(e->m, n);
+    const float *gamma = e->m->params + n->param_off;
+    float *dgamma = e->grads + n->param_off;
+    const float *inp = cl_act(e, n->in[0]), *dout = cl_dact(e, n->out);
+    const float *stats = cl_node_saved(e, n);
+    float *dinp = cl_dinp(e, n->in[0]);
+    double *acc = cl_team_slot(e, e->tid);
+    for (int i = 0; i < e->n1 - e->n0; i++)
+        groupnorm_backward(dinp ? dinp + i * size : NULL, dgamma, dgamma + A, dout + i * size,
+                           inp + i * size, stats + i * n->nsaved, gamma, acc, &d);
+}
+
+const cl_op cl_op_groupnorm = {
+    .name = "groupnorm",
+    .torch_name = "GroupNorm",
+    .rf = CL_RF_SAME,
+    .infer_shape = infer_shape,
+    .sizes = sizes,
+    .tensors = tensors,
+    .init = init,
+    .forward = forward,
+    .backward = backward,
+};
+
+const cl_op cl_op_layernorm = {
+    .name = "layernorm",
+    .torch_name = "LayerNorm",
+    .rf = CL_RF_SAME,
+    .infer_shape = infer_shape,
+    .sizes = sizes,
+    .tensors = tensors,
+    .init = init,
+    .forward = forward,
+    .backward = backward,
+};

@@ -1,0 +1,761 @@
+/* parse.c: the model-file parser (docs/model-format.md). It reads one layer per line
+ * and calls the public builder API, exactly as a C user would. Every error names
+ * file:line:col and says what was expected; hostile input (binary data, huge numbers,
+ * very long lines, thousands of layers) is refused with a message, never a crash. */
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model.h"
+
+#define MAX_LINE 4096
+#define MAX_ARGS 32
+#define MAX_DIM 65536
+#define MAX_FILE_BYTES (16u << 20)
+
+typedef struct {
+    const char *key, *val; /* val is NULL for a positional argument */
+    int col, vcol;
+} arg;
+
+typedef struct {
+    cl_norm_kind norm;
+    int num_groups;
+    float eps, momentum;
+    cl_act_kind act;
+    float slope;
+    float dropout;
+} defaults;
+
+typedef struct {
+    const char *path;
+    char *err;
+    size_t errlen;
+    const cl_shape *input_override;
+    cl_model *m;
+    int prev; /* the previous line's output tensor */
+    defaults def;
+    int line;
+    /* the current line */
+    const char *kw;
+    int kwcol;
+    arg args[MAX_ARGS];
+    int nargs;
+    bool failed;
+} parser;
+
+__attribute__((format(printf, 3, 4))) static void fail_at(parser *p, int col, const char *fmt,
+                                                           ...) {
+    if (p->failed) return;
+    p->failed = true;
+    int k = snprintf(p->err, p->errlen, "%s:%d:%d: ", p->path, p->line, col);
+    if (k < 0 || (size_t)k >= p->errlen) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(p->err + k, p->errlen - (size_t)k, fmt, ap);
+    va_end(ap);
+}
+
+static const arg *find_key(const parser *p, const char *key) {
+    for (int i = 0; i < p->nargs; i++)
+        if (p->args[i].val && strcmp(p->args[i].key, key) == 0) return &p->args[i];
+    return NULL;
+}
+
+static const arg *positional(const parser *p, int k) {
+    for (int i = 0; i < p->nargs; i++)
+        if (!p->args[i].val && k-- == 0) return &p->args[i];
+    return NULL;
+}
+
+static int npositional(const parser *p) {
+    int n = 0;
+    for (int i = 0; i < p->nargs; i++) n += !p->args[i].val;
+    return n;
+}
+
+/* Report a builder error at the column of the option it is about. */
+static void fail_builder(parser *p) {
+    const char *field = cl_model_error_field(p->m);
+    const arg *a = field[0] ? find_key(p, field) : NULL;
+    int col = a ? a->col : p->kwcol;
+    if (!a && strcmp(field, "out") == 0 && positional(p, 0)) col = positional(p, 0)->col;
+    fail_at(p, col, "%s", cl_model_error(p->m));
+}
+
+/* ---- values ----------------------------------------------------------------- */
+
+static bool parse_long(const char *s, long lo, long hi, long *out) {
+    if (!isdigit((unsigned char)s[0]) && !(s[0] == '-' && isdigit((unsigned char)s[1]))) return false;
+    errno = 0;
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (*end || errno == ERANGE || v < lo || v > hi) return false;
+    *out = v;
+    return true;
+}
+
+static bool int_value(parser *p, const char *s, int col, const char *what, long lo, long hi,
+                      int *out) {
+    long v;
+    if (!parse_long(s, lo, hi, &v)) {
+        fail_at(p, col, "%s: expected a whole number from %ld to %ld, got '%s'", what, lo, hi, s);
+        return false;
+    }
+    *out = (int)v;
+    return true;
+}
+
+/* "3" or "3x1" -> h, w */
+static bool pair_value(parser *p, const arg *a, const char *what, long lo, long hi, int *h,
+                       int *w) {
+    char buf[64];
+    snprintf(buf, sizeof buf, "%s", a->val);
+    char *x = strchr(buf, 'x');
+    long vh, vw;
+    bool ok;
+    if (x) {
+        *x = 0;
+        ok = parse_long(buf, lo, hi, &vh) && parse_long(x + 1, lo, hi, &vw);
+    } else {
+        ok = parse_long(buf, lo, hi, &vh);
+        vw = vh;
+    }
+    if (!ok || strlen(a->val) >= sizeof buf) {
+        fail_at(p, a->vcol, "%s: expected a whole number from %ld to %ld or HxW, got '%s'", what,
+                lo, hi, a->val);
+        return false;
+    }
+    *h = (int)vh;
+    *w = (int)vw;
+    return true;
+}
+
+static bool float_value(parser *p, const char *s, int col, const char *what, double lo, double hi,
+                        float *out) {
+    errno = 0;
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || *end || errno == ERANGE || !isfinite(v) || v < lo || v > hi) {
+        fail_at(p, col, "%s: expected a number from %g to %g, got '%s'", what, lo, hi, s);
+        return false;
+    }
+    *out = (float)v;
+    return true;
+}
+
+static bool bool_value(parser *p, const arg *a, bool *out) {
+    if (!strcmp(a->val, "1") || !strcmp(a->val, "true")) *out = true;
+    else if (!strcmp(a->val, "0") || !strcmp(a->val, "false")) *out = false;
+    else {
+        fail_at(p, a->vcol, "%s: expected 0, 1, true or false, got '%s'", a->key, a->val);
+        return false;
+    }
+    return true;
+}
+
+static bool valid_name(const char *s) {
+    if (!isalpha((unsigned char)s[0])) return false;
+    size_t n = 0;
+    for (; s[n]; n++)
+        if (!isalnum((unsigned char)s[n]) && s[n] != '_') return false;
+    return n < CL_NAME_MAX;
+}
+
+/* A tensor referred to by name. */
+static int name_ref(parser *p, const char *name, int col) {
+    if (!valid_name(name)) {
+        fail_at(p, col, "expected a tensor name (a letter, then letters, digits or _), got '%s'",
+                name);
+        return -1;
+    }
+    int t = cl_model_find(p->m, name);
+    if (t < 0) fail_at(p, col, "unknown name '%s': no earlier line has as=%s", name, name);
+    return t;
+}
+
+static bool norm_kind(parser *p, const arg *a, cl_norm_kind *out) {
+    static const char *names[] = {"none", "bn", "gn", "ln"};
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(a->val, names[i])) {
+            *out = (cl_norm_kind)i;
+            return true;
+        }
+    fail_at(p, a->vcol, "norm: expected bn, gn, ln or none, got '%s'", a->val);
+    return false;
+}
+
+static bool act_kind(parser *p, const arg *a, cl_act_kind *out) {
+    static const char *names[] = {"none", "relu", "leakyrelu", "gelu"};
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(a->val, names[i])) {
+            *out = (cl_act_kind)i;
+            return true;
+        }
+    fail_at(p, a->vcol, "act: expected relu, leakyrelu, gelu or none, got '%s'", a->val);
+    return false;
+}
+
+/* ---- argument checking ------------------------------------------------------ */
+
+/* Is key in the ", "-separated list keys, or as/from (which every line takes)? */
+static bool key_allowed(const char *keys, const char *key) {
+    if (!strcmp(key, "as") || !strcmp(key, "from")) return true;
+    size_t n = strlen(key);
+    for (const char *k = keys; *k;) {
+        const char *end = strchr(k, ',');
+        size_t len = end ? (size_t)(end - k) : strlen(k);
+        if (len == n && !strncmp(k, key, n)) return true;
+        if (!end) break;
+        k = end + 1;
+        while (*k == ' ') k++;
+    }
+    return false;
+}
+
+/* Every key must be in the ", "-separated list keys; min_pos to max_pos positionals. */
+static bool check_args(parser *p, const char *keys, int min_pos, int max_pos, const char *pos_what) {
+    for (int i = 0; i < p->nargs; i++) {
+        const arg *a = &p->args[i];
+        if (!a->val) continue;
+        if (!key_allowed(keys, a->key)) {
+            fail_at(p, a->col, "unknown option '%.40s' for %s; expected one of: %s%sas, from", a->key,
+                    p->kw, keys, keys[0] ? ", " : "");
+            return false;
+        }
+        for (int j = 0; j < i; j++)
+            if (p->args[j].val && !strcmp(p->args[j].key, a->key)) {
+                fail_at(p, a->col, "option '%s' is given twice", a->key);
+                return false;
+            }
+    }
+    int np = npositional(p);
+    if (np > max_pos) {
+        const arg *extra = positional(p, max_pos);
+        if (max_pos == 0)
+            fail_at(p, extra->col, "%s takes no positional argument, got '%.40s' (options are key=value)",
+                    p->kw, extra->key);
+        else
+            fail_at(p, extra->col, "too many arguments for %s: expected %s", p->kw, pos_what);
+        return false;
+    }
+    if (np < min_pos) {
+        fail_at(p, p->kwcol + (int)strlen(p->kw), "%s needs %s", p->kw, pos_what);
+        return false;
+    }
+    return true;
+}
+
+/* The input of this line: from=NAME or the previous line's output. */
+static int line_input(parser *p) {
+    const arg *a = find_key(p, "from");
+    return a ? name_ref(p, a->val, a->vcol) : p->prev;
+}
+
+/* Name the line's output (as=NAME) and make it the next line's input. */
+static bool finish_line(parser *p, int out) {
+    if (out < 0) {
+        if (!p->failed) fail_builder(p);
+        return false;
+    }
+    const arg *a = find_key(p, "as");
+    if (a) {
+        if (!valid_name(a->val) || !strcmp(a->val, "input")) {
+            fail_at(p, a->vcol,
+                    "as: expected a name (a letter, then letters, digits or _, at most %d; not "
+                    "'input'), got '%.60s'", CL_NAME_MAX - 1, a->val);
+            return false;
+        }
+        if (cl_model_find(p->m, a->val) >= 0) {
+            fail_at(p, a->vcol, "the name '%s' is already used by an earlier line", a->val);
+            return false;
+        }
+        if (cl_model_set_name(p->m, out, a->val) != CL_OK) {
+            fail_builder(p);
+            return false;
+        }
+    }
+    p->prev = out;
+    return true;
+}
+
+/* ---- layers ---------------------------------------------------------------- */
+
+#define CONV_KEYS "k, stride, pad, dilation, groups, bias"
+#define POOL_KEYS "k, stride, pad"
+#define BLOCK_KEYS CONV_KEYS ", norm, num_groups, eps, momentum, act, slope, dropout"
+
+/* Geometry keys shared by conv, block and the pools; pools must give a kernel. */
+static bool geometry(parser *p, cl_conv2d_args *a, bool is_pool) {
+    const arg *k = find_key(p, "k");
+    const arg *kpos = is_pool ? positional(p, 0) : NULL;
+    if (k && kpos) {
+        fail_at(p, k->col, "the kernel is given twice (positional and k=)");
+        return false;
+    }
+    if (kpos) {
+        arg tmp = *kpos;
+        tmp.val = kpos->key;
+        tmp.vcol = kpos->col;
+        if (!pair_value(p, &tmp, "kernel", 1, MAX_DIM, &a->kernel_h, &a->kernel_w)) return false;
+    } else if (k) {
+        if (!pair_value(p, k, "k", 1, MAX_DIM, &a->kernel_h, &a->kernel_w)) return false;
+    } else if (is_pool) {
+        fail_at(p, p->kwcol + (int)strlen(p->kw), "%s needs a kernel size, e.g. `%s 2`", p->kw, p->kw);
+        return false;
+    } else {
+        a->kernel_h = a->kernel_w = 3;
+    }
+    const arg *s = find_key(p, "stride");
+    if (s && !pair_value(p, s, "stride", 1, MAX_DIM, &a->stride_h, &a->stride_w)) return false;
+    if (!is_pool) {
+        const arg *d = find_key(p, "dilation");
+        if (d && !pair_value(p, d, "dilation", 1, MAX_DIM, &a->dilation_h, &a->dilation_w))
+            return false;
+    }
+    int dh = a->dilation_h ? a->dilation_h : 1, dw = a->dilation_w ? a->dilation_w : 1;
+    const arg *pd = find_key(p, "pad");
+    if (pd && !strcmp(pd->val, "same")) {
+        if (a->kernel_h % 2 == 0 || a->kernel_w % 2 == 0) {
+            fail_at(p, pd->vcol, "pad=same needs an odd kernel, got %dx%d", a->kernel_h, a->kernel_w);
+            return false;
+        }
+        a->pad_h = dh * (a->kernel_h - 1) / 2;
+        a->pad_w = dw * (a->kernel_w - 1) / 2;
+    } else if (pd && !pair_value(p, pd, "pad", 0, MAX_DIM, &a->pad_h, &a->pad_w)) {
+        return false;
+    }
+    return true;
+}
+
+static bool norm_args(parser *p, cl_norm_kind kind, cl_norm_args *n) {
+    memset(n, 0, sizeof *n);
+    n->kind = kind;
+    n->groups = p->def.num_groups;
+    n->eps = p->def.eps;
+    n->momentum = p->def.momentum;
+    const arg *a;
+    if ((a = find_key(p, "num_groups")) &&
+        !int_value(p, a->val, a->vcol, "num_groups", 1, MAX_DIM, &n->groups))
+        return false;
+    if ((a = find_key(p, "eps")) && !float_value(p, a->val, a->vcol, "eps", 1e-12, 0.5, &n->eps))
+        return false;
+    if ((a = find_key(p, "momentum")) &&
+        !float_value(p, a->val, a->vcol, "momentum", 1e-6, 1, &n->momentum))
+        return false;
+    if ((a = find_key(p, "elementwise")) && !bool_value(p, a, &n->elementwise)) return false;
+    return true;
+}
+
+static bool parse_conv(parser *p, bool block) {
+    if (!check_args(p, block ? BLOCK_KEYS : CONV_KEYS, 1, 1, "the number of output channels"))
+        return false;
+    const arg *o = positional(p, 0);
+    cl_conv2d_args a = {0};
+    if (!int_value(p, o->key, o->col, "output channels", 1, MAX_DIM, &a.out_channels)) return false;
+    const arg *g = find_key(p, "groups");
+    if (g && !int_value(p, g->val, g->vcol, "groups", 1, MAX_DIM, &a.groups)) return false;
+    if (!geometry(p, &a, false)) return false;
+
+    cl_norm_kind norm = block ? p->def.norm : CL_NORM_NONE;
+    cl_act_kind act = block ? p->def.act : CL_ACT_NONE;
+    float slope = p->def.slope, drop = block ? p->def.dropout : 0;
+    const arg *k;
+    if ((k = find_key(p, "norm")) && !norm_kind(p, k, &norm)) return false;
+    if ((k = find_key(p, "act")) && !act_kind(p, k, &act)) return false;
+    if ((k = find_key(p, "slope")) && !float_value(p, k->val, k->vcol, "slope", -1e6, 1e6, &slope))
+        return false;
+    if ((k = find_key(p, "dropout")) && !float_value(p, k->val, k->vcol, "dropout", 0, 0.999, &drop))
+        return false;
+    bool bias = norm == CL_NORM_NONE;
+    if ((k = find_key(p, "bias")) && !bool_value(p, k, &bias)) return false;
+    a.no_bias = !bias;
+    cl_norm_args na;
+    if (!norm_args(p, norm, &na)) return false;
+
+    int in = line_input(p);
+    if (in < 0) return false;
+    int x = cl_conv2d(p->m, in, a);
+    if (x >= 0 && norm != CL_NORM_NONE) x = cl_norm(p->m, x, na);
+    if (x >= 0 && act != CL_ACT_NONE) x = cl_activation(p->m, x, act, slope);
+    if (x >= 0 && drop > 0) x = cl_dropout(p->m, x, drop);
+    return finish_line(p, x);
+}
+
+static bool parse_pool(parser *p) {
+    bool is_max = !strcmp(p->kw, "maxpool");
+    if (!check_args(p, POOL_KEYS, 0, 1, "the kernel size")) return false;
+    cl_conv2d_args a = {0};
+    if (!geometry(p, &a, true)) return false;
+    int in = line_input(p);
+    if (in < 0) return false;
+    return finish_line(p, is_max ? cl_maxpool2d(p->m, in, a) : cl_avgpool2d(p->m, in, a));
+}
+
+static bool parse_norm(parser *p) {
+    cl_norm_kind kind;
+    const char *keys;
+    int max_pos = 0;
+    if (!strcmp(p->kw, "bn")) kind = CL_NORM_BATCH, keys = "eps, momentum";
+    else if (!strcmp(p->kw, "gn")) kind = CL_NORM_GROUP, keys = "num_groups, eps", max_pos = 1;
+    else if (!strcmp(p->kw, "ln")) kind = CL_NORM_LAYER, keys = "eps, elementwise";
+    else {
+        kind = p->def.norm;
+        keys = "num_groups, eps, momentum, elementwise";
+        if (kind == CL_NORM_NONE) {
+            fail_at(p, p->kwcol, "`norm` uses the default normalisation, and none is set: add "
+                                 "`defaults norm=bn|gn|ln` above, or write bn, gn or ln");
+            return false;
+        }
+    }
+    if (!check_args(p, keys, 0, max_pos, "the number of groups")) return false;
+    cl_norm_args na;
+    if (!norm_args(p, kind, &na)) return false;
+    const arg *g = positional(p, 0);
+    if (g) {
+        if (find_key(p, "num_groups")) {
+            fail_at(p, g->col, "the number of groups is given twice (positional and num_groups=)");
+            return false;
+        }
+        if (!int_value(p, g->key, g->col, "num_groups", 1, MAX_DIM, &na.groups)) return false;
+    }
+    int in = line_input(p);
+    if (in < 0) return false;
+    return finish_line(p, cl_norm(p->m, in, na));
+}
+
+static bool parse_act(parser *p) {
+    cl_act_kind kind;
+    const char *keys = "slope";
+    if (!strcmp(p->kw, "relu")) kind = CL_ACT_RELU, keys = "";
+    else if (!strcmp(p->kw, "leakyrelu")) kind = CL_ACT_LEAKY_RELU;
+    else if (!strcmp(p->kw, "gelu")) kind = CL_ACT_GELU, keys = "";
+    else {
+        kind = p->def.act;
+        if (kind == CL_ACT_NONE) {
+            fail_at(p, p->kwcol, "`act` uses the default activation, and it is none: set "
+                                 "`defaults act=relu|leakyrelu|gelu`, or write relu, leakyrelu or gelu");
+            return false;
+        }
+    }
+    if (!check_args(p, keys, 0, 0, "")) return false;
+    float slope = p->def.slope;
+    const arg *s = find_key(p, "slope");
+    if (s && !float_value(p, s->val, s->vcol, "slope", -1e6, 1e6, &slope)) return false;
+    int in = line_input(p);
+    if (in < 0) return false;
+    return finish_line(p, cl_activation(p->m, in, kind, slope));
+}
+
+static bool parse_dropout(parser *p) {
+    if (!check_args(p, "p", 0, 1, "the probability")) return false;
+    float prob = p->def.dropout > 0 ? p->def.dropout : 0.5f;
+    const arg *a = positional(p, 0), *k = find_key(p, "p");
+    if (a && k) {
+        fail_at(p, k->col, "the probability is given twice (positional and p=)");
+        return false;
+    }
+    if (a && !float_value(p, a->key, a->col, "dropout probability", 0, 0.999, &prob)) return false;
+    if (k && !float_value(p, k->val, k->vcol, "p", 0, 0.999, &prob)) return false;
+    int in = line_input(p);
+    if (in < 0) return false;
+    return finish_line(p, cl_dropout(p->m, in, prob));
+}
+
+static bool parse_merge(parser *p) {
+    bool is_add = !strcmp(p->kw, "add");
+    if (!check_args(p, "", is_add ? 1 : 2, is_add ? 2 : CL_MAX_INPUTS,
+                    is_add ? "one or two tensor names" : "two or more tensor names"))
+        return false;
+    if (find_key(p, "from")) {
+        fail_at(p, find_key(p, "from")->col, "%s takes its inputs by name, not from=", p->kw);
+        return false;
+    }
+    int ids[CL_MAX_INPUTS], n = 0;
+    if (is_add && npositional(p) == 1) ids[n++] = p->prev;
+    for (int i = 0; i < npositional(p); i++) {
+        const arg *a = positional(p, i);
+        int t = name_ref(p, a->key, a->col);
+        if (t < 0) return false;
+        ids[n++] = t;
+    }
+    return finish_line(p, is_add ? cl_add(p->m, ids[0], ids[1]) : cl_concat(p->m, ids, n));
+}
+
+static bool parse_simple(parser *p) {
+    if (!check_args(p, "", 0, 0, "")) return false;
+    int in = line_input(p);
+    if (in < 0) return false;
+    return finish_line(p, !strcmp(p->kw, "gap") ? cl_global_avgpool(p->m, in) : cl_flatten(p->m, in));
+}
+
+static bool parse_linear(parser *p) {
+    if (!check_args(p, "bias", 1, 1, "the number of output features")) return false;
+    const arg *o = positional(p, 0);
+    int out;
+    if (!int_value(p, o->key, o->col, "output features", 1, 1 << 20, &out)) return false;
+    bool bias = true;
+    const arg *b = find_key(p, "bias");
+    if (b && !bool_value(p, b, &bias)) return false;
+    int in = line_input(p);
+    if (in < 0) return false;
+    return finish_line(p, cl_linear(p->m, in, out, !bias));
+}
+
+static bool parse_defaults(parser *p) {
+    if (!check_args(p, "norm, num_groups, eps, momentum, act, slope, dropout", 0, 0, ""))
+        return false;
+    if (find_key(p, "as") || find_key(p, "from")) {
+        fail_at(p, p->kwcol, "defaults takes no as= or from=");
+        return false;
+    }
+    defaults d = p->def;
+    const arg *a;
+    if ((a = find_key(p, "norm")) && !norm_kind(p, a, &d.norm)) return false;
+    if ((a = find_key(p, "act")) && !act_kind(p, a, &d.act)) return false;
+    if ((a = find_key(p, "num_groups")) &&
+        !int_value(p, a->val, a->vcol, "num_groups", 1, MAX_DIM, &d.num_groups))
+        return false;
+    if ((a = find_key(p, "eps")) && !float_value(p, a->val, a->vcol, "eps", 1e-12, 0.5, &d.eps))
+        return false;
+    if ((a = find_key(p, "momentum")) &&
+        !float_value(p, a->val, a->vcol, "momentum", 1e-6, 1, &d.momentum))
+        return false;
+    if ((a = find_key(p, "slope")) && !float_value(p, a->val, a->vcol, "slope", -1e6, 1e6, &d.slope))
+        return false;
+    if ((a = find_key(p, "dropout")) &&
+        !float_value(p, a->val, a->vcol, "dropout", 0, 0.999, &d.dropout))
+        return false;
+    p->def = d;
+    return true;
+}
+
+static bool parse_input(parser *p) {
+    if (p->m) {
+        fail_at(p, p->kwcol, "the input shape is already given; `input` must come once, first");
+        return false;
+    }
+    if (!check_args(p, "", 1, 1, "the sample shape CxHxW, e.g. `input 3x32x32`")) return false;
+    if (p->nargs != 1) {
+        fail_at(p, p->args[0].col, "input takes only the shape CxHxW");
+        return false;
+    }
+    const arg *a = positional(p, 0);
+    char buf[64];
+    long v[3];
+    int n = 0;
+    bool ok = strlen(a->key) < sizeof buf;
+    if (ok) {
+        snprintf(buf, sizeof buf, "%s", a->key);
+        char *save = NULL;
+        for (char *t = strtok_r(buf, "x", &save); t && ok; t = strtok_r(NULL, "x", &save)) {
+            if (n == 3 || !parse_long(t, 1, MAX_DIM, &v[n])) ok = false;
+            n++;
+        }
+    }
+    if (!ok || n != 3) {
+        fail_at(p, a->col, "expected the sample shape CxHxW with each from 1 to %d, e.g. 3x32x32, "
+                           "got '%.60s'", MAX_DIM, a->key);
+        return false;
+    }
+    cl_shape s = {(int)v[0], (int)v[1], (int)v[2]};
+    if (p->input_override) s = *p->input_override;
+    p->m = cl_model_new(s);
+    if (!p->m) {
+        fail_at(p, a->col, "out of memory");
+        return false;
+    }
+    if (cl_model_error(p->m)[0]) {
+        fail_at(p, a->col, "%s", cl_model_error(p->m));
+        return false;
+    }
+    p->prev = cl_input(p->m);
+    return true;
+}
+
+typedef struct {
+    const char *kw;
+    bool (*parse)(parser *p);
+} keyword;
+
+static bool parse_conv_only(parser *p) { return parse_conv(p, false); }
+static bool parse_block(parser *p) { return parse_conv(p, true); }
+
+static const keyword keywords[] = {
+    {"input", parse_input},     {"defaults", parse_defaults}, {"conv", parse_conv_only},
+    {"block", parse_block},     {"maxpool", parse_pool},      {"avgpool", parse_pool},
+    {"gap", parse_simple},      {"flatten", parse_simple},    {"bn", parse_norm},
+    {"gn", parse_norm},         {"ln", parse_norm},           {"norm", parse_norm},
+    {"relu", parse_act},        {"leakyrelu", parse_act},     {"gelu", parse_act},
+    {"act", parse_act},         {"dropout", parse_dropout},   {"add", parse_merge},
+    {"concat", parse_merge},    {"linear", parse_linear},
+};
+
+/* ---- lines ------------------------------------------------------------------ */
+
+/* Split one line (NUL-terminated, comment already cut) into the keyword and args. */
+static bool tokenize(parser *p, char *line) {
+    p->kw = NULL;
+    p->nargs = 0;
+    char *s = line;
+    while (*s) {
+        while (*s == ' ' || *s == '\t') s++;
+        if (!*s) break;
+        char *start = s;
+        while (*s && *s != ' ' && *s != '\t') s++;
+        if (*s) *s++ = 0;
+        int col = (int)(start - line) + 1;
+        if (!p->kw) {
+            p->kw = start;
+            p->kwcol = col;
+            continue;
+        }
+        if (p->nargs == MAX_ARGS) {
+            fail_at(p, col, "too many arguments (at most %d)", MAX_ARGS);
+            return false;
+        }
+        arg *a = &p->args[p->nargs++];
+        char *eq = strchr(start, '=');
+        a->key = start;
+        a->col = col;
+        a->val = NULL;
+        a->vcol = col;
+        if (eq) {
+            *eq = 0;
+            a->val = eq + 1;
+            a->vcol = col + (int)(eq - start) + 1;
+            if (!*a->key) {
+                fail_at(p, col, "expected key=value, got '=%.40s'", a->val);
+                return false;
+            }
+            if (!*a->val) {
+                fail_at(p, a->vcol, "expected a value after '%.40s='", a->key);
+                return false;
+            }
+        }
+    }
+    return true;
+}
+
+static bool parse_line(parser *p, char *line) {
+    if (!tokenize(p, line) || !p->kw) return !p->failed;
+    const keyword *k = NULL;
+    for (size_t i = 0; i < sizeof keywords / sizeof *keywords; i++)
+        if (!strcmp(p->kw, keywords[i].kw)) k = &keywords[i];
+    if (!k) {
+        fail_at(p, p->kwcol,
+                "unknown layer '%.40s'; expected one of: input, defaults, conv, block, maxpool, "
+                "avgpool, gap, bn, gn, ln, norm, relu, leakyrelu, gelu, act, dropout, add, concat, "
+                "flatten, linear", p->kw);
+        return false;
+    }
+    if (!p->m && k->parse != parse_input && k->parse != parse_defaults) {
+        fail_at(p, p->kwcol, "expected `input CxHxW` (e.g. `input 3x32x32`) before the first layer");
+        return false;
+    }
+    if (p->m) cl_model_set_source_line(p->m, p->line);
+    return k->parse(p);
+}
+
+cl_model *cl_parse_model(const char *text, size_t len, const char *path,
+                         const cl_shape *input_override, char *err, size_t errlen) {
+    parser p;
+    memset(&p, 0, sizeof p);
+    p.path = path ? path : "<model>";
+    p.err = err;
+    p.errlen = errlen;
+    p.input_override = input_override;
+    p.def = (defaults){CL_NORM_NONE, 2, 1e-5f, 0.1f, CL_ACT_RELU, 0.01f, 0};
+    if (errlen) err[0] = 0;
+    char line[MAX_LINE + 1];
+    size_t pos = 0;
+    int last_line = 0;
+    while (pos < len && !p.failed) {
+        p.line++;
+        size_t n = 0;
+        bool comment = false;
+        while (pos < len && text[pos] != '\n') {
+            unsigned char c = (unsigned char)text[pos];
+            if (c == '#') comment = true;
+            if (!comment && (c < 0x20 || c >= 0x7f) && c != '\t' && c != '\r') {
+                fail_at(&p, (int)n + 1,
+                        "unexpected byte 0x%02x: a model file is plain text (is this the right file?)",
+                        c);
+                break;
+            }
+            if (c == 0 && comment) {
+                fail_at(&p, (int)n + 1, "unexpected NUL byte: a model file is plain text");
+                break;
+            }
+            if (n == MAX_LINE) {
+                fail_at(&p, MAX_LINE + 1, "line too long: at most %d characters", MAX_LINE);
+                break;
+            }
+            line[n++] = comment || c == '\r' ? ' ' : (char)c;
+            pos++;
+        }
+        if (p.failed) break;
+        pos++; /* the newline */
+        line[n] = 0;
+        bool blank = true;
+        for (size_t i = 0; i < n; i++)
+            if (line[i] != ' ' && line[i] != '\t') blank = false;
+        if (blank) continue;
+        last_line = p.line;
+        parse_line(&p, line);
+    }
+    if (!p.failed && (!p.m || cl_model_layer_count(p.m) == 0)) {
+        p.line = p.m ? last_line : (last_line ? last_line : 1);
+        fail_at(&p, 1, p.m ? "the model has no layers after `input`"
+                           : "no model here: expected `input CxHxW` and at least one layer "
+                             "(see docs/model-format.md)");
+    }
+    if (p.failed) {
+        cl_model_free(p.m);
+        return NULL;
+    }
+    return p.m;
+}
+
+cl_model *cl_load_model(const char *path, const cl_shape *input_override, char *err,
+                        size_t errlen) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "%s: cannot open the model file: %s", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        if (len == cap) {
+            if (cap >= MAX_FILE_BYTES) {
+                snprintf(err, errlen, "%s: the model file is larger than %u MiB", path,
+                         MAX_FILE_BYTES >> 20);
+                free(buf);
+                fclose(f);
+                return NULL;
+            }
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) break;
+            buf = nb;
+            cap *= 2;
+        }
+        size_t got = fread(buf + len, 1, cap - len, f);
+        len += got;
+        if (got == 0) break;
+    }
+    bool read_error = ferror(f);
+    fclose(f);
+    if (!buf || read_error) {
+        snprintf(err, errlen, "%s: %s", path, buf ? "read error" : "out of memory");
+        free(buf);
+        return NULL;
+    }
+    cl_model *m = cl_parse_model(buf, len, path, input_override, err, errlen);
+    free(buf);
+    return m;
+}
