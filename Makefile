@@ -6,7 +6,7 @@
 CC      ?= cc
 OPT     ?= -O3
 CFLAGS  ?= $(OPT) -g
-CFLAGS  += -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -fopenmp -Iinclude -Isrc
+CL_FLAGS := -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -fopenmp -Iinclude -Isrc $(CFLAGS)
 LDLIBS  += -lm -fopenmp
 BUILD   ?= build
 PYTHON  ?= /usr/bin/python3
@@ -17,24 +17,40 @@ TEST_SRC := $(wildcard tests/test_*.c)
 HARNESS  := tests/harness.c
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
+LIB64_OBJ := $(LIB_SRC:%.c=$(BUILD)/f64/%.o)
 TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
 all: $(BUILD)/cnnlab
 
-$(BUILD)/%.o: %.c $(wildcard include/*.h src/*.h cli/*.h) Makefile
+HEADERS  := $(wildcard include/*.h src/*.h cli/*.h) Makefile
+
+$(BUILD)/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
+	$(CC) $(CL_FLAGS) -c $< -o $@
+
+# The same library in double precision, for the finite-difference gradient check.
+$(BUILD)/f64/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CL_FLAGS) -DCL_REAL=double -c $< -o $@
+
+$(BUILD)/f64/libcnnlab.a: $(LIB64_OBJ)
+	rm -f $@
+	ar rcs $@ $^
 
 $(BUILD)/libcnnlab.a: $(LIB_OBJ)
 	rm -f $@
 	ar rcs $@ $^
 
 $(BUILD)/cnnlab: $(CLI_OBJ) $(BUILD)/libcnnlab.a
-	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+	$(CC) $(CL_FLAGS) $^ -o $@ $(LDLIBS)
 
 $(BUILD)/tests/%: tests/%.c $(HARNESS) tests/harness.h $(BUILD)/libcnnlab.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests $< $(HARNESS) $(BUILD)/libcnnlab.a -o $@ $(LDLIBS)
+	$(CC) $(CL_FLAGS) -Itests $< $(HARNESS) $(BUILD)/libcnnlab.a -o $@ $(LDLIBS)
+
+$(BUILD)/tests/test_gradcheck: tests/test_gradcheck.c $(HARNESS) tests/harness.h $(BUILD)/f64/libcnnlab.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CL_FLAGS) -DCL_REAL=double -Itests $< $(HARNESS) $(BUILD)/f64/libcnnlab.a -o $@ $(LDLIBS)
 
 tests: $(TESTS) $(BUILD)/cnnlab
 

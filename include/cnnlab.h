@@ -7,7 +7,8 @@
  * message in cl_model_error(). cl_model_compile() then plans every buffer and
  * allocates once; after that, forward and backward passes allocate nothing.
  *
- * Layout: activations are channels-last (NHWC, like torch.channels_last), float32.
+ * Layout: activations are channels-last (NHWC, like torch.channels_last), float32
+ * (cl_real).
  * Parameters are stored in the layout the kernels want; cl_model_get_param() and
  * cl_model_set_param() convert from and to PyTorch's layout and state_dict names.
  * Semantics follow torch.nn exactly (BatchNorm momentum 0.1 and unbiased running
@@ -26,6 +27,14 @@ extern "C" {
 #endif
 
 #define CNNLAB_VERSION "0.1.0"
+
+/* The element type of every tensor: float (float32, as PyTorch's default). The
+ * finite-difference gradient check builds the whole library with -DCL_REAL=double so
+ * that the very same kernels run in double precision. */
+#ifndef CL_REAL
+#define CL_REAL float
+#endif
+typedef CL_REAL cl_real;
 
 typedef enum {
     CL_OK = 0,
@@ -157,24 +166,24 @@ cl_status cl_model_compile(cl_model *m, cl_compile_args a);
 /* Forward a batch of n samples, NHWC float32 [n, H, W, C]. train selects batch
  * statistics and active dropout. Returns the output activations [n, H, W, C]
  * (logits [n, classes] for a Cx1x1 output), owned by the model, or NULL on error. */
-const float *cl_model_forward(cl_model *m, const float *x, int n, bool train);
+const cl_real *cl_model_forward(cl_model *m, const cl_real *x, int n, bool train);
 
 /* Backward from dout, the gradient of the loss with respect to the last forward's
  * output, same layout. Parameter gradients are accumulated (+=) into the gradient
  * buffer, as PyTorch's .backward() does; call cl_model_zero_grad() between steps. */
-cl_status cl_model_backward(cl_model *m, const float *dout);
+cl_status cl_model_backward(cl_model *m, const cl_real *dout);
 void cl_model_zero_grad(cl_model *m);
 
 /* The input gradient [n, H, W, C] of the last backward (needs input_grad). */
-const float *cl_model_input_grad(const cl_model *m);
+const cl_real *cl_model_input_grad(const cl_model *m);
 /* The activations and their gradients of any tensor after forward/backward. */
-const float *cl_model_activation(const cl_model *m, int x);
-const float *cl_model_activation_grad(const cl_model *m, int x);
+const cl_real *cl_model_activation(const cl_model *m, int x);
+const cl_real *cl_model_activation_grad(const cl_model *m, int x);
 
 /* Flat parameter, gradient and buffer arrays (kernel layout), for optimizers. */
-float *cl_model_params(cl_model *m, size_t *count);
-float *cl_model_grads(cl_model *m, size_t *count);
-float *cl_model_buffers(cl_model *m, size_t *count);
+cl_real *cl_model_params(cl_model *m, size_t *count);
+cl_real *cl_model_grads(cl_model *m, size_t *count);
+cl_real *cl_model_buffers(cl_model *m, size_t *count);
 
 /* ---- named parameter tensors (PyTorch state_dict) ---------------------------- */
 
@@ -190,19 +199,19 @@ typedef struct {
 int cl_model_tensor_count(const cl_model *m);
 cl_tensor_info cl_model_tensor(const cl_model *m, int i);
 int cl_model_find_tensor(const cl_model *m, const char *name);
-/* Copy tensor i out of / into the model in PyTorch layout (numel floats). */
-cl_status cl_model_get_tensor(const cl_model *m, int i, float *dst);
-cl_status cl_model_set_tensor(cl_model *m, int i, const float *src);
+/* Copy tensor i out of / into the model in PyTorch layout (numel values). */
+cl_status cl_model_get_tensor(const cl_model *m, int i, cl_real *dst);
+cl_status cl_model_set_tensor(cl_model *m, int i, const cl_real *src);
 /* The gradient of tensor i in PyTorch layout. */
-cl_status cl_model_get_tensor_grad(const cl_model *m, int i, float *dst);
+cl_status cl_model_get_tensor_grad(const cl_model *m, int i, cl_real *dst);
 
 /* ---- loss ------------------------------------------------------------------ */
 
 /* Cross entropy over logits [n, classes] (log-softmax + NLL, fused and stable), mean
  * over the batch, with PyTorch's label_smoothing. Writes dlogits = d(loss)/d(logits)
  * [n, classes] when dlogits is not NULL. Returns the loss. */
-double cl_cross_entropy(const float *logits, const int32_t *labels, int n, int classes,
-                        float label_smoothing, float *dlogits);
+double cl_cross_entropy(const cl_real *logits, const int32_t *labels, int n, int classes,
+                        float label_smoothing, cl_real *dlogits);
 
 /* ---- optimizers (torch.optim semantics) ------------------------------------ */
 
@@ -242,8 +251,8 @@ cl_model *cl_load_model(const char *path, const cl_shape *input_override, char *
 /* ---- layouts ---------------------------------------------------------------- */
 
 /* [n, C, H, W] <-> [n, H, W, C] */
-void cl_nchw_to_nhwc(float *dst, const float *src, int n, int c, int h, int w);
-void cl_nhwc_to_nchw(float *dst, const float *src, int n, int c, int h, int w);
+void cl_nchw_to_nhwc(cl_real *dst, const cl_real *src, int n, int c, int h, int w);
+void cl_nhwc_to_nchw(cl_real *dst, const cl_real *src, int n, int c, int h, int w);
 
 #ifdef __cplusplus
 }

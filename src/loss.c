@@ -5,14 +5,14 @@
 
 #include "cnnlab.h"
 
-double cl_cross_entropy(const float *logits, const int32_t *labels, int n, int classes,
-                        float label_smoothing, float *dlogits) {
+double cl_cross_entropy(const cl_real *logits, const int32_t *labels, int n, int classes,
+                        float label_smoothing, cl_real *dlogits) {
     double total = 0;
     const double s = label_smoothing;
     for (int i = 0; i < n; i++) {
-        const float *z = logits + (size_t)i * classes;
+        const cl_real *z = logits + (size_t)i * classes;
         /* log-softmax with the maximum subtracted first, so exp never overflows */
-        float zmax = z[0];
+        cl_real zmax = z[0];
         for (int k = 1; k < classes; k++)
             if (z[k] > zmax) zmax = z[k];
         double sum = 0, zsum = 0;
@@ -26,11 +26,11 @@ double cl_cross_entropy(const float *logits, const int32_t *labels, int n, int c
         double smooth = lse - zsum / classes;               /* mean over k of -log p[k] */
         total += (1 - s) * nll + s * smooth;
         if (dlogits) {
-            float *dz = dlogits + (size_t)i * classes;
+            cl_real *dz = dlogits + (size_t)i * classes;
             for (int k = 0; k < classes; k++) {
                 double p = exp((double)z[k] - zmax - lse);
                 double target = s / classes + (k == y ? 1 - s : 0);
-                dz[k] = (float)((p - target) / n);
+                dz[k] = (cl_real)((p - target) / n);
             }
         }
     }

@@ -42,7 +42,7 @@ int cl_conv_out_size(int in, int k, int stride, int pad, int dilation) {
     return (int)(num / stride + 1);
 }
 
-void cl_init_uniform(cl_model *m, float *p, size_t n, float bound) {
+void cl_init_uniform(cl_model *m, cl_real *p, size_t n, cl_real bound) {
     for (size_t i = 0; i < n; i++) p[i] = (2.0f * cl_rng_uniform(m->rng_state) - 1.0f) * bound;
 }
 
@@ -260,7 +260,7 @@ int cl_norm(cl_model *m, int x, cl_norm_args a) {
     }
 }
 
-int cl_activation(cl_model *m, int x, cl_act_kind kind, float negative_slope) {
+int cl_activation(cl_model *m, int x, cl_act_kind kind, cl_real negative_slope) {
     if (kind != CL_ACT_RELU && kind != CL_ACT_LEAKY_RELU && kind != CL_ACT_GELU) {
         cl_fail(m, CL_ERR_ARG, "act", "unknown activation kind %d", (int)kind);
         return -1;
@@ -276,7 +276,7 @@ int cl_activation(cl_model *m, int x, cl_act_kind kind, float negative_slope) {
     return add_node(m, op, &x, 1, a);
 }
 
-int cl_dropout(cl_model *m, int x, float p) {
+int cl_dropout(cl_model *m, int x, cl_real p) {
     if (!(p >= 0 && p < 1)) {
         cl_fail(m, CL_ERR_ARG, "p", "dropout probability must be in [0, 1), got %g", p);
         return -1;
@@ -372,9 +372,9 @@ int64_t cl_model_buffer_count(const cl_model *m) {
 
 /* ---- compiling ------------------------------------------------------------ */
 
-static void *alloc_floats(size_t n, bool *ok) {
+static void *alloc_reals(size_t n, bool *ok) {
     if (n == 0) return NULL;
-    void *p = calloc(n, sizeof(float));
+    void *p = calloc(n, sizeof(cl_real));
     if (!p) *ok = false;
     return p;
 }
@@ -414,22 +414,22 @@ cl_status cl_model_compile(cl_model *m, cl_compile_args a) {
         m->tensors[t].off = act;
         act += m->tensors[t].size * B;
     }
-    double bytes = 4.0 * ((double)np * (2 + threads) + (double)nb + 2.0 * act + saved + bsaved +
+    double bytes = (double)sizeof(cl_real) * ((double)np * (2 + threads) + (double)nb + 2.0 * act + saved + bsaved +
                           (double)scratch * threads) + 8.0 * team * threads;
     if (bytes > (double)CL_MAX_PLAN_BYTES)
         return cl_fail(m, CL_ERR_NOMEM, NULL,
                        "the model needs %.1f GiB of buffers at batch %d, more than the %zu GiB limit",
                        bytes / (1 << 30), a.max_batch, CL_MAX_PLAN_BYTES >> 30);
     bool ok = true;
-    m->params = alloc_floats(np, &ok);
-    m->grads = alloc_floats(np, &ok);
-    m->buffers = alloc_floats(nb, &ok);
-    m->act = alloc_floats(act, &ok);
-    m->dact = alloc_floats(act, &ok);
-    m->saved = alloc_floats(saved, &ok);
-    m->batch_saved = alloc_floats(bsaved, &ok);
-    m->thread_grads = alloc_floats(np * (size_t)(threads - 1), &ok);
-    m->scratch = alloc_floats(scratch * (size_t)threads, &ok);
+    m->params = alloc_reals(np, &ok);
+    m->grads = alloc_reals(np, &ok);
+    m->buffers = alloc_reals(nb, &ok);
+    m->act = alloc_reals(act, &ok);
+    m->dact = alloc_reals(act, &ok);
+    m->saved = alloc_reals(saved, &ok);
+    m->batch_saved = alloc_reals(bsaved, &ok);
+    m->thread_grads = alloc_reals(np * (size_t)(threads - 1), &ok);
+    m->scratch = alloc_reals(scratch * (size_t)threads, &ok);
     if (team) {
         m->team = calloc(team * (size_t)threads, sizeof(double));
         if (!m->team) ok = false;
@@ -484,7 +484,7 @@ static int team_size(void) {
 #endif
 }
 
-const float *cl_model_forward(cl_model *m, const float *x, int n, bool train) {
+const cl_real *cl_model_forward(cl_model *m, const cl_real *x, int n, bool train) {
     if (!m->compiled) {
         cl_fail(m, CL_ERR_STATE, NULL, "compile the model before running it");
         return NULL;
@@ -494,7 +494,7 @@ const float *cl_model_forward(cl_model *m, const float *x, int n, bool train) {
                 m->args.max_batch);
         return NULL;
     }
-    memcpy(m->act + m->tensors[0].off, x, (size_t)n * m->tensors[0].size * sizeof(float));
+    memcpy(m->act + m->tensors[0].off, x, (size_t)n * m->tensors[0].size * sizeof(cl_real));
     m->cur_n = n;
     m->cur_train = train;
     if (train) m->dropout_step++;
@@ -511,7 +511,7 @@ const float *cl_model_forward(cl_model *m, const float *x, int n, bool train) {
     return m->act + out->off;
 }
 
-cl_status cl_model_backward(cl_model *m, const float *dout) {
+cl_status cl_model_backward(cl_model *m, const cl_real *dout) {
     if (!m->compiled || m->cur_n == 0)
         return cl_fail(m, CL_ERR_STATE, NULL, "backward needs a forward pass first");
     int threads = m->nthreads < m->cur_n ? m->nthreads : m->cur_n;
@@ -523,10 +523,10 @@ cl_status cl_model_backward(cl_model *m, const float *dout) {
     {
         cl_exec e = make_exec(m, thread_id(), team_size());
         for (int t = 0; t < m->ntensors; t++)
-            memset(cl_dact(&e, t), 0, (size_t)(e.n1 - e.n0) * m->tensors[t].size * sizeof(float));
-        if (e.tid > 0) memset(e.grads, 0, np * sizeof(float));
+            memset(cl_dact(&e, t), 0, (size_t)(e.n1 - e.n0) * m->tensors[t].size * sizeof(cl_real));
+        if (e.tid > 0) memset(e.grads, 0, np * sizeof(cl_real));
         memcpy(cl_dact(&e, cl_model_output(m)), dout + (size_t)e.n0 * out->size,
-               (size_t)(e.n1 - e.n0) * out->size * sizeof(float));
+               (size_t)(e.n1 - e.n0) * out->size * sizeof(cl_real));
         for (int i = m->nnodes - 1; i >= 0; i--) m->nodes[i].op->backward(&e, &m->nodes[i]);
         cl_barrier();
         /* Sum the other threads' accumulators into the model's, in thread order so the
@@ -534,7 +534,7 @@ cl_status cl_model_backward(cl_model *m, const float *dout) {
         size_t lo = np * (size_t)e.tid / (size_t)e.nthreads;
         size_t hi = np * (size_t)(e.tid + 1) / (size_t)e.nthreads;
         for (int t = 1; t < e.nthreads; t++) {
-            const float *g = m->thread_grads + (size_t)(t - 1) * np;
+            const cl_real *g = m->thread_grads + (size_t)(t - 1) * np;
             for (size_t i = lo; i < hi; i++) m->grads[i] += g[i];
         }
     }
@@ -543,35 +543,35 @@ cl_status cl_model_backward(cl_model *m, const float *dout) {
 }
 
 void cl_model_zero_grad(cl_model *m) {
-    if (m->grads) memset(m->grads, 0, m->nparams * sizeof(float));
+    if (m->grads) memset(m->grads, 0, m->nparams * sizeof(cl_real));
 }
 
-const float *cl_model_input_grad(const cl_model *m) {
+const cl_real *cl_model_input_grad(const cl_model *m) {
     if (!m->compiled || !m->args.input_grad) return NULL;
     return m->dact + m->tensors[0].off;
 }
 
-const float *cl_model_activation(const cl_model *m, int x) {
+const cl_real *cl_model_activation(const cl_model *m, int x) {
     if (!m->compiled || x < 0 || x >= m->ntensors) return NULL;
     return m->act + m->tensors[x].off;
 }
 
-const float *cl_model_activation_grad(const cl_model *m, int x) {
+const cl_real *cl_model_activation_grad(const cl_model *m, int x) {
     if (!m->compiled || x < 0 || x >= m->ntensors) return NULL;
     return m->dact + m->tensors[x].off;
 }
 
-float *cl_model_params(cl_model *m, size_t *count) {
+cl_real *cl_model_params(cl_model *m, size_t *count) {
     if (count) *count = m->nparams;
     return m->params;
 }
 
-float *cl_model_grads(cl_model *m, size_t *count) {
+cl_real *cl_model_grads(cl_model *m, size_t *count) {
     if (count) *count = m->nparams;
     return m->grads;
 }
 
-float *cl_model_buffers(cl_model *m, size_t *count) {
+cl_real *cl_model_buffers(cl_model *m, size_t *count) {
     if (count) *count = m->nbuffers;
     return m->buffers;
 }
@@ -658,8 +658,8 @@ static size_t stored_index(const cl_op_tensor *t, size_t j) {
     }
 }
 
-static cl_status copy_tensor(const cl_model *m, int i, float *torch, const float *src_base,
-                             float *dst_base, bool grad) {
+static cl_status copy_tensor(const cl_model *m, int i, cl_real *torch, const cl_real *src_base,
+                             cl_real *dst_base, bool grad) {
     tensor_ref r;
     if (!m->compiled) return CL_ERR_STATE;
     if (!tensor_at(m, i, &r)) return CL_ERR_ARG;
@@ -677,25 +677,25 @@ static cl_status copy_tensor(const cl_model *m, int i, float *torch, const float
     return CL_OK;
 }
 
-cl_status cl_model_get_tensor(const cl_model *m, int i, float *dst) {
+cl_status cl_model_get_tensor(const cl_model *m, int i, cl_real *dst) {
     tensor_ref r;
     if (!tensor_at(m, i, &r)) return CL_ERR_ARG;
     return copy_tensor(m, i, dst, r.t.trainable ? m->params : m->buffers, NULL, false);
 }
 
-cl_status cl_model_set_tensor(cl_model *m, int i, const float *src) {
+cl_status cl_model_set_tensor(cl_model *m, int i, const cl_real *src) {
     tensor_ref r;
     if (!tensor_at(m, i, &r)) return CL_ERR_ARG;
-    return copy_tensor(m, i, (float *)src, NULL, r.t.trainable ? m->params : m->buffers, false);
+    return copy_tensor(m, i, (cl_real *)src, NULL, r.t.trainable ? m->params : m->buffers, false);
 }
 
-cl_status cl_model_get_tensor_grad(const cl_model *m, int i, float *dst) {
+cl_status cl_model_get_tensor_grad(const cl_model *m, int i, cl_real *dst) {
     return copy_tensor(m, i, dst, m->grads, NULL, true);
 }
 
 /* ---- layouts --------------------------------------------------------------- */
 
-void cl_nchw_to_nhwc(float *dst, const float *src, int n, int c, int h, int w) {
+void cl_nchw_to_nhwc(cl_real *dst, const cl_real *src, int n, int c, int h, int w) {
     size_t hw = (size_t)h * w;
     for (int i = 0; i < n; i++)
         for (size_t p = 0; p < hw; p++)
@@ -703,7 +703,7 @@ void cl_nchw_to_nhwc(float *dst, const float *src, int n, int c, int h, int w) {
                 dst[((size_t)i * hw + p) * c + k] = src[((size_t)i * c + k) * hw + p];
 }
 
-void cl_nhwc_to_nchw(float *dst, const float *src, int n, int c, int h, int w) {
+void cl_nhwc_to_nchw(cl_real *dst, const cl_real *src, int n, int c, int h, int w) {
     size_t hw = (size_t)h * w;
     for (int i = 0; i < n; i++)
         for (size_t p = 0; p < hw; p++)

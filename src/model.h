@@ -9,7 +9,14 @@
 #ifndef CNNLAB_MODEL_H
 #define CNNLAB_MODEL_H
 
+#include <math.h>
+
 #include "cnnlab.h"
+
+/* Math on cl_real, in float or double as the build chooses. */
+#define cl_sqrt(x) _Generic((x), float: sqrtf, default: sqrt)(x)
+#define cl_exp(x) _Generic((x), float: expf, default: exp)(x)
+#define cl_erf(x) _Generic((x), float: erff, default: erf)(x)
 
 #define CL_MAX_INPUTS 8
 #define CL_MAX_NODES 20000
@@ -82,8 +89,8 @@ typedef struct {
     int n0, n1; /* this thread's samples */
     int n;      /* samples in the whole batch */
     bool train;
-    float *grads;   /* this thread's parameter-gradient accumulator */
-    float *scratch; /* this thread's scratch */
+    cl_real *grads;   /* this thread's parameter-gradient accumulator */
+    cl_real *scratch; /* this thread's scratch */
 } cl_exec;
 
 struct cl_op {
@@ -98,7 +105,7 @@ struct cl_op {
     /* Describe the node's PyTorch tensors; returns how many. NULL: none. */
     int (*tensors)(const cl_model *m, const cl_node *n, cl_op_tensor *t);
     /* Initialise parameters and buffers as torch.nn does. NULL: none. */
-    void (*init)(cl_model *m, const cl_node *n, float *params, float *buffers);
+    void (*init)(cl_model *m, const cl_node *n, cl_real *params, cl_real *buffers);
     void (*forward)(const cl_exec *e, const cl_node *n);
     void (*backward)(const cl_exec *e, const cl_node *n);
 };
@@ -117,11 +124,11 @@ struct cl_model {
     int nthreads;
     uint64_t rng_state[4];
     size_t nparams, nbuffers, act_size, saved_size, batch_saved_size, scratch_size, team_size;
-    float *params, *grads, *buffers;
-    float *act, *dact;        /* every tensor's activations and their gradients */
-    float *saved, *batch_saved;
-    float *thread_grads;      /* (nthreads-1) extra gradient accumulators */
-    float *scratch;           /* nthreads * scratch_size */
+    cl_real *params, *grads, *buffers;
+    cl_real *act, *dact;        /* every tensor's activations and their gradients */
+    cl_real *saved, *batch_saved;
+    cl_real *thread_grads;      /* (nthreads-1) extra gradient accumulators */
+    cl_real *scratch;           /* nthreads * scratch_size */
     double *team;             /* nthreads * team_size, for cross-thread reductions */
     int cur_n;
     bool cur_train;
@@ -133,17 +140,17 @@ cl_status cl_fail(cl_model *m, cl_status code, const char *field, const char *fm
     __attribute__((format(printf, 4, 5)));
 
 /* Pointers to this thread's slice of a tensor's activations and gradients. */
-static inline float *cl_act(const cl_exec *e, int t) {
+static inline cl_real *cl_act(const cl_exec *e, int t) {
     const cl_tensor *x = &e->m->tensors[t];
     return e->m->act + x->off + (size_t)e->n0 * x->size;
 }
-static inline float *cl_dact(const cl_exec *e, int t) {
+static inline cl_real *cl_dact(const cl_exec *e, int t) {
     const cl_tensor *x = &e->m->tensors[t];
     return e->m->dact + x->off + (size_t)e->n0 * x->size;
 }
 /* The gradient to accumulate into input t, or NULL when nobody needs it (the
  * model's input when input_grad is off). */
-static inline float *cl_dinp(const cl_exec *e, int t) {
+static inline cl_real *cl_dinp(const cl_exec *e, int t) {
     if (t == 0 && !e->m->args.input_grad) return NULL;
     return cl_dact(e, t);
 }
@@ -153,7 +160,7 @@ static inline const cl_shape *cl_in_shape(const cl_model *m, const cl_node *n, i
 static inline const cl_shape *cl_out_shape(const cl_model *m, const cl_node *n) {
     return &m->tensors[n->out].shape;
 }
-static inline float *cl_node_saved(const cl_exec *e, const cl_node *n) {
+static inline cl_real *cl_node_saved(const cl_exec *e, const cl_node *n) {
     return e->m->saved + n->saved_off + (size_t)e->n0 * n->nsaved;
 }
 
@@ -167,7 +174,7 @@ static inline double *cl_team_slot(const cl_exec *e, int tid) {
 /* Random numbers (src/rng.c). */
 void cl_rng_seed(uint64_t s[4], uint64_t seed);
 uint64_t cl_rng_next(uint64_t s[4]);
-float cl_rng_uniform(uint64_t s[4]); /* [0, 1) */
+cl_real cl_rng_uniform(uint64_t s[4]); /* [0, 1) */
 /* A keyed hash of a counter: dropout masks independent of the thread split. */
 static inline uint32_t cl_hash32(uint32_t key, uint32_t counter) {
     uint32_t x = counter * 0x9E3779B1u ^ key;
@@ -181,7 +188,7 @@ static inline uint32_t cl_hash32(uint32_t key, uint32_t counter) {
 
 /* Shared helpers for the ops. */
 int cl_conv_out_size(int in, int k, int stride, int pad, int dilation);
-void cl_init_uniform(cl_model *m, float *p, size_t n, float bound);
+void cl_init_uniform(cl_model *m, cl_real *p, size_t n, cl_real bound);
 
 /* The op table (src/ops/). */
 extern const cl_op cl_op_conv2d, cl_op_maxpool2d, cl_op_avgpool2d, cl_op_global_avgpool,

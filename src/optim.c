@@ -9,8 +9,8 @@
 struct cl_optimizer {
     cl_model *m;
     cl_optim_args a;
-    float *buf1; /* SGD momentum buffer; Adam first moment */
-    float *buf2; /* Adam second moment */
+    cl_real *buf1; /* SGD momentum buffer; Adam first moment */
+    cl_real *buf2; /* Adam second moment */
     int64_t step;
 };
 
@@ -24,8 +24,8 @@ cl_optimizer *cl_optimizer_new(cl_model *m, cl_optim_args a) {
     o->m = m;
     o->a = a;
     size_t n = m->nparams ? m->nparams : 1;
-    o->buf1 = calloc(n, sizeof(float));
-    o->buf2 = a.kind == CL_OPT_SGD ? NULL : calloc(n, sizeof(float));
+    o->buf1 = calloc(n, sizeof(cl_real));
+    o->buf2 = a.kind == CL_OPT_SGD ? NULL : calloc(n, sizeof(cl_real));
     if (!o->buf1 || (a.kind != CL_OPT_SGD && !o->buf2)) {
         cl_optimizer_free(o);
         return NULL;
@@ -40,7 +40,7 @@ void cl_optimizer_free(cl_optimizer *o) {
     free(o);
 }
 
-void cl_optimizer_set_momentum(cl_optimizer *o, float momentum) {
+void cl_optimizer_set_momentum(cl_optimizer *o, cl_real momentum) {
     if (o->a.kind == CL_OPT_SGD)
         o->a.momentum = momentum;
     else
@@ -49,10 +49,10 @@ void cl_optimizer_set_momentum(cl_optimizer *o, float momentum) {
 
 /* torch.optim.SGD: g += wd*p; b = g (first step) or mu*b + (1-dampening)*g;
  * g = nesterov ? g + mu*b : b; p -= lr*g */
-static void sgd_step(float *restrict p, const float *restrict grad, float *restrict buf, size_t n,
-                     float lr, float mu, float dampening, float wd, bool nesterov, bool first) {
+static void sgd_step(cl_real *restrict p, const cl_real *restrict grad, cl_real *restrict buf, size_t n,
+                     cl_real lr, cl_real mu, cl_real dampening, cl_real wd, bool nesterov, bool first) {
     for (size_t i = 0; i < n; i++) {
-        float g = grad[i] + wd * p[i];
+        cl_real g = grad[i] + wd * p[i];
         if (mu != 0) {
             buf[i] = first ? g : mu * buf[i] + (1 - dampening) * g;
             g = nesterov ? g + mu * buf[i] : buf[i];
@@ -64,27 +64,27 @@ static void sgd_step(float *restrict p, const float *restrict grad, float *restr
 /* torch.optim.Adam / AdamW (amsgrad off): m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g^2;
  * p -= lr * (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps), with weight decay added to g
  * (Adam) or applied as p *= 1 - lr*wd first (AdamW). */
-static void adam_step(float *restrict p, const float *restrict grad, float *restrict m1,
-                      float *restrict m2, size_t n, float lr, float b1, float b2, float eps,
-                      float wd, bool decoupled, int64_t t) {
+static void adam_step(cl_real *restrict p, const cl_real *restrict grad, cl_real *restrict m1,
+                      cl_real *restrict m2, size_t n, cl_real lr, cl_real b1, cl_real b2, cl_real eps,
+                      cl_real wd, bool decoupled, int64_t t) {
     /* PyTorch computes the bias corrections in double precision */
-    const float bc1 = (float)(1.0 - pow(b1, (double)t));
-    const float bc2_sqrt = (float)sqrt(1.0 - pow(b2, (double)t));
-    const float step_size = lr / bc1;
+    const cl_real bc1 = (cl_real)(1.0 - pow(b1, (double)t));
+    const cl_real bc2_sqrt = (cl_real)sqrt(1.0 - pow(b2, (double)t));
+    const cl_real step_size = lr / bc1;
     for (size_t i = 0; i < n; i++) {
-        float g = grad[i];
+        cl_real g = grad[i];
         if (decoupled)
             p[i] *= 1 - lr * wd;
         else
             g += wd * p[i];
         m1[i] = b1 * m1[i] + (1 - b1) * g;
         m2[i] = b2 * m2[i] + (1 - b2) * g * g;
-        float denom = sqrtf(m2[i]) / bc2_sqrt + eps;
+        cl_real denom = cl_sqrt(m2[i]) / bc2_sqrt + eps;
         p[i] -= step_size * m1[i] / denom;
     }
 }
 
-void cl_optimizer_step(cl_optimizer *o, float lr) {
+void cl_optimizer_step(cl_optimizer *o, cl_real lr) {
     cl_model *m = o->m;
     const cl_optim_args *a = &o->a;
     o->step++;

@@ -28,6 +28,6 @@ uint64_t cl_rng_next(uint64_t s[4]) {
     return r;
 }
 
-float cl_rng_uniform(uint64_t s[4]) {
-    return (float)(cl_rng_next(s) >> 40) * (1.0f / 16777216.0f);
+cl_real cl_rng_uniform(uint64_t s[4]) {
+    return (cl_real)(cl_rng_next(s) >> 40) * (1.0f / 16777216.0f);
 }

@@ -88,9 +88,9 @@ void cl_model_print_summary(const cl_model *m, const char *title, FILE *f) {
     fprintf(f, "MACs per image: %s (%.2f M)\n", thousands(b1, sizeof b1, macs), macs / 1e6);
     rule(f, '-', WIDTH);
     const double mb = 1024.0 * 1024.0;
-    fprintf(f, "Input size per image (MB): %.3f\n", in->size * 4.0 / mb);
-    fprintf(f, "Activations per image (MB): %.3f forward, %.3f forward+backward\n", acts * 4.0 / mb,
-            acts * 8.0 / mb);
-    fprintf(f, "Params size (MB): %.3f\n", (trainable + buffers) * 4.0 / mb);
+    fprintf(f, "Input size per image (MB): %.3f\n", in->size * (double)sizeof(cl_real) / mb);
+    fprintf(f, "Activations per image (MB): %.3f forward, %.3f forward+backward\n", acts * (double)sizeof(cl_real) / mb,
+            acts * 2.0 * (double)sizeof(cl_real) / mb);
+    fprintf(f, "Params size (MB): %.3f\n", (trainable + buffers) * (double)sizeof(cl_real) / mb);
     rule(f, '-', WIDTH);
 }

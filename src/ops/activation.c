@@ -6,8 +6,8 @@
 #include "model.h"
 
 /* out[i] = f(inp[i]) for i < count */
-static void activation_forward(float *restrict out, const float *restrict inp, size_t count,
-                               cl_act_kind kind, float slope) {
+static void activation_forward(cl_real *restrict out, const cl_real *restrict inp, size_t count,
+                               cl_act_kind kind, cl_real slope) {
     switch (kind) {
     case CL_ACT_RELU:
         for (size_t i = 0; i < count; i++) out[i] = inp[i] > 0 ? inp[i] : 0.0f;
@@ -17,16 +17,16 @@ static void activation_forward(float *restrict out, const float *restrict inp, s
         break;
     case CL_ACT_GELU:
         for (size_t i = 0; i < count; i++)
-            out[i] = 0.5f * inp[i] * (1.0f + erff(inp[i] * (float)M_SQRT1_2));
+            out[i] = 0.5f * inp[i] * (1.0f + cl_erf(inp[i] * (cl_real)M_SQRT1_2));
         break;
     default: break;
     }
 }
 
 /* dinp[i] += dout[i] * f'(inp[i]) */
-static void activation_backward(float *restrict dinp, const float *restrict dout,
-                                const float *restrict inp, size_t count, cl_act_kind kind,
-                                float slope) {
+static void activation_backward(cl_real *restrict dinp, const cl_real *restrict dout,
+                                const cl_real *restrict inp, size_t count, cl_act_kind kind,
+                                cl_real slope) {
     switch (kind) {
     case CL_ACT_RELU:
         for (size_t i = 0; i < count; i++) dinp[i] += inp[i] > 0 ? dout[i] : 0.0f;
@@ -35,11 +35,11 @@ static void activation_backward(float *restrict dinp, const float *restrict dout
         for (size_t i = 0; i < count; i++) dinp[i] += inp[i] > 0 ? dout[i] : dout[i] * slope;
         break;
     case CL_ACT_GELU: {
-        const float inv_sqrt_2pi = 0.3989422804014327f;
+        const cl_real inv_sqrt_2pi = (cl_real)0.3989422804014327;
         for (size_t i = 0; i < count; i++) {
-            float x = inp[i];
-            float cdf = 0.5f * (1.0f + erff(x * (float)M_SQRT1_2));
-            float pdf = inv_sqrt_2pi * expf(-0.5f * x * x);
+            cl_real x = inp[i];
+            cl_real cdf = 0.5f * (1.0f + cl_erf(x * (cl_real)M_SQRT1_2));
+            cl_real pdf = inv_sqrt_2pi * cl_exp(-0.5f * x * x);
             dinp[i] += dout[i] * (cdf + x * pdf);
         }
         break;
@@ -65,7 +65,7 @@ static void forward(const cl_exec *e, const cl_node *n) {
 }
 
 static void backward(const cl_exec *e, const cl_node *n) {
-    float *dinp = cl_dinp(e, n->in[0]);
+    cl_real *dinp = cl_dinp(e, n->in[0]);
     if (!dinp) return;
     size_t count = (size_t)(e->n1 - e->n0) * e->m->tensors[n->out].size;
     activation_backward(dinp, cl_dact(e, n->out), cl_act(e, n->in[0]), count, n->a.act.kind,

@@ -4,12 +4,12 @@
 #include "model.h"
 
 /* out[i] = a[i] + b[i] */
-static void add_forward(float *restrict out, const float *a, const float *b, size_t count) {
+static void add_forward(cl_real *restrict out, const cl_real *a, const cl_real *b, size_t count) {
     for (size_t i = 0; i < count; i++) out[i] = a[i] + b[i];
 }
 
 /* dinp[i] += dout[i] */
-static void add_backward(float *dinp, const float *restrict dout, size_t count) {
+static void add_backward(cl_real *dinp, const cl_real *restrict dout, size_t count) {
     for (size_t i = 0; i < count; i++) dinp[i] += dout[i];
 }
 
@@ -37,7 +37,7 @@ static void forward(const cl_exec *e, const cl_node *n) {
 static void backward(const cl_exec *e, const cl_node *n) {
     size_t count = (size_t)(e->n1 - e->n0) * e->m->tensors[n->out].size;
     for (int k = 0; k < 2; k++) {
-        float *dinp = cl_dinp(e, n->in[k]);
+        cl_real *dinp = cl_dinp(e, n->in[k]);
         if (dinp) add_backward(dinp, cl_dact(e, n->out), count);
     }
 }

@@ -15,12 +15,12 @@ static pool_dims dims_of(const cl_model *m, const cl_node *n, int N) {
 }
 
 /* out[N][OH][OW][C] = sum over the window of inp[N][H][W][C] / (R*S) */
-static void avgpool2d_forward(float *restrict out, const float *restrict inp, const pool_dims *d) {
-    const float scale = 1.0f / (float)(d->R * d->S);
+static void avgpool2d_forward(cl_real *restrict out, const cl_real *restrict inp, const pool_dims *d) {
+    const cl_real scale = 1.0f / (cl_real)(d->R * d->S);
     for (int n = 0; n < d->N; n++)
         for (int oh = 0; oh < d->OH; oh++)
             for (int ow = 0; ow < d->OW; ow++) {
-                float *op = out + (((size_t)n * d->OH + oh) * d->OW + ow) * d->C;
+                cl_real *op = out + (((size_t)n * d->OH + oh) * d->OW + ow) * d->C;
                 for (int c = 0; c < d->C; c++) op[c] = 0.0f;
                 for (int r = 0; r < d->R; r++) {
                     int ih = oh * d->sh - d->ph + r;
@@ -28,7 +28,7 @@ static void avgpool2d_forward(float *restrict out, const float *restrict inp, co
                     for (int s = 0; s < d->S; s++) {
                         int iw = ow * d->sw - d->pw + s;
                         if (iw < 0 || iw >= d->W) continue;
-                        const float *ip = inp + (((size_t)n * d->H + ih) * d->W + iw) * d->C;
+                        const cl_real *ip = inp + (((size_t)n * d->H + ih) * d->W + iw) * d->C;
                         for (int c = 0; c < d->C; c++) op[c] += ip[c];
                     }
                 }
@@ -37,20 +37,20 @@ static void avgpool2d_forward(float *restrict out, const float *restrict inp, co
 }
 
 /* dinp[N][H][W][C] += dout / (R*S) over each window */
-static void avgpool2d_backward(float *restrict dinp, const float *restrict dout,
+static void avgpool2d_backward(cl_real *restrict dinp, const cl_real *restrict dout,
                                const pool_dims *d) {
-    const float scale = 1.0f / (float)(d->R * d->S);
+    const cl_real scale = 1.0f / (cl_real)(d->R * d->S);
     for (int n = 0; n < d->N; n++)
         for (int oh = 0; oh < d->OH; oh++)
             for (int ow = 0; ow < d->OW; ow++) {
-                const float *dop = dout + (((size_t)n * d->OH + oh) * d->OW + ow) * d->C;
+                const cl_real *dop = dout + (((size_t)n * d->OH + oh) * d->OW + ow) * d->C;
                 for (int r = 0; r < d->R; r++) {
                     int ih = oh * d->sh - d->ph + r;
                     if (ih < 0 || ih >= d->H) continue;
                     for (int s = 0; s < d->S; s++) {
                         int iw = ow * d->sw - d->pw + s;
                         if (iw < 0 || iw >= d->W) continue;
-                        float *dip = dinp + (((size_t)n * d->H + ih) * d->W + iw) * d->C;
+                        cl_real *dip = dinp + (((size_t)n * d->H + ih) * d->W + iw) * d->C;
                         for (int c = 0; c < d->C; c++) dip[c] += dop[c] * scale;
                     }
                 }
@@ -58,14 +58,14 @@ static void avgpool2d_backward(float *restrict dinp, const float *restrict dout,
 }
 
 /* out[N][C] = mean over (H, W) of inp[N][H][W][C] */
-static void global_avgpool_forward(float *restrict out, const float *restrict inp, int N, int HW,
+static void global_avgpool_forward(cl_real *restrict out, const cl_real *restrict inp, int N, int HW,
                                    int C) {
-    const float scale = 1.0f / (float)HW;
+    const cl_real scale = 1.0f / (cl_real)HW;
     for (int n = 0; n < N; n++) {
-        float *op = out + (size_t)n * C;
+        cl_real *op = out + (size_t)n * C;
         for (int c = 0; c < C; c++) op[c] = 0.0f;
         for (int p = 0; p < HW; p++) {
-            const float *ip = inp + ((size_t)n * HW + p) * C;
+            const cl_real *ip = inp + ((size_t)n * HW + p) * C;
             for (int c = 0; c < C; c++) op[c] += ip[c];
         }
         for (int c = 0; c < C; c++) op[c] *= scale;
@@ -73,12 +73,12 @@ static void global_avgpool_forward(float *restrict out, const float *restrict in
 }
 
 /* dinp[N][H][W][C] += dout[N][C] / (H*W) */
-static void global_avgpool_backward(float *restrict dinp, const float *restrict dout, int N,
+static void global_avgpool_backward(cl_real *restrict dinp, const cl_real *restrict dout, int N,
                                     int HW, int C) {
-    const float scale = 1.0f / (float)HW;
+    const cl_real scale = 1.0f / (cl_real)HW;
     for (int n = 0; n < N; n++)
         for (int p = 0; p < HW; p++) {
-            float *dip = dinp + ((size_t)n * HW + p) * C;
+            cl_real *dip = dinp + ((size_t)n * HW + p) * C;
             for (int c = 0; c < C; c++) dip[c] += dout[(size_t)n * C + c] * scale;
         }
 }
@@ -112,7 +112,7 @@ static void forward(const cl_exec *e, const cl_node *n) {
 }
 
 static void backward(const cl_exec *e, const cl_node *n) {
-    float *dinp = cl_dinp(e, n->in[0]);
+    cl_real *dinp = cl_dinp(e, n->in[0]);
     if (!dinp) return;
     pool_dims d = dims_of(e->m, n, e->n1 - e->n0);
     avgpool2d_backward(dinp, cl_dact(e, n->out), &d);
@@ -140,7 +140,7 @@ static void gap_forward(const cl_exec *e, const cl_node *n) {
 }
 
 static void gap_backward(const cl_exec *e, const cl_node *n) {
-    float *dinp = cl_dinp(e, n->in[0]);
+    cl_real *dinp = cl_dinp(e, n->in[0]);
     if (!dinp) return;
     const cl_shape *in = cl_in_shape(e->m, n, 0);
     global_avgpool_backward(dinp, cl_dact(e, n->out), e->n1 - e->n0, in->h * in->w, in->c);

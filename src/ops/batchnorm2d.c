@@ -11,9 +11,9 @@
 #include "model.h"
 
 /* sums[0..C) += sum of x, sums[C..2C) += sum of x^2 over inp [M][C] */
-static void batchnorm_stats(double *restrict sums, const float *restrict inp, size_t M, int C) {
+static void batchnorm_stats(double *restrict sums, const cl_real *restrict inp, size_t M, int C) {
     for (size_t p = 0; p < M; p++) {
-        const float *x = inp + p * C;
+        const cl_real *x = inp + p * C;
         for (int c = 0; c < C; c++) {
             sums[c] += x[c];
             sums[C + c] += (double)x[c] * x[c];
@@ -22,8 +22,8 @@ static void batchnorm_stats(double *restrict sums, const float *restrict inp, si
 }
 
 /* out[M][C] = inp * scale[c] + shift[c] */
-static void channel_affine(float *restrict out, const float *restrict inp,
-                           const float *restrict scale, const float *restrict shift, size_t M,
+static void channel_affine(cl_real *restrict out, const cl_real *restrict inp,
+                           const cl_real *restrict scale, const cl_real *restrict shift, size_t M,
                            int C) {
     for (size_t p = 0; p < M; p++)
         for (int c = 0; c < C; c++) out[p * C + c] = inp[p * C + c] * scale[c] + shift[c];
@@ -31,12 +31,12 @@ static void channel_affine(float *restrict out, const float *restrict inp,
 
 /* Backward sums over [M][C]: sums[c] += dy, sums[C + c] += dy * xhat with
  * xhat = (x - mean[c]) * invstd[c]. */
-static void batchnorm_backward_sums(double *restrict sums, const float *restrict dout,
-                                    const float *restrict inp, const float *restrict mean,
-                                    const float *restrict invstd, size_t M, int C) {
+static void batchnorm_backward_sums(double *restrict sums, const cl_real *restrict dout,
+                                    const cl_real *restrict inp, const cl_real *restrict mean,
+                                    const cl_real *restrict invstd, size_t M, int C) {
     for (size_t p = 0; p < M; p++)
         for (int c = 0; c < C; c++) {
-            float dy = dout[p * C + c];
+            cl_real dy = dout[p * C + c];
             sums[c] += dy;
             sums[C + c] += (double)dy * ((inp[p * C + c] - mean[c]) * invstd[c]);
         }
@@ -44,14 +44,14 @@ static void batchnorm_backward_sums(double *restrict sums, const float *restrict
 
 /* dinp[M][C] += gamma*invstd * (dy - k1[c] - xhat*k2[c]), with k1 = mean of dy and
  * k2 = mean of dy*xhat over the batch (both 0 in eval mode). */
-static void batchnorm_backward_input(float *restrict dinp, const float *restrict dout,
-                                     const float *restrict inp, const float *restrict mean,
-                                     const float *restrict invstd, const float *restrict gamma,
-                                     const float *restrict k1, const float *restrict k2, size_t M,
+static void batchnorm_backward_input(cl_real *restrict dinp, const cl_real *restrict dout,
+                                     const cl_real *restrict inp, const cl_real *restrict mean,
+                                     const cl_real *restrict invstd, const cl_real *restrict gamma,
+                                     const cl_real *restrict k1, const cl_real *restrict k2, size_t M,
                                      int C) {
     for (size_t p = 0; p < M; p++)
         for (int c = 0; c < C; c++) {
-            float xhat = (inp[p * C + c] - mean[c]) * invstd[c];
+            cl_real xhat = (inp[p * C + c] - mean[c]) * invstd[c];
             dinp[p * C + c] += gamma[c] * invstd[c] * (dout[p * C + c] - k1[c] - xhat * k2[c]);
         }
 }
@@ -80,7 +80,7 @@ static int tensors(const cl_model *m, const cl_node *n, cl_op_tensor *t) {
     return 5;
 }
 
-static void init(cl_model *m, const cl_node *n, float *params, float *buffers) {
+static void init(cl_model *m, const cl_node *n, cl_real *params, cl_real *buffers) {
     int C = cl_in_shape(m, n, 0)->c;
     for (int c = 0; c < C; c++) {
         params[c] = 1.0f;
@@ -108,11 +108,11 @@ static void forward(const cl_exec *e, const cl_node *n) {
     const cl_shape *s = cl_in_shape(m, n, 0);
     const int C = s->c;
     const size_t HW = (size_t)s->h * s->w, M = (size_t)(e->n1 - e->n0) * HW;
-    const float *gamma = m->params + n->param_off, *beta = gamma + C;
-    float *running = m->buffers + n->buffer_off;
-    float *mean = m->batch_saved + n->batch_saved_off, *invstd = mean + C;
-    float *scale = e->scratch, *shift = scale + C;
-    const float *inp = cl_act(e, n->in[0]);
+    const cl_real *gamma = m->params + n->param_off, *beta = gamma + C;
+    cl_real *running = m->buffers + n->buffer_off;
+    cl_real *mean = m->batch_saved + n->batch_saved_off, *invstd = mean + C;
+    cl_real *scale = e->scratch, *shift = scale + C;
+    const cl_real *inp = cl_act(e, n->in[0]);
     if (e->train) {
         double *slot = cl_team_slot(e, e->tid);
         memset(slot, 0, 2 * (size_t)C * sizeof(double));
@@ -125,22 +125,22 @@ static void forward(const cl_exec *e, const cl_node *n) {
             double mu = sums[c] / total;
             double var = sums[C + c] / total - mu * mu;
             if (var < 0) var = 0;
-            float is = (float)(1.0 / sqrt(var + n->a.norm.eps));
+            cl_real is = (cl_real)(1.0 / sqrt(var + n->a.norm.eps));
             scale[c] = gamma[c] * is;
-            shift[c] = beta[c] - (float)mu * scale[c];
+            shift[c] = beta[c] - (cl_real)mu * scale[c];
             if (e->tid == 0) {
-                float mom = n->a.norm.momentum;
+                cl_real mom = n->a.norm.momentum;
                 double unbiased = total > 1 ? var * total / (total - 1) : var;
-                mean[c] = (float)mu;
+                mean[c] = (cl_real)mu;
                 invstd[c] = is;
-                running[c] = (1 - mom) * running[c] + mom * (float)mu;
-                running[C + c] = (1 - mom) * running[C + c] + mom * (float)unbiased;
+                running[c] = (1 - mom) * running[c] + mom * (cl_real)mu;
+                running[C + c] = (1 - mom) * running[C + c] + mom * (cl_real)unbiased;
             }
         }
         if (e->tid == 0) running[2 * C] += 1.0f;
     } else {
         for (int c = 0; c < C; c++) {
-            float is = 1.0f / sqrtf(running[C + c] + n->a.norm.eps);
+            cl_real is = 1.0f / cl_sqrt(running[C + c] + n->a.norm.eps);
             scale[c] = gamma[c] * is;
             shift[c] = beta[c] - running[c] * scale[c];
             if (e->tid == 0) {
@@ -157,27 +157,27 @@ static void backward(const cl_exec *e, const cl_node *n) {
     const cl_shape *s = cl_in_shape(m, n, 0);
     const int C = s->c;
     const size_t HW = (size_t)s->h * s->w, M = (size_t)(e->n1 - e->n0) * HW;
-    const float *gamma = m->params + n->param_off;
-    const float *mean = m->batch_saved + n->batch_saved_off, *invstd = mean + C;
-    const float *inp = cl_act(e, n->in[0]), *dout = cl_dact(e, n->out);
-    float *dgamma = e->grads + n->param_off, *dbeta = dgamma + C;
-    float *k1 = e->scratch, *k2 = k1 + C;
+    const cl_real *gamma = m->params + n->param_off;
+    const cl_real *mean = m->batch_saved + n->batch_saved_off, *invstd = mean + C;
+    const cl_real *inp = cl_act(e, n->in[0]), *dout = cl_dact(e, n->out);
+    cl_real *dgamma = e->grads + n->param_off, *dbeta = dgamma + C;
+    cl_real *k1 = e->scratch, *k2 = k1 + C;
     double *slot = cl_team_slot(e, e->tid);
     memset(slot, 0, 2 * (size_t)C * sizeof(double));
     batchnorm_backward_sums(slot, dout, inp, mean, invstd, M, C);
     for (int c = 0; c < C; c++) {
-        dbeta[c] += (float)slot[c];
-        dgamma[c] += (float)slot[C + c];
+        dbeta[c] += (cl_real)slot[c];
+        dgamma[c] += (cl_real)slot[C + c];
     }
-    float *dinp = cl_dinp(e, n->in[0]);
+    cl_real *dinp = cl_dinp(e, n->in[0]);
     if (e->train) {
         cl_barrier();
         const double *sums = combine(e, C);
         cl_barrier();
         double total = (double)e->n * HW;
         for (int c = 0; c < C; c++) {
-            k1[c] = (float)(sums[c] / total);
-            k2[c] = (float)(sums[C + c] / total);
+            k1[c] = (cl_real)(sums[c] / total);
+            k2[c] = (cl_real)(sums[C + c] / total);
         }
     } else {
         for (int c = 0; c < C; c++) k1[c] = k2[c] = 0.0f;

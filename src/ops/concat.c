@@ -6,14 +6,14 @@
 #include "model.h"
 
 /* out[P][Ctot][offset + c] = inp[P][C][c] for one input */
-static void concat_forward_one(float *restrict out, const float *restrict inp, size_t P, int C,
+static void concat_forward_one(cl_real *restrict out, const cl_real *restrict inp, size_t P, int C,
                                int Ctot, int offset) {
     for (size_t p = 0; p < P; p++)
-        memcpy(out + p * Ctot + offset, inp + p * C, (size_t)C * sizeof(float));
+        memcpy(out + p * Ctot + offset, inp + p * C, (size_t)C * sizeof(cl_real));
 }
 
 /* dinp[P][C][c] += dout[P][Ctot][offset + c] */
-static void concat_backward_one(float *restrict dinp, const float *restrict dout, size_t P, int C,
+static void concat_backward_one(cl_real *restrict dinp, const cl_real *restrict dout, size_t P, int C,
                                 int Ctot, int offset) {
     for (size_t p = 0; p < P; p++)
         for (int c = 0; c < C; c++) dinp[p * C + c] += dout[p * Ctot + offset + c];
@@ -58,7 +58,7 @@ static void backward(const cl_exec *e, const cl_node *n) {
     int offset = 0;
     for (int k = 0; k < n->nin; k++) {
         int C = cl_in_shape(e->m, n, k)->c;
-        float *dinp = cl_dinp(e, n->in[k]);
+        cl_real *dinp = cl_dinp(e, n->in[k]);
         if (dinp) concat_backward_one(dinp, cl_dact(e, n->out), P, C, o->c, offset);
         offset += C;
     }

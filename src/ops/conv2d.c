@@ -26,28 +26,28 @@ static conv_dims dims_of(const cl_model *m, const cl_node *n, int N) {
 /* out[N][OH][OW][K] = bias[K] + sum over (r, s, c) of
  *     inp[N][oh*sh - ph + r*dh][ow*sw - pw + s*dw][g*Cg + c] * weight[g][r][s][c][k]
  * for output channel g*Kg + k. weight [G][R][S][Cg][Kg], bias [K] or NULL. */
-static void conv2d_forward(float *restrict out, const float *restrict inp,
-                           const float *restrict weight, const float *restrict bias,
+static void conv2d_forward(cl_real *restrict out, const cl_real *restrict inp,
+                           const cl_real *restrict weight, const cl_real *restrict bias,
                            const conv_dims *d) {
     const int Cg = d->C / d->G, Kg = d->K / d->G;
     for (int n = 0; n < d->N; n++)
         for (int oh = 0; oh < d->OH; oh++)
             for (int ow = 0; ow < d->OW; ow++) {
-                float *o = out + (((size_t)n * d->OH + oh) * d->OW + ow) * d->K;
+                cl_real *o = out + (((size_t)n * d->OH + oh) * d->OW + ow) * d->K;
                 for (int k = 0; k < d->K; k++) o[k] = bias ? bias[k] : 0.0f;
                 for (int g = 0; g < d->G; g++) {
-                    float *og = o + g * Kg;
+                    cl_real *og = o + g * Kg;
                     for (int r = 0; r < d->R; r++) {
                         int ih = oh * d->sh - d->ph + r * d->dh;
                         if (ih < 0 || ih >= d->H) continue;
                         for (int s = 0; s < d->S; s++) {
                             int iw = ow * d->sw - d->pw + s * d->dw;
                             if (iw < 0 || iw >= d->W) continue;
-                            const float *ip = inp + (((size_t)n * d->H + ih) * d->W + iw) * d->C + g * Cg;
-                            const float *wp = weight + (((size_t)g * d->R + r) * d->S + s) * Cg * Kg;
+                            const cl_real *ip = inp + (((size_t)n * d->H + ih) * d->W + iw) * d->C + g * Cg;
+                            const cl_real *wp = weight + (((size_t)g * d->R + r) * d->S + s) * Cg * Kg;
                             for (int c = 0; c < Cg; c++) {
-                                const float x = ip[c];
-                                const float *w = wp + (size_t)c * Kg;
+                                const cl_real x = ip[c];
+                                const cl_real *w = wp + (size_t)c * Kg;
                                 for (int k = 0; k < Kg; k++) og[k] += x * w[k];
                             }
                         }
@@ -58,19 +58,19 @@ static void conv2d_forward(float *restrict out, const float *restrict inp,
 
 /* Accumulates dinp [N][H][W][C] (if not NULL), dweight [G][R][S][Cg][Kg] and dbias [K]
  * (if not NULL) from dout [N][OH][OW][K]. */
-static void conv2d_backward(float *restrict dinp, float *restrict dweight,
-                            float *restrict dbias, const float *restrict dout,
-                            const float *restrict inp, const float *restrict weight,
+static void conv2d_backward(cl_real *restrict dinp, cl_real *restrict dweight,
+                            cl_real *restrict dbias, const cl_real *restrict dout,
+                            const cl_real *restrict inp, const cl_real *restrict weight,
                             const conv_dims *d) {
     const int Cg = d->C / d->G, Kg = d->K / d->G;
     for (int n = 0; n < d->N; n++)
         for (int oh = 0; oh < d->OH; oh++)
             for (int ow = 0; ow < d->OW; ow++) {
-                const float *dout_p = dout + (((size_t)n * d->OH + oh) * d->OW + ow) * d->K;
+                const cl_real *dout_p = dout + (((size_t)n * d->OH + oh) * d->OW + ow) * d->K;
                 if (dbias)
                     for (int k = 0; k < d->K; k++) dbias[k] += dout_p[k];
                 for (int g = 0; g < d->G; g++) {
-                    const float *dog = dout_p + g * Kg;
+                    const cl_real *dog = dout_p + g * Kg;
                     for (int r = 0; r < d->R; r++) {
                         int ih = oh * d->sh - d->ph + r * d->dh;
                         if (ih < 0 || ih >= d->H) continue;
@@ -79,19 +79,19 @@ static void conv2d_backward(float *restrict dinp, float *restrict dweight,
                             if (iw < 0 || iw >= d->W) continue;
                             size_t ioff = (((size_t)n * d->H + ih) * d->W + iw) * d->C + g * Cg;
                             size_t woff = (((size_t)g * d->R + r) * d->S + s) * Cg * Kg;
-                            const float *ip = inp + ioff;
-                            float *dwp = dweight + woff;
+                            const cl_real *ip = inp + ioff;
+                            cl_real *dwp = dweight + woff;
                             for (int c = 0; c < Cg; c++) {
-                                const float x = ip[c];
-                                float *dw = dwp + (size_t)c * Kg;
+                                const cl_real x = ip[c];
+                                cl_real *dw = dwp + (size_t)c * Kg;
                                 for (int k = 0; k < Kg; k++) dw[k] += x * dog[k];
                             }
                             if (dinp) {
-                                const float *wp = weight + woff;
-                                float *dip = dinp + ioff;
+                                const cl_real *wp = weight + woff;
+                                cl_real *dip = dinp + ioff;
                                 for (int c = 0; c < Cg; c++) {
-                                    const float *w = wp + (size_t)c * Kg;
-                                    float acc = 0.0f;
+                                    const cl_real *w = wp + (size_t)c * Kg;
+                                    cl_real acc = 0.0f;
                                     for (int k = 0; k < Kg; k++) acc += dog[k] * w[k];
                                     dip[c] += acc;
                                 }
@@ -149,26 +149,26 @@ static int tensors(const cl_model *m, const cl_node *n, cl_op_tensor *t) {
 
 /* kaiming_uniform_(a=sqrt(5)) for the weight and U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for
  * the bias, as nn.Conv2d.reset_parameters() does: both bounds are 1/sqrt(fan_in). */
-static void init(cl_model *m, const cl_node *n, float *params, float *buffers) {
+static void init(cl_model *m, const cl_node *n, cl_real *params, cl_real *buffers) {
     (void)buffers;
     const cl_conv2d_args *a = &n->a.conv;
     size_t wc = weight_count(m, n);
-    float bound = 1.0f / sqrtf((float)(wc / (size_t)a->out_channels));
+    cl_real bound = 1.0f / sqrtf((float)(wc / (size_t)a->out_channels));
     cl_init_uniform(m, params, wc, bound);
     if (!a->no_bias) cl_init_uniform(m, params + wc, (size_t)a->out_channels, bound);
 }
 
 static void forward(const cl_exec *e, const cl_node *n) {
     conv_dims d = dims_of(e->m, n, e->n1 - e->n0);
-    const float *w = e->m->params + n->param_off;
-    const float *b = n->a.conv.no_bias ? NULL : w + weight_count(e->m, n);
+    const cl_real *w = e->m->params + n->param_off;
+    const cl_real *b = n->a.conv.no_bias ? NULL : w + weight_count(e->m, n);
     conv2d_forward(cl_act(e, n->out), cl_act(e, n->in[0]), w, b, &d);
 }
 
 static void backward(const cl_exec *e, const cl_node *n) {
     conv_dims d = dims_of(e->m, n, e->n1 - e->n0);
     size_t wc = weight_count(e->m, n);
-    float *dw = e->grads + n->param_off;
+    cl_real *dw = e->grads + n->param_off;
     conv2d_backward(cl_dinp(e, n->in[0]), dw, n->a.conv.no_bias ? NULL : dw + wc,
                     cl_dact(e, n->out), cl_act(e, n->in[0]), e->m->params + n->param_off, &d);
 }

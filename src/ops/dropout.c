@@ -14,15 +14,15 @@ static uint32_t mask_key(const cl_exec *e, const cl_node *n) {
 }
 
 /* out[i] = keep(first + i) ? inp[i] * scale : 0, keep(j) = hash(key, j) >= threshold */
-static void dropout_forward(float *restrict out, const float *restrict inp, size_t count,
-                            uint32_t key, uint32_t first, uint32_t threshold, float scale) {
+static void dropout_forward(cl_real *restrict out, const cl_real *restrict inp, size_t count,
+                            uint32_t key, uint32_t first, uint32_t threshold, cl_real scale) {
     for (size_t i = 0; i < count; i++)
         out[i] = cl_hash32(key, first + (uint32_t)i) >= threshold ? inp[i] * scale : 0.0f;
 }
 
 /* dinp[i] += keep(first + i) ? dout[i] * scale : 0 */
-static void dropout_backward(float *restrict dinp, const float *restrict dout, size_t count,
-                             uint32_t key, uint32_t first, uint32_t threshold, float scale) {
+static void dropout_backward(cl_real *restrict dinp, const cl_real *restrict dout, size_t count,
+                             uint32_t key, uint32_t first, uint32_t threshold, cl_real scale) {
     for (size_t i = 0; i < count; i++)
         if (cl_hash32(key, first + (uint32_t)i) >= threshold) dinp[i] += dout[i] * scale;
 }
@@ -37,12 +37,12 @@ static void sizes(const cl_model *m, cl_node *n) {
     (void)n;
 }
 
-static uint32_t threshold_of(float p) { return (uint32_t)((double)p * 4294967296.0); }
+static uint32_t threshold_of(cl_real p) { return (uint32_t)((double)p * 4294967296.0); }
 
 static void forward(const cl_exec *e, const cl_node *n) {
     size_t size = e->m->tensors[n->out].size, count = (size_t)(e->n1 - e->n0) * size;
-    const float *inp = cl_act(e, n->in[0]);
-    float *out = cl_act(e, n->out);
+    const cl_real *inp = cl_act(e, n->in[0]);
+    cl_real *out = cl_act(e, n->out);
     if (!e->train || n->a.p == 0) {
         for (size_t i = 0; i < count; i++) out[i] = inp[i];
         return;
@@ -52,10 +52,10 @@ static void forward(const cl_exec *e, const cl_node *n) {
 }
 
 static void backward(const cl_exec *e, const cl_node *n) {
-    float *dinp = cl_dinp(e, n->in[0]);
+    cl_real *dinp = cl_dinp(e, n->in[0]);
     if (!dinp) return;
     size_t size = e->m->tensors[n->out].size, count = (size_t)(e->n1 - e->n0) * size;
-    const float *dout = cl_dact(e, n->out);
+    const cl_real *dout = cl_dact(e, n->out);
     if (!e->train || n->a.p == 0) {
         for (size_t i = 0; i < count; i++) dinp[i] += dout[i];
         return;

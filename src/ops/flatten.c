@@ -4,21 +4,21 @@
 #include "model.h"
 
 /* out[N][C*HW] (index c*HW + p) = inp[N][HW][C] (index p*C + c) */
-static void flatten_forward(float *restrict out, const float *restrict inp, int N, int HW, int C) {
+static void flatten_forward(cl_real *restrict out, const cl_real *restrict inp, int N, int HW, int C) {
     for (int n = 0; n < N; n++) {
-        const float *ip = inp + (size_t)n * HW * C;
-        float *op = out + (size_t)n * HW * C;
+        const cl_real *ip = inp + (size_t)n * HW * C;
+        cl_real *op = out + (size_t)n * HW * C;
         for (int p = 0; p < HW; p++)
             for (int c = 0; c < C; c++) op[(size_t)c * HW + p] = ip[(size_t)p * C + c];
     }
 }
 
 /* dinp[N][HW][C] += dout[N][C*HW] */
-static void flatten_backward(float *restrict dinp, const float *restrict dout, int N, int HW,
+static void flatten_backward(cl_real *restrict dinp, const cl_real *restrict dout, int N, int HW,
                              int C) {
     for (int n = 0; n < N; n++) {
-        float *dip = dinp + (size_t)n * HW * C;
-        const float *dop = dout + (size_t)n * HW * C;
+        cl_real *dip = dinp + (size_t)n * HW * C;
+        const cl_real *dop = dout + (size_t)n * HW * C;
         for (int p = 0; p < HW; p++)
             for (int c = 0; c < C; c++) dip[(size_t)p * C + c] += dop[(size_t)c * HW + p];
     }
@@ -41,7 +41,7 @@ static void forward(const cl_exec *e, const cl_node *n) {
 }
 
 static void backward(const cl_exec *e, const cl_node *n) {
-    float *dinp = cl_dinp(e, n->in[0]);
+    cl_real *dinp = cl_dinp(e, n->in[0]);
     if (!dinp) return;
     const cl_shape *in = cl_in_shape(e->m, n, 0);
     flatten_backward(dinp, cl_dact(e, n->out), e->n1 - e->n0, in->h * in->w, in->c);

@@ -14,14 +14,14 @@
 typedef struct {
     int HW, C, G;
     bool elementwise; /* gamma and beta are [HW][C] instead of [C] */
-    float eps;
+    cl_real eps;
 } gn_dims;
 
 /* One sample: out[HW][C] = (inp - mean[g]) * rstd[g] * gamma + beta. stats receives
  * mean[G] and rstd[G]; acc is 2*C doubles of scratch (backward: 2*C + 2*G). */
-static void groupnorm_forward(float *restrict out, float *restrict stats,
-                              const float *restrict inp, const float *restrict gamma,
-                              const float *restrict beta, double *restrict acc,
+static void groupnorm_forward(cl_real *restrict out, cl_real *restrict stats,
+                              const cl_real *restrict inp, const cl_real *restrict gamma,
+                              const cl_real *restrict beta, double *restrict acc,
                               const gn_dims *d) {
     const int C = d->C, Cg = C / d->G;
     memset(acc, 0, 2 * (size_t)C * sizeof(double));
@@ -32,7 +32,7 @@ static void groupnorm_forward(float *restrict out, float *restrict stats,
             acc[C + c] += x * x;
         }
     const double count = (double)Cg * d->HW;
-    float *mean = stats, *rstd = stats + d->G;
+    cl_real *mean = stats, *rstd = stats + d->G;
     for (int g = 0; g < d->G; g++) {
         double s = 0, s2 = 0;
         for (int c = g * Cg; c < (g + 1) * Cg; c++) {
@@ -41,12 +41,12 @@ static void groupnorm_forward(float *restrict out, float *restrict stats,
         }
         double mu = s / count, var = s2 / count - mu * mu;
         if (var < 0) var = 0;
-        mean[g] = (float)mu;
-        rstd[g] = (float)(1.0 / sqrt(var + d->eps));
+        mean[g] = (cl_real)mu;
+        rstd[g] = (cl_real)(1.0 / sqrt(var + d->eps));
     }
     for (int p = 0; p < d->HW; p++) {
-        const float *gp = d->elementwise ? gamma + (size_t)p * C : gamma;
-        const float *bp = d->elementwise ? beta + (size_t)p * C : beta;
+        const cl_real *gp = d->elementwise ? gamma + (size_t)p * C : gamma;
+        const cl_real *bp = d->elementwise ? beta + (size_t)p * C : beta;
         for (int c = 0; c < C; c++) {
             int g = c / Cg;
             size_t i = (size_t)p * C + c;
@@ -58,23 +58,23 @@ static void groupnorm_forward(float *restrict out, float *restrict stats,
 /* One sample: accumulates dinp[HW][C] (if not NULL), dgamma and dbeta from dout,
  * with xhat = (x - mean) * rstd and dxhat = dout * gamma:
  *     dinp = rstd * (dxhat - mean_g(dxhat) - xhat * mean_g(dxhat * xhat)). */
-static void groupnorm_backward(float *restrict dinp, float *restrict dgamma,
-                               float *restrict dbeta, const float *restrict dout,
-                               const float *restrict inp, const float *restrict stats,
-                               const float *restrict gamma, double *restrict acc,
+static void groupnorm_backward(cl_real *restrict dinp, cl_real *restrict dgamma,
+                               cl_real *restrict dbeta, const cl_real *restrict dout,
+                               const cl_real *restrict inp, const cl_real *restrict stats,
+                               const cl_real *restrict gamma, double *restrict acc,
                                const gn_dims *d) {
     const int C = d->C, Cg = C / d->G;
-    const float *mean = stats, *rstd = stats + d->G;
+    const cl_real *mean = stats, *rstd = stats + d->G;
     memset(acc, 0, 2 * (size_t)C * sizeof(double));
     for (int p = 0; p < d->HW; p++) {
-        const float *gp = d->elementwise ? gamma + (size_t)p * C : gamma;
-        float *dgp = d->elementwise ? dgamma + (size_t)p * C : dgamma;
-        float *dbp = d->elementwise ? dbeta + (size_t)p * C : dbeta;
+        const cl_real *gp = d->elementwise ? gamma + (size_t)p * C : gamma;
+        cl_real *dgp = d->elementwise ? dgamma + (size_t)p * C : dgamma;
+        cl_real *dbp = d->elementwise ? dbeta + (size_t)p * C : dbeta;
         for (int c = 0; c < C; c++) {
             int g = c / Cg;
             size_t i = (size_t)p * C + c;
-            float xhat = (inp[i] - mean[g]) * rstd[g];
-            float dy = dout[i];
+            cl_real xhat = (inp[i] - mean[g]) * rstd[g];
+            cl_real dy = dout[i];
             dgp[c] += dy * xhat;
             dbp[c] += dy;
             acc[c] += (double)dy * gp[c];
@@ -95,12 +95,12 @@ static void groupnorm_backward(float *restrict dinp, float *restrict dgamma,
         gm2[g] = s2 / count;
     }
     for (int p = 0; p < d->HW; p++) {
-        const float *gp = d->elementwise ? gamma + (size_t)p * C : gamma;
+        const cl_real *gp = d->elementwise ? gamma + (size_t)p * C : gamma;
         for (int c = 0; c < C; c++) {
             int g = c / Cg;
             size_t i = (size_t)p * C + c;
-            float xhat = (inp[i] - mean[g]) * rstd[g];
-            dinp[i] += rstd[g] * (dout[i] * gp[c] - (float)gm[g] - xhat * (float)gm2[g]);
+            cl_real xhat = (inp[i] - mean[g]) * rstd[g];
+            dinp[i] += rstd[g] * (dout[i] * gp[c] - (cl_real)gm[g] - xhat * (cl_real)gm2[g]);
         }
     }
 }
@@ -139,7 +139,7 @@ static int tensors(const cl_model *m, const cl_node *n, cl_op_tensor *t) {
     return 2;
 }
 
-static void init(cl_model *m, const cl_node *n, float *params, float *buffers) {
+static void init(cl_model *m, const cl_node *n, cl_real *params, cl_real *buffers) {
     (void)buffers;
     size_t A = affine_count(m, n);
     for (size_t i = 0; i < A; i++) {
@@ -156,9 +156,9 @@ static gn_dims dims_of(const cl_model *m, const cl_node *n) {
 static void forward(const cl_exec *e, const cl_node *n) {
     gn_dims d = dims_of(e->m, n);
     size_t size = (size_t)d.HW * d.C, A = affine_count(e->m, n);
-    const float *gamma = e->m->params + n->param_off;
-    const float *inp = cl_act(e, n->in[0]);
-    float *out = cl_act(e, n->out), *stats = cl_node_saved(e, n);
+    const cl_real *gamma = e->m->params + n->param_off;
+    const cl_real *inp = cl_act(e, n->in[0]);
+    cl_real *out = cl_act(e, n->out), *stats = cl_node_saved(e, n);
     double *acc = cl_team_slot(e, e->tid);
     for (int i = 0; i < e->n1 - e->n0; i++)
         groupnorm_forward(out + i * size, stats + i * n->nsaved, inp + i * size, gamma, gamma + A,
@@ -168,11 +168,11 @@ static void forward(const cl_exec *e, const cl_node *n) {
 static void backward(const cl_exec *e, const cl_node *n) {
     gn_dims d = dims_of(e->m, n);
     size_t size = (size_t)d.HW * d.C, A = affine_count(e->m, n);
-    const float *gamma = e->m->params + n->param_off;
-    float *dgamma = e->grads + n->param_off;
-    const float *inp = cl_act(e, n->in[0]), *dout = cl_dact(e, n->out);
-    const float *stats = cl_node_saved(e, n);
-    float *dinp = cl_dinp(e, n->in[0]);
+    const cl_real *gamma = e->m->params + n->param_off;
+    cl_real *dgamma = e->grads + n->param_off;
+    const cl_real *inp = cl_act(e, n->in[0]), *dout = cl_dact(e, n->out);
+    const cl_real *stats = cl_node_saved(e, n);
+    cl_real *dinp = cl_dinp(e, n->in[0]);
     double *acc = cl_team_slot(e, e->tid);
     for (int i = 0; i < e->n1 - e->n0; i++)
         groupnorm_backward(dinp ? dinp + i * size : NULL, dgamma, dgamma + A, dout + i * size,

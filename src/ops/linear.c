@@ -6,35 +6,35 @@
 #include "model.h"
 
 /* out[N][O] = bias[O] + inp[N][I] . weight[I][O]; bias may be NULL */
-static void linear_forward(float *restrict out, const float *restrict inp,
-                           const float *restrict weight, const float *restrict bias, int N, int I,
+static void linear_forward(cl_real *restrict out, const cl_real *restrict inp,
+                           const cl_real *restrict weight, const cl_real *restrict bias, int N, int I,
                            int O) {
     for (int n = 0; n < N; n++) {
-        float *op = out + (size_t)n * O;
+        cl_real *op = out + (size_t)n * O;
         for (int o = 0; o < O; o++) op[o] = bias ? bias[o] : 0.0f;
         for (int i = 0; i < I; i++) {
-            const float x = inp[(size_t)n * I + i];
-            const float *w = weight + (size_t)i * O;
+            const cl_real x = inp[(size_t)n * I + i];
+            const cl_real *w = weight + (size_t)i * O;
             for (int o = 0; o < O; o++) op[o] += x * w[o];
         }
     }
 }
 
 /* Accumulates dinp[N][I] (if not NULL), dweight[I][O] and dbias[O] (if not NULL). */
-static void linear_backward(float *restrict dinp, float *restrict dweight, float *restrict dbias,
-                            const float *restrict dout, const float *restrict inp,
-                            const float *restrict weight, int N, int I, int O) {
+static void linear_backward(cl_real *restrict dinp, cl_real *restrict dweight, cl_real *restrict dbias,
+                            const cl_real *restrict dout, const cl_real *restrict inp,
+                            const cl_real *restrict weight, int N, int I, int O) {
     for (int n = 0; n < N; n++) {
-        const float *dop = dout + (size_t)n * O;
+        const cl_real *dop = dout + (size_t)n * O;
         if (dbias)
             for (int o = 0; o < O; o++) dbias[o] += dop[o];
         for (int i = 0; i < I; i++) {
-            const float x = inp[(size_t)n * I + i];
-            float *dw = dweight + (size_t)i * O;
+            const cl_real x = inp[(size_t)n * I + i];
+            cl_real *dw = dweight + (size_t)i * O;
             for (int o = 0; o < O; o++) dw[o] += x * dop[o];
             if (dinp) {
-                const float *w = weight + (size_t)i * O;
-                float acc = 0.0f;
+                const cl_real *w = weight + (size_t)i * O;
+                cl_real acc = 0.0f;
                 for (int o = 0; o < O; o++) acc += w[o] * dop[o];
                 dinp[(size_t)n * I + i] += acc;
             }
@@ -70,24 +70,24 @@ static int tensors(const cl_model *m, const cl_node *n, cl_op_tensor *t) {
 }
 
 /* As nn.Linear.reset_parameters(): weight and bias uniform in +-1/sqrt(in_features). */
-static void init(cl_model *m, const cl_node *n, float *params, float *buffers) {
+static void init(cl_model *m, const cl_node *n, cl_real *params, cl_real *buffers) {
     (void)buffers;
     int I = cl_in_shape(m, n, 0)->c, O = n->a.linear.out;
-    float bound = 1.0f / sqrtf((float)I);
+    cl_real bound = 1.0f / sqrtf((float)I);
     cl_init_uniform(m, params, (size_t)I * O, bound);
     if (!n->a.linear.no_bias) cl_init_uniform(m, params + (size_t)I * O, (size_t)O, bound);
 }
 
 static void forward(const cl_exec *e, const cl_node *n) {
     int I = cl_in_shape(e->m, n, 0)->c, O = n->a.linear.out;
-    const float *w = e->m->params + n->param_off;
+    const cl_real *w = e->m->params + n->param_off;
     linear_forward(cl_act(e, n->out), cl_act(e, n->in[0]), w,
                    n->a.linear.no_bias ? NULL : w + (size_t)I * O, e->n1 - e->n0, I, O);
 }
 
 static void backward(const cl_exec *e, const cl_node *n) {
     int I = cl_in_shape(e->m, n, 0)->c, O = n->a.linear.out;
-    float *dw = e->grads + n->param_off;
+    cl_real *dw = e->grads + n->param_off;
     linear_backward(cl_dinp(e, n->in[0]), dw, n->a.linear.no_bias ? NULL : dw + (size_t)I * O,
                     cl_dact(e, n->out), cl_act(e, n->in[0]), e->m->params + n->param_off,
                     e->n1 - e->n0, I, O);

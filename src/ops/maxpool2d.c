@@ -18,14 +18,14 @@ static pool_dims dims_of(const cl_model *m, const cl_node *n, int N) {
 }
 
 /* out[N][OH][OW][C] = max over the window of inp[N][H][W][C]; argmax[N][OH][OW][C]
- * receives the winning window position r*S + s (as a float: it is small). */
-static void maxpool2d_forward(float *restrict out, float *restrict argmax,
-                              const float *restrict inp, const pool_dims *d) {
+ * receives the winning window position r*S + s (as a cl_real: it is small). */
+static void maxpool2d_forward(cl_real *restrict out, cl_real *restrict argmax,
+                              const cl_real *restrict inp, const pool_dims *d) {
     for (int n = 0; n < d->N; n++)
         for (int oh = 0; oh < d->OH; oh++)
             for (int ow = 0; ow < d->OW; ow++) {
                 size_t o = (((size_t)n * d->OH + oh) * d->OW + ow) * d->C;
-                float *op = out + o, *ap = argmax + o;
+                cl_real *op = out + o, *ap = argmax + o;
                 /* Like PyTorch, the index starts at the first in-bounds position, so an
                  * all -inf window still routes its gradient somewhere valid. */
                 int r0 = 0, s0 = 0;
@@ -33,7 +33,7 @@ static void maxpool2d_forward(float *restrict out, float *restrict argmax,
                 while (ow * d->sw - d->pw + s0 * d->dw < 0) s0++;
                 for (int c = 0; c < d->C; c++) {
                     op[c] = -INFINITY;
-                    ap[c] = (float)(r0 * d->S + s0);
+                    ap[c] = (cl_real)(r0 * d->S + s0);
                 }
                 for (int r = r0; r < d->R; r++) {
                     int ih = oh * d->sh - d->ph + r * d->dh;
@@ -41,10 +41,10 @@ static void maxpool2d_forward(float *restrict out, float *restrict argmax,
                     for (int s = s0; s < d->S; s++) {
                         int iw = ow * d->sw - d->pw + s * d->dw;
                         if (iw >= d->W) break;
-                        const float *ip = inp + (((size_t)n * d->H + ih) * d->W + iw) * d->C;
-                        const float pos = (float)(r * d->S + s);
+                        const cl_real *ip = inp + (((size_t)n * d->H + ih) * d->W + iw) * d->C;
+                        const cl_real pos = (cl_real)(r * d->S + s);
                         for (int c = 0; c < d->C; c++) {
-                            float v = ip[c];
+                            cl_real v = ip[c];
                             if (v > op[c] || isnan(v)) {
                                 op[c] = v;
                                 ap[c] = pos;
@@ -56,8 +56,8 @@ static void maxpool2d_forward(float *restrict out, float *restrict argmax,
 }
 
 /* dinp[N][H][W][C] += dout at the positions argmax recorded. */
-static void maxpool2d_backward(float *restrict dinp, const float *restrict dout,
-                               const float *restrict argmax, const pool_dims *d) {
+static void maxpool2d_backward(cl_real *restrict dinp, const cl_real *restrict dout,
+                               const cl_real *restrict argmax, const pool_dims *d) {
     for (int n = 0; n < d->N; n++)
         for (int oh = 0; oh < d->OH; oh++)
             for (int ow = 0; ow < d->OW; ow++) {
@@ -98,7 +98,7 @@ static void forward(const cl_exec *e, const cl_node *n) {
 }
 
 static void backward(const cl_exec *e, const cl_node *n) {
-    float *dinp = cl_dinp(e, n->in[0]);
+    cl_real *dinp = cl_dinp(e, n->in[0]);
     if (!dinp) return;
     pool_dims d = dims_of(e->m, n, e->n1 - e->n0);
     maxpool2d_backward(dinp, cl_dact(e, n->out), cl_node_saved(e, n), &d);
