@@ -260,7 +260,7 @@ int cl_norm(cl_model *m, int x, cl_norm_args a) {
     }
 }
 
-int cl_activation(cl_model *m, int x, cl_act_kind kind, cl_real negative_slope) {
+int cl_activation(cl_model *m, int x, cl_act_kind kind, float negative_slope) {
     if (kind != CL_ACT_RELU && kind != CL_ACT_LEAKY_RELU && kind != CL_ACT_GELU) {
         cl_fail(m, CL_ERR_ARG, "act", "unknown activation kind %d", (int)kind);
         return -1;
@@ -276,7 +276,7 @@ int cl_activation(cl_model *m, int x, cl_act_kind kind, cl_real negative_slope) 
     return add_node(m, op, &x, 1, a);
 }
 
-int cl_dropout(cl_model *m, int x, cl_real p) {
+int cl_dropout(cl_model *m, int x, float p) {
     if (!(p >= 0 && p < 1)) {
         cl_fail(m, CL_ERR_ARG, "p", "dropout probability must be in [0, 1), got %g", p);
         return -1;

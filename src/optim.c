@@ -40,7 +40,7 @@ void cl_optimizer_free(cl_optimizer *o) {
     free(o);
 }
 
-void cl_optimizer_set_momentum(cl_optimizer *o, cl_real momentum) {
+void cl_optimizer_set_momentum(cl_optimizer *o, float momentum) {
     if (o->a.kind == CL_OPT_SGD)
         o->a.momentum = momentum;
     else
@@ -84,7 +84,7 @@ static void adam_step(cl_real *restrict p, const cl_real *restrict grad, cl_real
     }
 }
 
-void cl_optimizer_step(cl_optimizer *o, cl_real lr) {
+void cl_optimizer_step(cl_optimizer *o, float lr) {
     cl_model *m = o->m;
     const cl_optim_args *a = &o->a;
     o->step++;
