@@ -174,6 +174,11 @@ const cl_real *cl_model_forward(cl_model *m, const cl_real *x, int n, bool train
 cl_status cl_model_backward(cl_model *m, const cl_real *dout);
 void cl_model_zero_grad(cl_model *m);
 
+/* The number of training forwards so far. It keys the dropout masks, so a run
+ * resumed from a checkpoint sets it back to draw the same masks. */
+uint64_t cl_model_step(const cl_model *m);
+void cl_model_set_step(cl_model *m, uint64_t step);
+
 /* The input gradient [n, H, W, C] of the last backward (needs input_grad). */
 const cl_real *cl_model_input_grad(const cl_model *m);
 /* The activations and their gradients of any tensor after forward/backward. */

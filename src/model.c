@@ -542,6 +542,10 @@ cl_status cl_model_backward(cl_model *m, const cl_real *dout) {
     return CL_OK;
 }
 
+uint64_t cl_model_step(const cl_model *m) { return m->dropout_step; }
+
+void cl_model_set_step(cl_model *m, uint64_t step) { m->dropout_step = step; }
+
 void cl_model_zero_grad(cl_model *m) {
     if (m->grads) memset(m->grads, 0, m->nparams * sizeof(cl_real));
 }
