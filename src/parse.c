@@ -78,13 +78,22 @@ static int npositional(const parser *p) {
     return n;
 }
 
-/* Report a builder error at the column of the option it is about. */
+/* What a keyword's first positional argument means, in the builder's option names. */
+static const char *positional_field(const char *kw) {
+    if (!strcmp(kw, "conv") || !strcmp(kw, "block") || !strcmp(kw, "linear")) return "out";
+    if (!strcmp(kw, "gn")) return "num_groups";
+    if (!strcmp(kw, "maxpool") || !strcmp(kw, "avgpool")) return "k";
+    if (!strcmp(kw, "dropout")) return "p";
+    return "";
+}
+
+/* Report a builder error at the column of the option it is about: its key=value, or
+ * the positional argument that stands for it, or else the keyword. */
 static void fail_builder(parser *p) {
     const char *field = cl_model_error_field(p->m);
     const arg *a = field[0] ? find_key(p, field) : NULL;
-    int col = a ? a->col : p->kwcol;
-    if (!a && strcmp(field, "out") == 0 && positional(p, 0)) col = positional(p, 0)->col;
-    fail_at(p, col, "%s", cl_model_error(p->m));
+    if (!a && field[0] && !strcmp(field, positional_field(p->kw))) a = positional(p, 0);
+    fail_at(p, a ? a->col : p->kwcol, "%s", cl_model_error(p->m));
 }
 
 /* ---- values ----------------------------------------------------------------- */
