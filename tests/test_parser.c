@@ -235,7 +235,7 @@ static void test_mutations(void) {
         size_t len = sizeof base - 1;
         memcpy(buf, base, len);
         int edits = 1 + next() % 4;
-        for (int e = 0; e < edits; e++) {
+        for (int e = 0; e < edits && len > 0; e++) {
             size_t at = next() % len;
             switch (next() % 4) {
             case 0: buf[at] = alphabet[next() % (sizeof alphabet - 1)]; break;
