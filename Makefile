@@ -57,7 +57,7 @@ tests: $(TESTS) $(BUILD)/cnnlab
 # Runs every test binary from the repository root, then the CLI tests; prints
 # "N passed, N failed" and fails if any did.
 test: tests
-	@BUILD=$(BUILD) sh tests/run_all.sh $(TESTS)
+	@BUILD=$(BUILD) sh tests/run_all.sh $(TESTS) tests/test_cli.sh
 
 asan:
 	$(MAKE) BUILD=build-asan OPT="-O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
