@@ -524,7 +524,7 @@ cl_status cl_model_backward(cl_model *m, const cl_real *dout) {
         cl_exec e = make_exec(m, thread_id(), team_size());
         for (int t = 0; t < m->ntensors; t++)
             memset(cl_dact(&e, t), 0, (size_t)(e.n1 - e.n0) * m->tensors[t].size * sizeof(cl_real));
-        if (e.tid > 0) memset(e.grads, 0, np * sizeof(cl_real));
+        if (e.tid > 0 && np) memset(e.grads, 0, np * sizeof(cl_real));
         memcpy(cl_dact(&e, cl_model_output(m)), dout + (size_t)e.n0 * out->size,
                (size_t)(e.n1 - e.n0) * out->size * sizeof(cl_real));
         for (int i = m->nnodes - 1; i >= 0; i--) m->nodes[i].op->backward(&e, &m->nodes[i]);

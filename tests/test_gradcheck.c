@@ -165,7 +165,7 @@ static void run_case(const gc_case *c) {
     double *gx = xmalloc(in_count * sizeof(double));
     memcpy(gx, cl_model_input_grad(m), in_count * sizeof(double));
     double *gp = xmalloc((np ? np : 1) * sizeof(double));
-    memcpy(gp, cl_model_grads(m, NULL), np * sizeof(double));
+    if (np) memcpy(gp, cl_model_grads(m, NULL), np * sizeof(double));
 
     check_entries(&s, "input", s.x, gx, in_count);
     check_entries(&s, "params", params, gp, np);
