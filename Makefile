@@ -2,6 +2,7 @@
 #   make            library and CLI
 #   make test       build and run every test (C only; fixtures are committed)
 #   make asan       the tests under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make check      both (what CI runs)
 #   make fixtures   regenerate tests/ref/*.bin with PyTorch (needs python3-torch)
 CC      ?= cc
 OPT     ?= -O3
@@ -63,10 +64,12 @@ asan:
 	$(MAKE) BUILD=build-asan OPT="-O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
 	        LDLIBS="-lm -fopenmp -fsanitize=address,undefined" test
 
+check: test asan
+
 fixtures:
 	$(PYTHON) tests/ref/gen_fixtures.py
 
 clean:
 	rm -rf build build-asan
 
-.PHONY: all tests test asan fixtures clean
+.PHONY: all tests test asan check fixtures clean
