@@ -242,6 +242,122 @@ void cl_optimizer_step(cl_optimizer *o, float lr);
 /* Momentum-like hyper-parameter changes (OneCycle cycles momentum or beta1). */
 void cl_optimizer_set_momentum(cl_optimizer *o, float momentum);
 
+/* ---- datasets ---------------------------------------------------------------- */
+
+/* A labelled image dataset held once in memory as uint8, channels-last:
+ * images[n][h][w][c]. Every loader validates what it reads and names the file and
+ * the byte offset or record of any problem in err. */
+typedef struct {
+    int n;             /* images */
+    int c, h, w;       /* of each image */
+    int classes;
+    uint8_t *images;   /* [n][h][w][c] */
+    int32_t *labels;   /* [n], each in [0, classes) */
+    char **class_names;/* [classes] */
+} cl_dataset;
+
+typedef enum { CL_SPLIT_TRAIN = 0, CL_SPLIT_TEST } cl_split;
+
+/* CIFAR-10 binary batches in dir (data_batch_1..5.bin, test_batch.bin and
+ * batches.meta.txt for the class names). */
+cl_status cl_load_cifar10(const char *dir, cl_split split, cl_dataset *out, char *err,
+                          size_t errlen);
+/* CIFAR-100 binary (train.bin, test.bin, fine_label_names.txt and
+ * coarse_label_names.txt); fine selects the 100 fine labels, else the 20 coarse. */
+cl_status cl_load_cifar100(const char *dir, cl_split split, bool fine, cl_dataset *out,
+                           char *err, size_t errlen);
+/* A pair of IDX files (MNIST, Fashion-MNIST), gzip-compressed or raw. */
+cl_status cl_load_idx(const char *images_path, const char *labels_path, cl_dataset *out,
+                      char *err, size_t errlen);
+/* MNIST-style IDX files in dir: train-images-idx3-ubyte[.gz] and friends, or the
+ * t10k- files for the test split. class_names: "0".."9" when NULL. */
+cl_status cl_load_mnist_dir(const char *dir, cl_split split, const char *const *class_names,
+                            cl_dataset *out, char *err, size_t errlen);
+/* One subfolder per class (sorted by name), PNG and JPEG images. All images must
+ * have the size of the first unless resize_h, resize_w > 0 (bilinear resize). */
+cl_status cl_load_image_folder(const char *dir, int resize_h, int resize_w, cl_dataset *out,
+                               char *err, size_t errlen);
+void cl_dataset_free(cl_dataset *ds);
+
+/* Per-channel statistics on the 0..1 scale (population variance, as numpy). */
+typedef struct {
+    double min, max, mean, std, var;
+} cl_channel_stats;
+/* stats[c] for each channel; class_counts[classes] (either may be NULL). */
+void cl_dataset_stats(const cl_dataset *ds, cl_channel_stats *stats, int64_t *class_counts);
+
+/* ---- augmentation ------------------------------------------------------------ */
+
+/* Per-sample, seeded transforms on uint8 images [h][w][c], applied in the order added.
+ * Each draws its random numbers from (seed, key): the same key gives the same result
+ * whatever thread runs it. */
+typedef enum {
+    CL_AUG_CROP,       /* random crop after padding: pad (pixels), reflect or zero */
+    CL_AUG_HFLIP,      /* horizontal flip with probability p */
+    CL_AUG_ROTATE,     /* random rotation in [-degrees, degrees], bilinear, zero fill */
+    CL_AUG_SSR,        /* shift-scale-rotate: shift (fraction), scale, degrees; bilinear */
+    CL_AUG_JITTER,     /* colour jitter: brightness, contrast, saturation, hue */
+    CL_AUG_CUTOUT,     /* holes of size x size pixels set to fill (count holes) */
+    CL_AUG_ERASE,      /* random erasing with probability p (torchvision RandomErasing) */
+} cl_aug_kind;
+
+typedef struct {
+    cl_aug_kind kind;
+    float p;                 /* probability of applying (0 means always, except hflip: 0.5) */
+    int pad;                 /* crop */
+    bool reflect;            /* crop: reflect padding instead of zeros */
+    float degrees;           /* rotate, ssr */
+    float shift, scale;      /* ssr: max shift as a fraction of the size; scale in [1-s, 1+s] */
+    float brightness, contrast, saturation, hue; /* jitter, as torchvision ColorJitter */
+    int size, count;         /* cutout: hole side and number of holes */
+    uint8_t fill;            /* cutout, erase fill value */
+    float area_min, area_max, ratio_min, ratio_max; /* erase (0: 0.02, 0.33, 0.3, 3.3) */
+} cl_aug;
+
+typedef struct cl_augment cl_augment;
+
+cl_augment *cl_augment_new(void);
+void cl_augment_free(cl_augment *a);
+cl_status cl_augment_add(cl_augment *a, cl_aug t);
+/* Parse a comma-separated pipeline and append it, e.g.
+ * "crop:4:reflect,hflip,cutout:8" (see docs/augmentation.md). */
+cl_status cl_augment_parse(cl_augment *a, const char *spec, char *err, size_t errlen);
+int cl_augment_count(const cl_augment *a);
+/* Apply every transform to img [h][w][c] in place. scratch holds h*w*c bytes. */
+void cl_augment_apply(const cl_augment *a, uint8_t *img, int h, int w, int c, uint64_t seed,
+                      uint64_t key, uint8_t *scratch);
+
+/* ---- batches ------------------------------------------------------------------ */
+
+/* Feeds training: shuffles each epoch from the seed, augments and normalises on
+ * worker threads ahead of the compute. The same seed gives the same batches, in
+ * the same order, whatever the number of workers. */
+typedef struct {
+    const cl_dataset *ds;
+    int batch;
+    bool shuffle;
+    bool drop_last;          /* drop a last partial batch */
+    uint64_t seed;
+    const cl_augment *aug;   /* or NULL */
+    const float *mean, *std; /* per channel on the 0..1 scale, or NULL for 0 and 1 */
+    const int32_t *subset;   /* use only these sample indices (or NULL for all) */
+    int nsubset;
+    int workers;             /* preparing threads; 0: 1 */
+    int prefetch;            /* batches prepared ahead; 0: 4 */
+} cl_loader_args;
+
+typedef struct cl_loader cl_loader;
+
+cl_loader *cl_loader_new(cl_loader_args a, char *err, size_t errlen);
+void cl_loader_free(cl_loader *l);
+int cl_loader_batches(const cl_loader *l); /* batches per epoch */
+/* Begin epoch (from 0); batches are drawn with cl_loader_next until it returns false. */
+void cl_loader_start(cl_loader *l, int epoch);
+/* The next batch: x [n][h][w][c] normalised, labels [n], indices [n] into the dataset.
+ * The pointers stay valid until the following call. */
+bool cl_loader_next(cl_loader *l, const cl_real **x, const int32_t **labels,
+                    const int32_t **indices, int *n);
+
 /* ---- model files ---------------------------------------------------------- */
 
 /* Parse a model file's text and build the model. path names the file in messages.
