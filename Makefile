@@ -3,12 +3,16 @@
 #   make test       build and run every test (C only; fixtures are committed)
 #   make asan       the tests under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make check      both (what CI runs)
+#   make fuzz       libFuzzer on the dataset parsers, FUZZ_SECONDS each (needs clang)
 #   make fixtures   regenerate tests/ref/*.bin with PyTorch (needs python3-torch)
 CC      ?= cc
 OPT     ?= -O3
 CFLAGS  ?= $(OPT) -g
 CL_FLAGS := -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -fopenmp -Iinclude -Isrc $(CFLAGS)
-LDLIBS  += -lm -fopenmp
+# zlib (gzip IDX files), libpng and libjpeg (image folders, PNG output), cairo
+# (figures), libcurl (cnnlab fetch), libarchive (unpacking archives), nettle
+# (checksums), pthreads (the batch loader) and OpenMP.
+LDLIBS  += -lcairo -lpng -ljpeg -lz -lcurl -larchive -lnettle -lpthread -lm -fopenmp
 BUILD   ?= build
 PYTHON  ?= /usr/bin/python3
 
@@ -62,9 +66,27 @@ test: tests
 
 asan:
 	$(MAKE) BUILD=build-asan OPT="-O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
-	        LDLIBS="-lm -fopenmp -fsanitize=address,undefined" test
+	        LDLIBS="$(LDLIBS) -fsanitize=address,undefined" test
 
 check: test asan
+
+# Coverage-guided fuzzing of the dataset parsers and the image decoders with
+# libFuzzer (clang): each target in tests/fuzz/ runs FUZZ_SECONDS from its corpus.
+FUZZ_SECONDS ?= 60
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZERS  := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
+FUZZ_FLAGS := -std=c11 -D_DEFAULT_SOURCE -g -O1 -fopenmp -Iinclude -Isrc -fsanitize=fuzzer,address,undefined
+
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(HEADERS)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_FLAGS) $< $(LIB_SRC) -o $@ $(LDLIBS)
+
+fuzz: $(FUZZERS)
+	@for f in $(FUZZERS); do \
+	    name=$${f##*/}; corpus=tests/fuzz/corpus/$${name#fuzz_}; work=$(BUILD)/fuzz/work-$$name; \
+	    mkdir -p $$work; echo "== $$name ($(FUZZ_SECONDS) s)"; \
+	    $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $$work $$corpus 2>&1 | tail -n 4 || exit 1; \
+	done
 
 fixtures:
 	$(PYTHON) tests/ref/gen_fixtures.py
@@ -72,4 +94,4 @@ fixtures:
 clean:
 	rm -rf build build-asan
 
-.PHONY: all tests test asan check fixtures clean
+.PHONY: all tests test asan check fuzz fixtures clean
