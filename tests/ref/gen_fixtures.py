@@ -173,7 +173,7 @@ def loss_cases():
     spec = [("ce_b1", 1, 0.0, 1.0), ("ce_b7", 7, 0.0, 2.0), ("ce_b7_smooth", 7, 0.1, 2.0),
             ("ce_b1_smooth", 1, 0.1, 1.0), ("ce_b7_large", 7, 0.0, 80.0),
             ("ce_b7_large_smooth", 7, 0.1, 80.0)]
-    tol = (1e-5, 1e-5)
+    tol = (1e-6, 1e-5)  # dlogits are at most 1/N
     for name, n, s, scale in spec:
         seed(name)
         logits = torch.randn(n, K) * scale
