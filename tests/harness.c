@@ -305,6 +305,13 @@ int t_finish(void) {
 
 bool check_close(const char *what, const float *got, const float *want, size_t n, double atol,
                  double rtol) {
+    /* CL_TEST_TOL_SCALE (diagnostics only): scale every tolerance, e.g. 0.1 to see how
+     * much margin the results have. */
+    const char *scale = getenv("CL_TEST_TOL_SCALE");
+    if (scale && atof(scale) > 0) {
+        atol *= atof(scale);
+        rtol *= atof(scale);
+    }
     size_t bad = 0, first = 0;
     double maxerr = 0;
     for (size_t i = 0; i < n; i++) {

@@ -60,7 +60,8 @@ int t_finish(void);
 
 /* Compare n floats: a mismatch is |got - want| > atol + rtol * |want| or a non-finite
  * got where want is finite. Reports the count, the max abs error and the first
- * mismatching index, records a failure, and returns false on any mismatch. */
+ * mismatching index, records a failure, and returns false on any mismatch. The
+ * environment variable CL_TEST_TOL_SCALE, for diagnostics, scales atol and rtol. */
 bool check_close(const char *what, const float *got, const float *want, size_t n,
                  double atol, double rtol);
 

@@ -10,7 +10,7 @@
 #include "cnnlab.h"
 #include "harness.h"
 
-#define FIXTURE "tests/ref/e2e.bin"
+#define FIXTURE "tests/ref/e2e.bin" /* or argv[1] */
 #define STEPS 10
 
 /* Forward in train mode, cross entropy, and (when d is not NULL) dlogits into d. */
@@ -159,9 +159,9 @@ done:
     cl_model_free(m);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
     char err[512];
-    fx_file *f = fx_load(FIXTURE, err, sizeof err);
+    fx_file *f = fx_load(argc > 1 ? argv[1] : FIXTURE, err, sizeof err);
     if (!f) {
         t_fail("%s", err);
         return t_finish();

@@ -8,7 +8,7 @@
 #include "cnnlab.h"
 #include "harness.h"
 
-#define FIXTURE "tests/ref/loss.bin"
+#define FIXTURE "tests/ref/loss.bin" /* or argv[1] */
 
 static void run_case(const fx_case *c) {
     double atol, rtol;
@@ -35,9 +35,9 @@ static void run_case(const fx_case *c) {
     free(lab);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
     char err[512];
-    fx_file *f = fx_load(FIXTURE, err, sizeof err);
+    fx_file *f = fx_load(argc > 1 ? argv[1] : FIXTURE, err, sizeof err);
     if (!f) {
         t_fail("%s", err);
         return t_finish();

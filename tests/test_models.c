@@ -28,7 +28,7 @@ int main(void) {
             continue;
         }
         nmodels++;
-        t_begin("models/%s counts", path);
+        t_begin("counts %s", path);
         char err[512];
         cl_model *m = cl_load_model(path, NULL, err, sizeof err);
         if (!m) {

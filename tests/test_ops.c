@@ -10,7 +10,7 @@
 #include "cnnlab.h"
 #include "harness.h"
 
-#define FIXTURE "tests/ref/ops.bin"
+#define FIXTURE "tests/ref/ops.bin" /* or argv[1] */
 
 typedef struct {
     float *out, *dx; /* NCHW, for comparing the thread splits */
@@ -160,9 +160,9 @@ done:
     cl_model_free(m);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
     char err[512];
-    fx_file *f = fx_load(FIXTURE, err, sizeof err);
+    fx_file *f = fx_load(argc > 1 ? argv[1] : FIXTURE, err, sizeof err);
     if (!f) {
         t_fail("%s", err);
         return t_finish();
