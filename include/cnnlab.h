@@ -242,6 +242,60 @@ void cl_optimizer_step(cl_optimizer *o, float lr);
 /* Momentum-like hyper-parameter changes (OneCycle cycles momentum or beta1). */
 void cl_optimizer_set_momentum(cl_optimizer *o, float momentum);
 
+/* ---- learning-rate schedules (torch.optim.lr_scheduler semantics) ------------ */
+
+typedef enum {
+    CL_SCHED_NONE = 0, /* constant */
+    CL_SCHED_STEP,     /* StepLR(step_size, gamma), per epoch */
+    CL_SCHED_MULTISTEP,/* MultiStepLR(milestones, gamma), per epoch */
+    CL_SCHED_ONECYCLE, /* OneCycleLR (cosine, two phases, momentum cycling), per batch */
+    CL_SCHED_COSINE,   /* CosineAnnealingLR(T_max, eta_min), per epoch */
+    CL_SCHED_PLATEAU,  /* ReduceLROnPlateau on the test loss (mode min, rel threshold) */
+} cl_sched_kind;
+
+#define CL_MAX_MILESTONES 32
+
+/* Zero means PyTorch's default wherever it has one. */
+typedef struct {
+    cl_sched_kind kind;
+    float lr;              /* the base learning rate; OneCycle: max_lr */
+    int step_size;         /* step */
+    float gamma;           /* step, multistep (0.1) */
+    int milestones[CL_MAX_MILESTONES], nmilestones;
+    int total_steps;       /* onecycle: epochs * batches per epoch */
+    float pct_start;       /* onecycle (0.3) */
+    float div_factor;      /* onecycle (25) */
+    float final_div_factor;/* onecycle (1e4) */
+    bool no_cycle_momentum;/* onecycle: PyTorch's cycle_momentum=False */
+    float base_momentum, max_momentum; /* onecycle (0.85, 0.95) */
+    int t_max;             /* cosine, in epochs */
+    float eta_min;         /* cosine (0) */
+    float factor;          /* plateau (0.1) */
+    int patience;          /* plateau (10; -1 for 0) */
+    float threshold;       /* plateau (1e-4) */
+    int cooldown;          /* plateau (0) */
+    float min_lr;          /* plateau (0) */
+} cl_sched_args;
+
+/* A schedule and its state (plateau tracking), plain data so it can be saved. */
+typedef struct {
+    cl_sched_args a;
+    double plateau_lr, best;
+    int bad_epochs, cooldown_left;
+    bool has_best;
+} cl_schedule;
+
+/* Fill defaults and check the arguments; returns CL_ERR_ARG with a message. */
+cl_status cl_schedule_init(cl_schedule *s, cl_sched_args a, char *err, size_t errlen);
+/* The learning rate for batch `step` (counted from 0 over the whole run) of epoch
+ * `epoch` (from 0). */
+double cl_schedule_lr(const cl_schedule *s, int epoch, long step);
+/* OneCycle's momentum (or Adam's beta1) for that batch; a negative value when the
+ * schedule leaves momentum alone. */
+double cl_schedule_momentum(const cl_schedule *s, long step);
+/* End of an epoch with its test loss (ReduceLROnPlateau's step(metric)). */
+void cl_schedule_epoch_end(cl_schedule *s, double metric);
+
 /* ---- datasets ---------------------------------------------------------------- */
 
 /* A labelled image dataset held once in memory as uint8, channels-last:
@@ -357,6 +411,53 @@ void cl_loader_start(cl_loader *l, int epoch);
  * The pointers stay valid until the following call. */
 bool cl_loader_next(cl_loader *l, const cl_real **x, const int32_t **labels,
                     const int32_t **indices, int *n);
+
+/* ---- safetensors files -------------------------------------------------------- */
+
+#define CL_ST_NAME_LEN 128
+#define CL_ST_MAX_DIMS 8
+#define CL_ST_MAX_META 64
+#define CL_ST_META_LEN 8192
+
+typedef struct {
+    char name[CL_ST_NAME_LEN];
+    char dtype[8];       /* "F32", "F64", "I32", "I64" */
+    int ndim;
+    int64_t dims[CL_ST_MAX_DIMS];
+    const void *data;    /* little-endian; may be unaligned: copy it out with memcpy */
+    size_t nbytes;
+} cl_st_tensor;
+
+typedef struct {
+    cl_st_tensor *t;
+    int n, cap;
+    char meta[CL_ST_MAX_META][2][CL_ST_META_LEN]; /* __metadata__ key, value */
+    int nmeta;
+    uint8_t *data;
+    size_t ndata;
+} cl_safetensors;
+
+/* Write tensors and string metadata (meta holds nmeta key, value pairs) atomically:
+ * a temporary file, flushed to disk, then renamed over path. */
+cl_status cl_safetensors_write(const char *path, const cl_st_tensor *t, int n,
+                               const char *const *meta, int nmeta, char *err, size_t errlen);
+/* Read and validate a whole file; NULL with a message naming the file and the offset. */
+cl_safetensors *cl_safetensors_read(const char *path, char *err, size_t errlen);
+void cl_safetensors_free(cl_safetensors *st);
+const cl_st_tensor *cl_safetensors_find(const cl_safetensors *st, const char *name);
+const char *cl_safetensors_meta(const cl_safetensors *st, const char *key);
+
+/* ---- checkpoints ---------------------------------------------------------------- */
+
+/* Save m's tensors under PyTorch state_dict names and layouts (float32;
+ * num_batches_tracked int64) and, when o is not NULL, the optimizer's state under
+ * "optimizer.", with string metadata (nmeta key, value pairs). Atomic. */
+cl_status cl_model_save(const cl_model *m, cl_optimizer *o, const char *path,
+                        const char *const *meta, int nmeta, char *err, size_t errlen);
+/* Load every tensor of m by name (shapes must match; nothing changes on error) and,
+ * when o is not NULL, the optimizer state. Files exported from PyTorch with
+ * safetensors.torch.save_file(model.state_dict()) load too. */
+cl_status cl_model_load(cl_model *m, cl_optimizer *o, const char *path, char *err, size_t errlen);
 
 /* ---- model files ---------------------------------------------------------- */
 

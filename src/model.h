@@ -171,6 +171,11 @@ static inline double *cl_team_slot(const cl_exec *e, int tid) {
     return e->m->team + (size_t)tid * e->m->team_size;
 }
 
+/* Optimizer state for checkpoints (src/optim.c): its buffers (buf2 NULL for SGD),
+ * the step count, and the parameter count they hold. */
+size_t cl_optimizer_state(cl_optimizer *o, cl_real **buf1, cl_real **buf2, int64_t *step);
+void cl_optimizer_set_state_step(cl_optimizer *o, int64_t step);
+
 /* Random numbers (src/rng.c). */
 void cl_rng_seed(uint64_t s[4], uint64_t seed);
 uint64_t cl_rng_next(uint64_t s[4]);

@@ -95,3 +95,12 @@ void cl_optimizer_step(cl_optimizer *o, float lr) {
         adam_step(m->params, m->grads, o->buf1, o->buf2, m->nparams, lr, a->beta1, a->beta2,
                   a->eps, a->weight_decay, a->kind == CL_OPT_ADAMW, o->step);
 }
+
+size_t cl_optimizer_state(cl_optimizer *o, cl_real **buf1, cl_real **buf2, int64_t *step) {
+    *buf1 = o->buf1;
+    *buf2 = o->buf2;
+    *step = o->step;
+    return o->m->nparams;
+}
+
+void cl_optimizer_set_state_step(cl_optimizer *o, int64_t step) { o->step = step; }

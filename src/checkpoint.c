@@ -1,0 +1,194 @@
+/* checkpoint.c: saving and loading a model (and optionally its optimizer state) as a
+ * safetensors file with PyTorch state_dict names and layouts: `layers.I.weight`, ...,
+ * float32, and num_batches_tracked as int64, as torch.nn.BatchNorm2d keeps it. The
+ * optimizer state, when saved, sits beside them under `optimizer.` (flat, in the
+ * library's parameter layout); PyTorch users load the weights with
+ * load_state_dict({k: v for k, v in sd.items() if k.startswith("layers.")}). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model.h"
+
+static const char *real_dtype(void) { return sizeof(cl_real) == 4 ? "F32" : "F64"; }
+
+static bool is_counter(const cl_tensor_info *info) {
+    size_t n = strlen(info->name), k = strlen("num_batches_tracked");
+    return n >= k && !strcmp(info->name + n - k, "num_batches_tracked");
+}
+
+cl_status cl_model_save(const cl_model *m, cl_optimizer *o, const char *path,
+                        const char *const *meta, int nmeta, char *err, size_t errlen) {
+    if (!m->compiled) {
+        snprintf(err, errlen, "%s: compile the model before saving it", path);
+        return CL_ERR_STATE;
+    }
+    int nt = cl_model_tensor_count(m);
+    cl_st_tensor *ts = calloc((size_t)nt + 3, sizeof *ts);
+    void **bufs = calloc((size_t)nt, sizeof *bufs);
+    cl_status st = CL_OK;
+    if (!ts || !bufs) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        st = CL_ERR_NOMEM;
+        goto done;
+    }
+    for (int i = 0; i < nt; i++) {
+        cl_tensor_info info = cl_model_tensor(m, i);
+        cl_st_tensor *t = &ts[i];
+        snprintf(t->name, sizeof t->name, "%s", info.name);
+        t->ndim = info.ndim;
+        memcpy(t->dims, info.dims, sizeof info.dims);
+        cl_real *vals = malloc((size_t)info.numel * sizeof(cl_real));
+        bufs[i] = vals;
+        if (!vals) {
+            snprintf(err, errlen, "%s: out of memory", path);
+            st = CL_ERR_NOMEM;
+            goto done;
+        }
+        cl_model_get_tensor(m, i, vals);
+        if (is_counter(&info)) {
+            /* num_batches_tracked: an int64 scalar in PyTorch */
+            int64_t *c = malloc(sizeof *c);
+            if (!c) {
+                st = CL_ERR_NOMEM;
+                goto done;
+            }
+            *c = (int64_t)vals[0];
+            free(vals);
+            bufs[i] = c;
+            snprintf(t->dtype, sizeof t->dtype, "I64");
+            t->data = c;
+            t->nbytes = sizeof *c;
+        } else {
+            snprintf(t->dtype, sizeof t->dtype, "%s", real_dtype());
+            t->data = vals;
+            t->nbytes = (size_t)info.numel * sizeof(cl_real);
+        }
+    }
+    int n = nt;
+    int64_t step = 0;
+    if (o) {
+        cl_real *b1, *b2;
+        size_t np = cl_optimizer_state(o, &b1, &b2, &step);
+        const char *names[2] = {"optimizer.buf1", "optimizer.buf2"};
+        cl_real *bs[2] = {b1, b2};
+        for (int k = 0; k < 2; k++) {
+            if (!bs[k]) continue;
+            cl_st_tensor *t = &ts[n++];
+            snprintf(t->name, sizeof t->name, "%s", names[k]);
+            snprintf(t->dtype, sizeof t->dtype, "%s", real_dtype());
+            t->ndim = 1;
+            t->dims[0] = (int64_t)np;
+            t->data = bs[k];
+            t->nbytes = np * sizeof(cl_real);
+        }
+        cl_st_tensor *t = &ts[n++];
+        snprintf(t->name, sizeof t->name, "optimizer.step");
+        snprintf(t->dtype, sizeof t->dtype, "I64");
+        t->ndim = 1;
+        t->dims[0] = 1;
+        t->data = &step;
+        t->nbytes = sizeof step;
+    }
+    st = cl_safetensors_write(path, ts, n, meta, nmeta, err, errlen);
+done:
+    for (int i = 0; bufs && i < nt; i++) free(bufs[i]);
+    free(bufs);
+    free(ts);
+    return st;
+}
+
+/* Copy a stored tensor into dst (count values) converting F32/F64/I64 to cl_real. */
+static bool read_values(const cl_st_tensor *t, cl_real *dst, size_t count) {
+    size_t es = !strcmp(t->dtype, "F32") || !strcmp(t->dtype, "I32") ? 4 : 8;
+    if (t->nbytes != count * es) return false;
+    const uint8_t *p = t->data;
+    for (size_t i = 0; i < count; i++, p += es) {
+        if (!strcmp(t->dtype, "F32")) {
+            float v;
+            memcpy(&v, p, 4);
+            dst[i] = (cl_real)v;
+        } else if (!strcmp(t->dtype, "F64")) {
+            double v;
+            memcpy(&v, p, 8);
+            dst[i] = (cl_real)v;
+        } else if (!strcmp(t->dtype, "I64")) {
+            int64_t v;
+            memcpy(&v, p, 8);
+            dst[i] = (cl_real)v;
+        } else {
+            int32_t v;
+            memcpy(&v, p, 4);
+            dst[i] = (cl_real)v;
+        }
+    }
+    return true;
+}
+
+cl_status cl_model_load(cl_model *m, cl_optimizer *o, const char *path, char *err, size_t errlen) {
+    if (!m->compiled) {
+        snprintf(err, errlen, "%s: compile the model before loading weights into it", path);
+        return CL_ERR_STATE;
+    }
+    cl_safetensors *sf = cl_safetensors_read(path, err, errlen);
+    if (!sf) return CL_ERR_FORMAT;
+    cl_status st = CL_OK;
+    int nt = cl_model_tensor_count(m);
+    /* Check everything before changing anything, so a bad file leaves the model as it was. */
+    size_t maxn = 1;
+    for (int i = 0; i < nt; i++) {
+        cl_tensor_info info = cl_model_tensor(m, i);
+        const cl_st_tensor *t = cl_safetensors_find(sf, info.name);
+        bool shape_ok = t && t->ndim == info.ndim;
+        for (int d = 0; shape_ok && d < info.ndim; d++) shape_ok = t->dims[d] == info.dims[d];
+        if (!t) {
+            snprintf(err, errlen, "%s: no tensor %s: the file was saved from a different model",
+                     path, info.name);
+            st = CL_ERR_FORMAT;
+            goto done;
+        }
+        if (!shape_ok) {
+            snprintf(err, errlen, "%s: tensor %s has another shape than the model's: the file was "
+                     "saved from a different model", path, info.name);
+            st = CL_ERR_FORMAT;
+            goto done;
+        }
+        if ((size_t)info.numel > maxn) maxn = (size_t)info.numel;
+    }
+    cl_real *vals = malloc(maxn * sizeof(cl_real));
+    if (!vals) {
+        st = CL_ERR_NOMEM;
+        goto done;
+    }
+    for (int i = 0; i < nt && st == CL_OK; i++) {
+        cl_tensor_info info = cl_model_tensor(m, i);
+        const cl_st_tensor *t = cl_safetensors_find(sf, info.name);
+        if (!read_values(t, vals, (size_t)info.numel)) {
+            snprintf(err, errlen, "%s: tensor %s: unsupported dtype %s", path, info.name, t->dtype);
+            st = CL_ERR_FORMAT;
+        } else {
+            cl_model_set_tensor(m, i, vals);
+        }
+    }
+    free(vals);
+    if (st == CL_OK && o) {
+        cl_real *b1, *b2;
+        int64_t step;
+        size_t np = cl_optimizer_state(o, &b1, &b2, &step);
+        const cl_st_tensor *t1 = cl_safetensors_find(sf, "optimizer.buf1");
+        const cl_st_tensor *t2 = cl_safetensors_find(sf, "optimizer.buf2");
+        const cl_st_tensor *ts = cl_safetensors_find(sf, "optimizer.step");
+        cl_real stepv;
+        if (!t1 || !ts || (b2 && !t2) || !read_values(t1, b1, np) ||
+            (b2 && !read_values(t2, b2, np)) || !read_values(ts, &stepv, 1)) {
+            snprintf(err, errlen, "%s: no optimizer state for this optimizer (a `best` checkpoint "
+                     "holds weights only; resume from `last`)", path);
+            st = CL_ERR_FORMAT;
+        } else {
+            cl_optimizer_set_state_step(o, (int64_t)stepv);
+        }
+    }
+done:
+    cl_safetensors_free(sf);
+    return st;
+}
