@@ -4,6 +4,7 @@
 #define CNNLAB_CLI_H
 
 #include <stdbool.h>
+#include <stdio.h>
 
 #include "cnnlab.h"
 
@@ -11,6 +12,51 @@
 enum { EXIT_USAGE = 2 };
 
 int cmd_summary(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+
+/* ---- training options (options.c) ---- */
+
+#define TRAIN_STR_LEN 1024
+
+/* Every option of `cnnlab train`; written into each run folder and read back by
+ * --resume. Floats left NAN take a default that depends on the optimizer. */
+typedef struct {
+    char data[TRAIN_STR_LEN], data_dir[TRAIN_STR_LEN], out[TRAIN_STR_LEN];
+    char opt[TRAIN_STR_LEN], sched[TRAIN_STR_LEN], aug[TRAIN_STR_LEN], resize[TRAIN_STR_LEN];
+    char resume[TRAIN_STR_LEN], init[TRAIN_STR_LEN];
+    long long epochs, batch, seed, threads, workers, step_size, t_max, patience;
+    long long train_subset, test_subset;
+    float lr, momentum, weight_decay, label_smoothing, gamma, pct_start, div_factor;
+    float final_div_factor, eta_min, factor, min_lr;
+    bool nesterov, no_cycle_momentum;
+    int milestones[CL_MAX_MILESTONES], nmilestones;
+} train_options;
+
+void train_options_defaults(train_options *o);
+/* Set one option by name (without the dashes); value NULL for a flag. Prints errors. */
+bool train_option_set(train_options *o, const char *name, const char *value, bool *used_value);
+/* Parse --key value / --key=value / flags; positional arguments go to positional.
+ * Returns the number of positional arguments, or -1 after printing an error. */
+int train_options_parse(train_options *o, int argc, char **argv, const char **positional,
+                        int max_positional);
+void train_options_print_help(FILE *f);
+/* Write the options as "key=value" lines (resume and init left out); read them back. */
+size_t train_options_write(const train_options *o, char *buf, size_t len);
+bool train_options_read(train_options *o, const char *text);
+
+/* ---- console (progress.c) ---- */
+
+typedef struct {
+    bool tty;
+    double t0, last_draw;
+    int total, next_log;
+    char prefix[64];
+} progress;
+
+double now_seconds(void);
+void progress_start(progress *p, const char *prefix, int total, bool tty);
+void progress_update(progress *p, int done, double loss, double acc);
+void progress_end(progress *p);
 
 /* ---- datasets (data.c) ---- */
 

@@ -53,6 +53,10 @@ static void usage(FILE *f) {
             "  summary MODEL [--input CxHxW] [--max-params N]\n"
             "        layers, output shapes, parameters, receptive fields, MACs and memory;\n"
             "        with --max-params, exit 1 if the model has more trainable parameters\n"
+            "  train MODEL [--data NAME|DIR] [--epochs N] [--batch B] [--opt sgd|adam|adamw]\n"
+            "        [--lr X] [--sched none|step|multistep|onecycle|cosine|plateau] [--aug SPEC]\n"
+            "        [--out DIR] [--resume DIR] [--init FILE] ... (cnnlab train --help)\n"
+            "        train a model; writes a run folder with metrics, log and checkpoints\n"
             "  version\n"
             "        print the version\n"
             "\n"
@@ -66,6 +70,7 @@ int main(int argc, char **argv) {
     }
     const char *cmd = argv[1];
     if (!strcmp(cmd, "summary")) return cmd_summary(argc - 1, argv + 1);
+    if (!strcmp(cmd, "train")) return cmd_train(argc - 1, argv + 1);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("cnnlab %s\n", CNNLAB_VERSION);
         return 0;
