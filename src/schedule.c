@@ -51,6 +51,13 @@ cl_status cl_schedule_init(cl_schedule *s, cl_sched_args a, char *err, size_t er
             snprintf(err, errlen, "onecycle schedule: pct_start must be in (0, 1)");
             return CL_ERR_ARG;
         }
+        /* The warm-up ends at step pct_start * total_steps - 1; at 0 the first step
+         * would divide 0 by 0 (a NaN learning rate; PyTorch raises ZeroDivisionError). */
+        if ((double)a.pct_start * a.total_steps == 1) {
+            snprintf(err, errlen, "onecycle schedule: pct_start * total_steps must not be 1 "
+                     "(the warm-up would have no steps)");
+            return CL_ERR_ARG;
+        }
         break;
     case CL_SCHED_COSINE:
         if (a.t_max < 1) {
@@ -112,8 +119,9 @@ double cl_schedule_momentum(const cl_schedule *s, long step) {
 void cl_schedule_epoch_end(cl_schedule *s, double metric) {
     const cl_sched_args *a = &s->a;
     if (a->kind != CL_SCHED_PLATEAU) return;
-    /* mode 'min', threshold_mode 'rel': better when metric < best * (1 - threshold) */
-    if (!s->has_best || metric < s->best * (1 - (double)a->threshold)) {
+    /* mode 'min', threshold_mode 'rel': better when metric < best * (1 - threshold),
+     * where PyTorch's best starts at inf (so a NaN metric is never better) */
+    if (s->has_best ? metric < s->best * (1 - (double)a->threshold) : metric < INFINITY) {
         s->best = metric;
         s->has_best = true;
         s->bad_epochs = 0;
