@@ -2,7 +2,8 @@
 #   make            library and CLI
 #   make test       build and run every test (C only; fixtures are committed)
 #   make asan       the tests under AddressSanitizer + UndefinedBehaviorSanitizer
-#   make check      both (what CI runs)
+#   make portable   the tests with the fast kernels built without CPU dispatch
+#   make check      all three (what CI runs)
 #   make fuzz       libFuzzer on the dataset parsers, FUZZ_SECONDS each (needs clang)
 #   make fixtures   regenerate tests/ref/*.bin with PyTorch (needs python3-torch)
 CC      ?= cc
@@ -68,7 +69,11 @@ asan:
 	$(MAKE) BUILD=build-asan OPT="-O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
 	        LDLIBS="$(LDLIBS) -fsanitize=address,undefined" test
 
-check: test asan
+# The portable build: no run-time dispatch, plain x86-64 (or any CPU) vector code.
+portable:
+	$(MAKE) BUILD=build-portable OPT="-O2 -DCL_NO_CLONES" test
+
+check: test asan portable
 
 # Coverage-guided fuzzing of the dataset parsers and the image decoders with
 # libFuzzer (clang): each target in tests/fuzz/ runs FUZZ_SECONDS from its corpus.
@@ -92,6 +97,6 @@ fixtures:
 	$(PYTHON) tests/ref/gen_fixtures.py
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-portable
 
-.PHONY: all tests test asan check fuzz fixtures clean
+.PHONY: all tests test asan portable check fuzz fixtures clean

@@ -13,6 +13,7 @@ enum { EXIT_USAGE = 2 };
 
 int cmd_summary(int argc, char **argv);
 int cmd_train(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 /* ---- training options (options.c) ---- */
 

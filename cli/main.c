@@ -57,6 +57,8 @@ static void usage(FILE *f) {
             "        [--lr X] [--sched none|step|multistep|onecycle|cosine|plateau] [--aug SPEC]\n"
             "        [--out DIR] [--resume DIR] [--init FILE] ... (cnnlab train --help)\n"
             "        train a model; writes a run folder with metrics, log and checkpoints\n"
+            "  bench MODEL [--batch B] [--threads T] [--steps N] [--infer-batch B]\n"
+            "        training and inference throughput on synthetic data\n"
             "  version\n"
             "        print the version\n"
             "\n"
@@ -71,6 +73,7 @@ int main(int argc, char **argv) {
     const char *cmd = argv[1];
     if (!strcmp(cmd, "summary")) return cmd_summary(argc - 1, argv + 1);
     if (!strcmp(cmd, "train")) return cmd_train(argc - 1, argv + 1);
+    if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("cnnlab %s\n", CNNLAB_VERSION);
         return 0;

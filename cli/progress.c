@@ -38,7 +38,7 @@ void progress_update(progress *p, int done, double loss, double acc) {
     if (p->tty) {
         if (done < p->total && t - p->last_draw < 0.1) return;
         p->last_draw = t;
-        char el[16], left[16], bar[64] = "";
+        char el[32], left[32], bar[64] = "";
         clock_str(el, sizeof el, elapsed);
         clock_str(left, sizeof left, rate > 0 ? (p->total - done) / rate : 0);
         /* a 20-cell bar with eighths, as tqdm draws it */

@@ -157,6 +157,8 @@ typedef struct {
     int threads;   /* worker threads; 0 = all cores */
     uint64_t seed; /* parameter initialisation and dropout */
     bool input_grad; /* also compute the gradient of the input in backward */
+    bool reference_kernels; /* use the plain reference loops instead of the fast kernels
+                               (the tests compare the two) */
 } cl_compile_args;
 
 /* Plan every buffer, allocate them once and initialise parameters as PyTorch does

@@ -191,6 +191,23 @@ static inline uint32_t cl_hash32(uint32_t key, uint32_t counter) {
     return x;
 }
 
+/* The geometry of one ungrouped convolution over N images. */
+typedef struct {
+    int N, H, W, C, OH, OW, K, R, S, sh, sw, ph, pw, dh, dw;
+} cl_conv_shape;
+
+/* The fast direct-convolution kernels (src/ops/conv2d_direct.c). weight is
+ * [R][S][C][K]; all accumulate into their gradients; scratch holds
+ * cl_conv2d_direct_scratch(d) values. */
+size_t cl_conv2d_direct_scratch(const cl_conv_shape *d);
+void cl_conv2d_direct_forward(cl_real *out, const cl_real *inp, const cl_real *weight,
+                              const cl_real *bias, const cl_conv_shape *d, cl_real *scratch);
+bool cl_conv2d_direct_input_grad_ok(const cl_conv_shape *d);
+void cl_conv2d_direct_input_grad(cl_real *dinp, const cl_real *dout, const cl_real *weight,
+                                 const cl_conv_shape *d, cl_real *scratch);
+void cl_conv2d_direct_weight_grad(cl_real *dweight, cl_real *dbias, const cl_real *dout,
+                                  const cl_real *inp, const cl_conv_shape *d, cl_real *scratch);
+
 /* Shared helpers for the ops. */
 int cl_conv_out_size(int in, int k, int stride, int pad, int dilation);
 void cl_init_uniform(cl_model *m, cl_real *p, size_t n, cl_real bound);

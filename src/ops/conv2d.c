@@ -102,6 +102,33 @@ static void conv2d_backward(cl_real *restrict dinp, cl_real *restrict dweight,
             }
 }
 
+/* dinp [N][H][W][C] += the input part of conv2d_backward, alone. */
+static void conv2d_backward_input(cl_real *restrict dinp, const cl_real *restrict dout,
+                                  const cl_real *restrict weight, const conv_dims *d) {
+    const int Cg = d->C / d->G, Kg = d->K / d->G;
+    for (int n = 0; n < d->N; n++)
+        for (int oh = 0; oh < d->OH; oh++)
+            for (int ow = 0; ow < d->OW; ow++) {
+                const cl_real *dout_p = dout + (((size_t)n * d->OH + oh) * d->OW + ow) * d->K;
+                for (int g = 0; g < d->G; g++)
+                    for (int r = 0; r < d->R; r++) {
+                        int ih = oh * d->sh - d->ph + r * d->dh;
+                        if (ih < 0 || ih >= d->H) continue;
+                        for (int s = 0; s < d->S; s++) {
+                            int iw = ow * d->sw - d->pw + s * d->dw;
+                            if (iw < 0 || iw >= d->W) continue;
+                            const cl_real *wp = weight + (((size_t)g * d->R + r) * d->S + s) * Cg * Kg;
+                            cl_real *dip = dinp + (((size_t)n * d->H + ih) * d->W + iw) * d->C + g * Cg;
+                            for (int c = 0; c < Cg; c++) {
+                                cl_real acc = 0;
+                                for (int k = 0; k < Kg; k++) acc += dout_p[g * Kg + k] * wp[(size_t)c * Kg + k];
+                                dip[c] += acc;
+                            }
+                        }
+                    }
+            }
+}
+
 static cl_status infer_shape(cl_model *m, cl_node *n, cl_shape *out) {
     const cl_shape *in = cl_in_shape(m, n, 0);
     const cl_conv2d_args *a = &n->a.conv;
@@ -130,11 +157,26 @@ static size_t weight_count(const cl_model *m, const cl_node *n) {
            (size_t)a->kernel_h * (size_t)a->kernel_w;
 }
 
+/* The fast kernels handle ungrouped convolutions; grouped ones use the reference. */
+static bool use_direct(const cl_model *m, const cl_node *n) {
+    return n->a.conv.groups == 1 && !m->args.reference_kernels;
+}
+
+static cl_conv_shape shape_of(const cl_model *m, const cl_node *n, int N) {
+    conv_dims d = dims_of(m, n, N);
+    return (cl_conv_shape){N, d.H, d.W, d.C, d.OH, d.OW, d.K, d.R, d.S,
+                           d.sh, d.sw, d.ph, d.pw, d.dh, d.dw};
+}
+
 static void sizes(const cl_model *m, cl_node *n) {
     const cl_shape *out = cl_out_shape(m, n);
     size_t wc = weight_count(m, n);
     n->nparams = wc + (n->a.conv.no_bias ? 0 : (size_t)n->a.conv.out_channels);
     n->macs = (int64_t)out->h * out->w * (int64_t)wc;
+    if (n->a.conv.groups == 1) {
+        cl_conv_shape d = shape_of(m, n, 1);
+        n->nscratch = cl_conv2d_direct_scratch(&d);
+    }
 }
 
 static int tensors(const cl_model *m, const cl_node *n, cl_op_tensor *t) {
@@ -159,18 +201,38 @@ static void init(cl_model *m, const cl_node *n, cl_real *params, cl_real *buffer
 }
 
 static void forward(const cl_exec *e, const cl_node *n) {
-    conv_dims d = dims_of(e->m, n, e->n1 - e->n0);
     const cl_real *w = e->m->params + n->param_off;
     const cl_real *b = n->a.conv.no_bias ? NULL : w + weight_count(e->m, n);
+    if (use_direct(e->m, n)) {
+        cl_conv_shape d = shape_of(e->m, n, e->n1 - e->n0);
+        cl_conv2d_direct_forward(cl_act(e, n->out), cl_act(e, n->in[0]), w, b, &d, e->scratch);
+        return;
+    }
+    conv_dims d = dims_of(e->m, n, e->n1 - e->n0);
     conv2d_forward(cl_act(e, n->out), cl_act(e, n->in[0]), w, b, &d);
 }
 
 static void backward(const cl_exec *e, const cl_node *n) {
-    conv_dims d = dims_of(e->m, n, e->n1 - e->n0);
     size_t wc = weight_count(e->m, n);
-    cl_real *dw = e->grads + n->param_off;
-    conv2d_backward(cl_dinp(e, n->in[0]), dw, n->a.conv.no_bias ? NULL : dw + wc,
-                    cl_dact(e, n->out), cl_act(e, n->in[0]), e->m->params + n->param_off, &d);
+    const cl_real *w = e->m->params + n->param_off;
+    cl_real *dw = e->grads + n->param_off, *db = n->a.conv.no_bias ? NULL : dw + wc;
+    cl_real *dinp = cl_dinp(e, n->in[0]);
+    const cl_real *dout = cl_dact(e, n->out), *inp = cl_act(e, n->in[0]);
+    if (use_direct(e->m, n)) {
+        cl_conv_shape d = shape_of(e->m, n, e->n1 - e->n0);
+        cl_conv2d_direct_weight_grad(dw, db, dout, inp, &d, e->scratch);
+        if (!dinp) return;
+        if (cl_conv2d_direct_input_grad_ok(&d)) {
+            cl_conv2d_direct_input_grad(dinp, dout, w, &d, e->scratch);
+            return;
+        }
+        /* strided or dilated: the reference loops give the input gradient */
+        conv_dims r = dims_of(e->m, n, e->n1 - e->n0);
+        conv2d_backward_input(dinp, dout, w, &r);
+        return;
+    }
+    conv_dims d = dims_of(e->m, n, e->n1 - e->n0);
+    conv2d_backward(dinp, dw, db, dout, inp, w, &d);
 }
 
 const cl_op cl_op_conv2d = {

@@ -1,0 +1,103 @@
+/* test_kernels.c: every fast kernel against the reference loops it replaces, on odd
+ * shapes: a model is compiled twice, once with reference_kernels, and the outputs,
+ * the input gradient and every parameter gradient must agree. Shapes cover channel
+ * counts that are not multiples of the vector width (tails), 1x1 and 3x3 kernels,
+ * padding 0 to 2, stride 2, dilation 2, rectangular kernels, odd image sizes and
+ * batches of 1 and 5, with 1 and 2 threads. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cnnlab.h"
+#include "harness.h"
+
+static const char *const models[] = {
+    "input 3x11x13\nconv 16 k=3 pad=1",
+    "input 5x9x7\nconv 10 k=3 pad=1",
+    "input 16x8x8\nconv 24 k=3 pad=1",
+    "input 24x7x9\nconv 40 k=3 pad=1 bias=0",
+    "input 17x6x6\nconv 33 k=3",
+    "input 32x5x5\nconv 48 k=1",
+    "input 7x12x10\nconv 20 k=3 stride=2 pad=1",
+    "input 6x13x13\nconv 12 k=3 dilation=2 pad=2",
+    "input 4x9x9\nconv 9 k=5 pad=2",
+    "input 3x9x11\nconv 8 k=3x1 pad=1x0",
+    "input 8x10x10\nconv 8 k=1 pad=1",
+    "input 3x32x32\nconv 16 k=3 pad=1\nconv 32 k=3 pad=1\nconv 16 k=1\nmaxpool 2\nconv 24 k=3 pad=1\ngap\nconv 10 k=1",
+};
+
+static uint64_t rng = 0x9E3779B97F4A7C15ull;
+static float uniform(void) {
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (float)((double)(rng >> 40) / (1 << 24) * 2 - 1);
+}
+
+typedef struct {
+    cl_model *m;
+    const float *out, *dx;
+    float *grads;
+    size_t nout, np;
+} result;
+
+static bool run(const char *text, bool reference, int threads, int n, const float *x,
+                const float *dout, result *r) {
+    char err[512];
+    r->m = cl_parse_model(text, strlen(text), "kernels", NULL, err, sizeof err);
+    if (!r->m) {
+        t_fail("parse: %s", err);
+        return false;
+    }
+    cl_compile_args a = {.max_batch = n, .threads = threads, .seed = 3, .input_grad = true,
+                         .reference_kernels = reference};
+    if (cl_model_compile(r->m, a) != CL_OK) {
+        t_fail("compile: %s", cl_model_error(r->m));
+        return false;
+    }
+    r->out = cl_model_forward(r->m, x, n, true);
+    cl_model_backward(r->m, dout);
+    r->dx = cl_model_input_grad(r->m);
+    r->grads = cl_model_grads(r->m, &r->np);
+    cl_shape o = cl_model_shape(r->m, cl_model_output(r->m));
+    r->nout = (size_t)n * o.c * o.h * o.w;
+    return true;
+}
+
+int main(void) {
+    for (size_t i = 0; i < sizeof models / sizeof *models; i++)
+        for (int n = 1; n <= 5; n += 4)
+            for (int threads = 1; threads <= 2; threads++) {
+                const char *text = models[i];
+                const char *first_line_end = strchr(text, '\n');
+                const char *second = first_line_end + 1;
+                t_begin("fast vs reference: %.*s, batch %d, %d threads",
+                        (int)strcspn(second, "\n"), second, n, threads);
+                char err[512];
+                cl_model *probe = cl_parse_model(text, strlen(text), "kernels", NULL, err, sizeof err);
+                if (!probe) {
+                    t_fail("parse: %s", err);
+                    t_end();
+                    continue;
+                }
+                cl_shape in = cl_model_shape(probe, 0), out = cl_model_shape(probe, cl_model_output(probe));
+                size_t nx = (size_t)n * in.c * in.h * in.w, no = (size_t)n * out.c * out.h * out.w;
+                cl_model_free(probe);
+                float *x = xmalloc(nx * sizeof(float)), *dout = xmalloc(no * sizeof(float));
+                for (size_t k = 0; k < nx; k++) x[k] = uniform();
+                for (size_t k = 0; k < no; k++) dout[k] = uniform();
+                result fast = {0}, ref = {0};
+                if (run(text, false, threads, n, x, dout, &fast) && run(text, true, threads, n, x, dout, &ref)) {
+                    check_close("output", fast.out, ref.out, no, 1e-5, 1e-4);
+                    check_close("input gradient", fast.dx, ref.dx, nx, 1e-5, 1e-4);
+                    check_close("parameter gradients", fast.grads, ref.grads, ref.np, 1e-4, 1e-4);
+                }
+                cl_model_free(fast.m);
+                cl_model_free(ref.m);
+                free(x);
+                free(dout);
+                t_end();
+            }
+    return t_finish();
+}
