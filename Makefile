@@ -9,7 +9,8 @@
 CC      ?= cc
 OPT     ?= -O3
 CFLAGS  ?= $(OPT) -g
-CL_FLAGS := -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -fopenmp -Iinclude -Isrc $(CFLAGS)
+CAIRO_CFLAGS := $(shell pkg-config --cflags cairo 2>/dev/null || echo -I/usr/include/cairo)
+CL_FLAGS := -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -fopenmp -Iinclude -Isrc $(CAIRO_CFLAGS) $(CFLAGS)
 # zlib (gzip IDX files), libpng and libjpeg (image folders, PNG output), cairo
 # (figures), libcurl (cnnlab fetch), libarchive (unpacking archives), nettle
 # (checksums), pthreads (the batch loader) and OpenMP.

@@ -334,6 +334,10 @@ cl_status cl_load_mnist_dir(const char *dir, cl_split split, const char *const *
 cl_status cl_load_image_folder(const char *dir, int resize_h, int resize_w, cl_dataset *out,
                                char *err, size_t errlen);
 void cl_dataset_free(cl_dataset *ds);
+/* Decode one PNG or JPEG into a malloc'ed out[h][w][c]: c = 3 for RGB, 1 for grey
+ * (ITU-R 601 luma), resized (bilinear, align_corners=False) when its size differs. */
+cl_status cl_load_image(const char *path, int c, int h, int w, uint8_t **out, char *err,
+                        size_t errlen);
 
 /* Per-channel statistics on the 0..1 scale (population variance, as numpy). */
 typedef struct {

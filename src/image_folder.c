@@ -577,3 +577,47 @@ done:
     if (st != CL_OK) cl_dataset_free(out);
     return st;
 }
+
+/* ---- one image ------------------------------------------------------------------- */
+
+cl_status cl_load_image(const char *path, int c, int h, int w, uint8_t **out, char *err,
+                        size_t errlen) {
+    *out = NULL;
+    if ((c != 1 && c != 3) || h < 1 || w < 1 || (long long)h * w > MAX_PIXELS)
+        return fail(err, errlen, CL_ERR_ARG, "%s: cannot produce a %dx%dx%d image", path, c, h, w);
+    image img;
+    cl_status st = decode_file(path, &img, err, errlen);
+    if (st != CL_OK) return st;
+    /* RGB at the wanted size first (resize_into writes RGB), then grey if asked */
+    uint8_t *rgb = malloc((size_t)h * w * 3);
+    if (!rgb) {
+        free(img.pix);
+        return fail(err, errlen, CL_ERR_NOMEM, "%s: out of memory", path);
+    }
+    if (img.h == h && img.w == w) {
+        for (size_t p = 0; p < (size_t)h * w; p++)
+            for (int k = 0; k < 3; k++) rgb[p * 3 + k] = img.pix[p * img.c + (img.c == 3 ? k : 0)];
+    } else if (resize_into(&img, rgb, h, w) != CL_OK) {
+        free(img.pix);
+        free(rgb);
+        return fail(err, errlen, CL_ERR_NOMEM, "%s: out of memory", path);
+    }
+    bool grey_source = img.c == 1;
+    free(img.pix);
+    if (c == 3) {
+        *out = rgb;
+        return CL_OK;
+    }
+    uint8_t *g = malloc((size_t)h * w);
+    if (!g) {
+        free(rgb);
+        return fail(err, errlen, CL_ERR_NOMEM, "%s: out of memory", path);
+    }
+    /* ITU-R 601 luma, as PIL's convert("L") */
+    for (size_t p = 0; p < (size_t)h * w; p++)
+        g[p] = grey_source ? rgb[p * 3]
+                           : (uint8_t)((rgb[p * 3] * 299 + rgb[p * 3 + 1] * 587 + rgb[p * 3 + 2] * 114 + 500) / 1000);
+    free(rgb);
+    *out = g;
+    return CL_OK;
+}
