@@ -136,7 +136,12 @@ static cl_status read_names(const char *dir, const char *name, int expect, char 
         return st;
     }
     *found = true;
-    char *text = malloc(NAMES_MAX_BYTES + 1);
+    /* Sized by the file (capped: one byte more than allowed tells an oversized one). */
+    struct stat sb;
+    size_t cap = fstat(fileno(f), &sb) == 0 && sb.st_size >= 0 && sb.st_size < NAMES_MAX_BYTES
+                     ? (size_t)sb.st_size + 1
+                     : NAMES_MAX_BYTES + 1;
+    char *text = malloc(cap);
     char **names = calloc((size_t)expect, sizeof *names);
     cl_status st = CL_OK;
     size_t len = 0;
@@ -144,7 +149,7 @@ static cl_status read_names(const char *dir, const char *name, int expect, char 
         st = fail(err, errlen, CL_ERR_NOMEM, "out of memory");
         goto done;
     }
-    len = fread(text, 1, NAMES_MAX_BYTES + 1, f);
+    len = fread(text, 1, cap, f);
     if (ferror(f)) {
         st = fail(err, errlen, CL_ERR_IO, "%s: read error", path);
         goto done;
@@ -314,9 +319,11 @@ static cl_status cifar_read(const cifar_spec *s, const char *dir, const char *co
         free(path);
         if (bad != CL_OK) return bad;
     }
+    int64_t most = 0; /* records of the largest file, to size the read buffer */
+    for (int i = 0; i < nfiles; i++) most = counts[i] > most ? counts[i] : most;
     out->images = malloc((size_t)total * CIFAR_PIXELS);
     out->labels = malloc((size_t)total * sizeof *out->labels);
-    uint8_t *chunk = malloc(CHUNK_RECORDS * rec);
+    uint8_t *chunk = malloc((most < CHUNK_RECORDS ? (size_t)most : CHUNK_RECORDS) * rec);
     cl_status st = CL_OK;
     if (!out->images || !out->labels || !chunk) {
         st = fail(err, errlen, CL_ERR_NOMEM, "out of memory for %lld %s images",
@@ -474,7 +481,7 @@ static cl_status idx_open(idx_file *r, const char *path, char *err, size_t errle
     if (!r->gz)
         return fail(err, errlen, errno ? CL_ERR_IO : CL_ERR_NOMEM, "%s: cannot open: %s", path,
                     errno ? strerror(errno) : "out of memory");
-    gzbuffer(r->gz, 1u << 17);
+    if (st.st_size > (1 << 20)) gzbuffer(r->gz, 1u << 17); /* faster on big files */
     return CL_OK;
 }
 
