@@ -14,6 +14,8 @@ enum { EXIT_USAGE = 2 };
 int cmd_summary(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_predict(int argc, char **argv);
 
 /* ---- training options (options.c) ---- */
 
@@ -44,6 +46,45 @@ void train_options_print_help(FILE *f);
 /* Write the options as "key=value" lines (resume and init left out); read them back. */
 size_t train_options_write(const train_options *o, char *buf, size_t len);
 bool train_options_read(train_options *o, const char *text);
+
+/* ---- checkpoints (checkpoint.c) ---- */
+
+/* A trained model opened from a checkpoint written by `cnnlab train`. */
+typedef struct {
+    cl_model *m;
+    cl_shape input;
+    int classes;
+    char **class_names;
+    float mean[8], std[8];
+    char dataset[64];       /* the kind it was trained on */
+    train_options options;  /* the options of its run */
+} cli_checkpoint;
+
+/* Rebuild the model from the checkpoint's metadata and load its weights. Prints
+ * the error on failure. */
+bool cli_open_checkpoint(const char *path, int max_batch, int threads, bool input_grad,
+                         cli_checkpoint *ck);
+void cli_close_checkpoint(cli_checkpoint *ck);
+/* uint8 [npix][C] -> normalised model input, as training did. */
+void cli_normalise(const cli_checkpoint *ck, const uint8_t *img, size_t npix, cl_real *out);
+
+/* ---- evaluation (eval.c) ---- */
+
+typedef struct {
+    int n;            /* samples evaluated (the first n of the dataset) */
+    long correct;
+    double loss;      /* mean cross entropy */
+    int32_t *pred;    /* [n] predicted class */
+    float *conf;      /* [n] its softmax probability */
+    long *confusion;  /* [classes][classes]: true x predicted */
+} cli_eval;
+
+/* Evaluate the first `limit` samples (0: all) of ds in eval mode. */
+bool cli_evaluate(const cli_checkpoint *ck, const cl_dataset *ds, int batch, int limit,
+                  cli_eval *ev);
+void cli_eval_free(cli_eval *ev);
+/* The misclassified indices, most confident first (malloc'ed); returns the count. */
+int cli_misclassified(const cli_eval *ev, const cl_dataset *ds, int32_t **out);
 
 /* ---- console (progress.c) ---- */
 

@@ -57,6 +57,10 @@ static void usage(FILE *f) {
             "        [--lr X] [--sched none|step|multistep|onecycle|cosine|plateau] [--aug SPEC]\n"
             "        [--out DIR] [--resume DIR] [--init FILE] ... (cnnlab train --help)\n"
             "        train a model; writes a run folder with metrics, log and checkpoints\n"
+            "  eval CHECKPOINT [--data NAME|DIR] [--show N] [--out DIR]\n"
+            "        test loss and accuracy, per-class accuracy, confusion matrix, misclassified\n"
+            "  predict CHECKPOINT IMAGE... [--top K]\n"
+            "        the top classes of PNG or JPEG images with their probabilities\n"
             "  bench MODEL [--batch B] [--threads T] [--steps N] [--infer-batch B]\n"
             "        training and inference throughput on synthetic data\n"
             "  version\n"
@@ -74,6 +78,8 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "summary")) return cmd_summary(argc - 1, argv + 1);
     if (!strcmp(cmd, "train")) return cmd_train(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
+    if (!strcmp(cmd, "eval")) return cmd_eval(argc - 1, argv + 1);
+    if (!strcmp(cmd, "predict")) return cmd_predict(argc - 1, argv + 1);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("cnnlab %s\n", CNNLAB_VERSION);
         return 0;

@@ -68,8 +68,71 @@ static void put_json_string(strbuf *b, const char *s) {
     put(b, "\"", 1);
 }
 
+/* The official writer's order: by dtype, largest alignment first (its Dtype enum:
+ * ... I32, U32, F32, F64, I64, U64), then by name. Every tensor then starts at a
+ * multiple of its element size, since the data starts at a multiple of 8. */
+static int dtype_rank(const char *d) {
+    return !strcmp(d, "I64") ? 4 : !strcmp(d, "F64") ? 3 : !strcmp(d, "F32") ? 2 : 1;
+}
+
+static int official_order(const void *pa, const void *pb) {
+    const cl_st_tensor *a = *(const cl_st_tensor *const *)pa, *b = *(const cl_st_tensor *const *)pb;
+    int ra = dtype_rank(a->dtype), rb = dtype_rank(b->dtype);
+    return ra != rb ? rb - ra : strcmp(a->name, b->name);
+}
+
+/* Whether the writer's arguments make a file its reader accepts; else a message. */
+static bool check_write_args(const char *path, const cl_st_tensor *t, int n,
+                             const char *const *meta, int nmeta, char *err, size_t errlen) {
+    if (n < 0 || nmeta < 0 || nmeta > CL_ST_MAX_META) {
+        snprintf(err, errlen, "%s: %d tensors and %d metadata entries (at most %d)", path, n,
+                 nmeta, CL_ST_MAX_META);
+        return false;
+    }
+    for (int i = 0; i < 2 * nmeta; i++)
+        if (!meta[i] || strlen(meta[i]) >= CL_ST_META_LEN) {
+            snprintf(err, errlen, "%s: metadata %s %s is missing or longer than %d bytes", path,
+                     i % 2 ? "value of" : "key", meta[i - i % 2] ? meta[i - i % 2] : "(null)",
+                     CL_ST_META_LEN - 1);
+            return false;
+        }
+    for (int i = 0; i < n; i++) {
+        size_t es = dtype_size(t[i].dtype);
+        uint64_t numel = 1;
+        bool ok = es && t[i].ndim >= 0 && t[i].ndim <= CL_ST_MAX_DIMS &&
+                  memchr(t[i].name, 0, sizeof t[i].name) && t[i].name[0] &&
+                  strcmp(t[i].name, "__metadata__") != 0;
+        for (int d = 0; ok && d < t[i].ndim; d++) {
+            uint64_t v = (uint64_t)t[i].dims[d];
+            ok = t[i].dims[d] >= 0 && (v == 0 || numel <= UINT64_MAX / es / v);
+            numel *= v;
+        }
+        if (!ok || numel * es != t[i].nbytes || (t[i].nbytes && !t[i].data)) {
+            snprintf(err, errlen, "%s: tensor %d (%.*s): %zu bytes do not match its dtype and "
+                     "shape, or the name or dtype is invalid", path, i, CL_ST_NAME_LEN - 1,
+                     t[i].name, t[i].nbytes);
+            return false;
+        }
+    }
+    return true;
+}
+
 cl_status cl_safetensors_write(const char *path, const cl_st_tensor *t, int n,
                                const char *const *meta, int nmeta, char *err, size_t errlen) {
+    if (!check_write_args(path, t, n, meta, nmeta, err, errlen)) return CL_ERR_ARG;
+    const cl_st_tensor **ord = malloc((n > 0 ? (size_t)n : 1) * sizeof *ord);
+    if (!ord) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        return CL_ERR_NOMEM;
+    }
+    for (int i = 0; i < n; i++) ord[i] = &t[i];
+    qsort(ord, (size_t)n, sizeof *ord, official_order);
+    for (int i = 1; i < n; i++)
+        if (!strcmp(ord[i]->name, ord[i - 1]->name)) {
+            snprintf(err, errlen, "%s: two tensors are named %s", path, ord[i]->name);
+            free(ord);
+            return CL_ERR_ARG;
+        }
     strbuf h = {0};
     char num[64];
     put(&h, "{", 1);
@@ -87,35 +150,28 @@ cl_status cl_safetensors_write(const char *path, const cl_st_tensor *t, int n,
     }
     uint64_t off = 0;
     for (int i = 0; i < n; i++) {
-        size_t es = dtype_size(t[i].dtype);
-        uint64_t numel = 1;
-        for (int d = 0; d < t[i].ndim; d++) numel *= (uint64_t)t[i].dims[d];
-        if (!es || numel * es != t[i].nbytes) {
-            free(h.s);
-            snprintf(err, errlen, "%s: tensor %s: %zu bytes do not match its dtype and shape", path,
-                     t[i].name, t[i].nbytes);
-            return CL_ERR_ARG;
-        }
+        const cl_st_tensor *ti = ord[i];
         if (!first) put(&h, ",", 1);
         first = false;
-        put_json_string(&h, t[i].name);
+        put_json_string(&h, ti->name);
         puts_(&h, ":{\"dtype\":\"");
-        puts_(&h, t[i].dtype);
+        puts_(&h, ti->dtype);
         puts_(&h, "\",\"shape\":[");
-        for (int d = 0; d < t[i].ndim; d++) {
-            snprintf(num, sizeof num, "%s%lld", d ? "," : "", (long long)t[i].dims[d]);
+        for (int d = 0; d < ti->ndim; d++) {
+            snprintf(num, sizeof num, "%s%lld", d ? "," : "", (long long)ti->dims[d]);
             puts_(&h, num);
         }
         snprintf(num, sizeof num, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)off,
-                 (unsigned long long)(off + t[i].nbytes));
+                 (unsigned long long)(off + ti->nbytes));
         puts_(&h, num);
-        off += t[i].nbytes;
+        off += ti->nbytes;
     }
     put(&h, "}", 1);
     /* Pad the header with spaces to a multiple of 8 so the data is aligned. */
     while (!h.oom && h.len % 8) put(&h, " ", 1);
     if (h.oom) {
         free(h.s);
+        free(ord);
         snprintf(err, errlen, "%s: out of memory", path);
         return CL_ERR_NOMEM;
     }
@@ -123,12 +179,14 @@ cl_status cl_safetensors_write(const char *path, const cl_st_tensor *t, int n,
     char tmp[4096];
     if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp) {
         free(h.s);
+        free(ord);
         snprintf(err, errlen, "%s: path too long", path);
         return CL_ERR_IO;
     }
     FILE *f = fopen(tmp, "wb");
     if (!f) {
         free(h.s);
+        free(ord);
         snprintf(err, errlen, "%s: cannot write: %s", tmp, strerror(errno));
         return CL_ERR_IO;
     }
@@ -136,8 +194,9 @@ cl_status cl_safetensors_write(const char *path, const cl_st_tensor *t, int n,
     for (int i = 0; i < 8; i++) len8[i] = (uint8_t)((uint64_t)h.len >> (8 * i));
     bool ok = fwrite(len8, 1, 8, f) == 8 && fwrite(h.s, 1, h.len, f) == h.len;
     for (int i = 0; ok && i < n; i++)
-        ok = t[i].nbytes == 0 || fwrite(t[i].data, 1, t[i].nbytes, f) == t[i].nbytes;
+        ok = ord[i]->nbytes == 0 || fwrite(ord[i]->data, 1, ord[i]->nbytes, f) == ord[i]->nbytes;
     free(h.s);
+    free(ord);
     ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
     int saved = errno;
     if (fclose(f) != 0 && ok) {
@@ -326,6 +385,68 @@ static bool parse_tensor(json *j, cl_st_tensor *t, uint64_t *begin, uint64_t *en
     return true;
 }
 
+/* Where a tensor's bytes lie, and where its header entry starts (a file offset). */
+typedef struct {
+    uint64_t begin, end;
+    long at;
+    int i;
+} span;
+
+static int by_begin(const void *pa, const void *pb) {
+    const span *a = pa, *b = pb;
+    if (a->begin != b->begin) return a->begin < b->begin ? -1 : 1;
+    if (a->end != b->end) return a->end < b->end ? -1 : 1;
+    return a->i - b->i;
+}
+
+static int by_name(const void *pa, const void *pb) {
+    return strcmp((*(const cl_st_tensor *const *)pa)->name, (*(const cl_st_tensor *const *)pb)->name);
+}
+
+/* As the official reader: sorted by begin, the tensors' bytes lie back to back and
+ * cover the data exactly (no gap, no overlap, nothing after); names are unique. */
+static bool check_coverage(const char *path, cl_safetensors *st, span *sp, long data_at,
+                           char *err, size_t errlen) {
+    qsort(sp, (size_t)st->n, sizeof *sp, by_begin);
+    uint64_t end = 0;
+    for (int k = 0; k < st->n; k++) {
+        if (sp[k].begin != end) {
+            snprintf(err, errlen, "%s: tensor %s at byte %ld: data_offsets [%llu, %llu] %s "
+                     "(the tensors before it end at %llu): the data must be covered back to back",
+                     path, st->t[sp[k].i].name, sp[k].at, (unsigned long long)sp[k].begin,
+                     (unsigned long long)sp[k].end, sp[k].begin > end ? "leave a gap" : "overlap",
+                     (unsigned long long)end);
+            return false;
+        }
+        end = sp[k].end;
+    }
+    if (end != st->ndata) {
+        snprintf(err, errlen, "%s: %llu data bytes at byte %llu belong to no tensor", path,
+                 (unsigned long long)(st->ndata - end), (unsigned long long)data_at + end);
+        return false;
+    }
+    const cl_st_tensor **names = malloc((st->n > 0 ? (size_t)st->n : 1) * sizeof *names);
+    if (!names) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        return false;
+    }
+    for (int i = 0; i < st->n; i++) names[i] = &st->t[i];
+    qsort(names, (size_t)st->n, sizeof *names, by_name);
+    for (int i = 1; i < st->n; i++)
+        if (!strcmp(names[i]->name, names[i - 1]->name)) {
+            long at = 0;
+            for (int k = 0; k < st->n; k++)
+                if (&st->t[sp[k].i] == names[i] || &st->t[sp[k].i] == names[i - 1])
+                    at = at > sp[k].at ? at : sp[k].at;
+            snprintf(err, errlen, "%s: tensor %s at byte %ld: a second tensor of that name", path,
+                     names[i]->name, at);
+            free(names);
+            return false;
+        }
+    free(names);
+    return true;
+}
+
 cl_safetensors *cl_safetensors_read(const char *path, char *err, size_t errlen) {
     FILE *f = fopen(path, "rb");
     if (!f) {
@@ -333,13 +454,16 @@ cl_safetensors *cl_safetensors_read(const char *path, char *err, size_t errlen) 
         return NULL;
     }
     cl_safetensors *st = calloc(1, sizeof *st);
+    char *header = NULL;
+    span *sp = NULL;
+    int spcap = 0;
     uint8_t len8[8];
     long fsize = -1;
     if (fseek(f, 0, SEEK_END) == 0) fsize = ftell(f);
     rewind(f);
     if (!st || fsize < 8 || fread(len8, 1, 8, f) != 8) {
-        snprintf(err, errlen, "%s: not a safetensors file (shorter than its 8-byte header length)",
-                 path);
+        snprintf(err, errlen, "%s: not a safetensors file: no 8-byte header length at byte 0 "
+                 "(the file has %ld bytes)", path, fsize);
         goto fail;
     }
     uint64_t hlen = 0;
@@ -350,16 +474,18 @@ cl_safetensors *cl_safetensors_read(const char *path, char *err, size_t errlen) 
         goto fail;
     }
     size_t dlen = (size_t)((uint64_t)fsize - 8 - hlen);
-    char *header = malloc(hlen);
+    if (dlen > ((size_t)1 << 40)) {
+        snprintf(err, errlen, "%s: %zu data bytes: too large for a checkpoint", path, dlen);
+        goto fail;
+    }
+    header = malloc(hlen);
     st->data = malloc(dlen ? dlen : 1);
     st->ndata = dlen;
     if (!header || !st->data) {
-        free(header);
         snprintf(err, errlen, "%s: out of memory", path);
         goto fail;
     }
     if (fread(header, 1, hlen, f) != hlen || fread(st->data, 1, dlen, f) != dlen) {
-        free(header);
         snprintf(err, errlen, "%s: read error", path);
         goto fail;
     }
@@ -377,36 +503,47 @@ cl_safetensors *cl_safetensors_read(const char *path, char *err, size_t errlen) 
                 continue;
             }
             if (!grow_tensors(st)) {
-                j.err = "out of memory";
-                ok = false;
-                break;
+                snprintf(err, errlen, "%s: out of memory", path);
+                goto fail;
             }
+            if (st->n == spcap) {
+                span *more = realloc(sp, (size_t)st->cap * sizeof *sp);
+                if (!more) {
+                    snprintf(err, errlen, "%s: out of memory", path);
+                    goto fail;
+                }
+                sp = more;
+                spcap = st->cap;
+            }
+            skip_ws(&j);
+            long at = (long)(j.s - header) + 8; /* the entry's file offset, for messages */
             cl_st_tensor *t = &st->t[st->n];
             memset(t, 0, sizeof *t);
             snprintf(t->name, sizeof t->name, "%s", name);
             uint64_t b = 0, e = 0;
             if (!(ok = parse_tensor(&j, t, &b, &e))) break;
             size_t es = dtype_size(t->dtype);
-            uint64_t numel = 1;
-            for (int d = 0; d < t->ndim; d++) {
-                numel *= (uint64_t)t->dims[d];
-                if (numel > ((uint64_t)1 << 40)) break;
-            }
             if (!es) {
-                snprintf(err, errlen, "%s: tensor %s has dtype %s; cnnlab reads F32, F64, I32, I64",
-                         path, name, t->dtype);
-                free(header);
+                snprintf(err, errlen, "%s: tensor %s at byte %ld has dtype %s; cnnlab reads F32, "
+                         "F64, I32, I64", path, name, at, t->dtype);
                 goto fail;
             }
-            if (b > e || e > dlen || e - b != numel * es) {
-                snprintf(err, errlen, "%s: tensor %s: data_offsets [%llu, %llu] do not fit its "
-                         "shape or the %zu data bytes", path, name, (unsigned long long)b,
-                         (unsigned long long)e, dlen);
-                free(header);
+            uint64_t numel = 1;
+            bool fits = true;
+            for (int d = 0; d < t->ndim && fits; d++) {
+                uint64_t v = (uint64_t)t->dims[d];
+                fits = v == 0 || numel <= UINT64_MAX / es / v;
+                numel *= v;
+            }
+            if (!fits || b > e || e > dlen || e - b != numel * es) {
+                snprintf(err, errlen, "%s: tensor %s at byte %ld: data_offsets [%llu, %llu] do "
+                         "not fit its %s shape or the %zu data bytes", path, name, at,
+                         (unsigned long long)b, (unsigned long long)e, t->dtype, dlen);
                 goto fail;
             }
             t->data = st->data + b;
             t->nbytes = (size_t)(e - b);
+            sp[st->n] = (span){b, e, at, st->n};
             st->n++;
         } while (peek(&j, ',') && j.s++);
         if (ok) ok = expect(&j, '}');
@@ -421,15 +558,18 @@ cl_safetensors *cl_safetensors_read(const char *path, char *err, size_t errlen) 
         }
     }
     if (!ok) {
-        snprintf(err, errlen, "%s: %s at header byte %ld", path, j.err ? j.err : "malformed header",
+        snprintf(err, errlen, "%s: %s at byte %ld", path, j.err ? j.err : "malformed header",
                  (long)(j.s - header) + 8);
-        free(header);
         goto fail;
     }
+    if (!check_coverage(path, st, sp, (long)(8 + hlen), err, errlen)) goto fail;
+    free(sp);
     free(header);
     fclose(f);
     return st;
 fail:
+    free(sp);
+    free(header);
     fclose(f);
     cl_safetensors_free(st);
     return NULL;

@@ -1,0 +1,342 @@
+/* eval.c: `cnnlab eval CHECKPOINT [--data NAME|DIR] ...` reports the test loss and
+ * accuracy, the accuracy of every class, the confusion matrix (as text and CSV) and
+ * the misclassified samples with their index, true and predicted labels and
+ * confidence; and `cnnlab predict CHECKPOINT IMAGE...` gives each image's top classes
+ * with their probabilities. cli_evaluate() is shared with the reports. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+/* Softmax probabilities of one row of logits into p[K]. */
+static void softmax(const cl_real *z, int K, double *p) {
+    double mx = z[0], sum = 0;
+    for (int k = 1; k < K; k++)
+        if (z[k] > mx) mx = z[k];
+    for (int k = 0; k < K; k++) sum += p[k] = exp(z[k] - mx);
+    for (int k = 0; k < K; k++) p[k] /= sum;
+}
+
+bool cli_evaluate(const cli_checkpoint *ck, const cl_dataset *ds, int batch, int limit,
+                  cli_eval *ev) {
+    memset(ev, 0, sizeof *ev);
+    const int K = ck->classes;
+    if (ds->c != ck->input.c || ds->h != ck->input.h || ds->w != ck->input.w) {
+        cli_error("the model takes %dx%dx%d images, the dataset has %dx%dx%d", ck->input.c,
+                  ck->input.h, ck->input.w, ds->c, ds->h, ds->w);
+        return false;
+    }
+    if (ds->classes != K) {
+        cli_error("the model has %d classes, the dataset %d", K, ds->classes);
+        return false;
+    }
+    int n = limit > 0 && limit < ds->n ? limit : ds->n;
+    int32_t *subset = malloc((size_t)n * sizeof *subset);
+    ev->pred = malloc((size_t)n * sizeof *ev->pred);
+    ev->conf = malloc((size_t)n * sizeof *ev->conf);
+    ev->confusion = calloc((size_t)K * K, sizeof *ev->confusion);
+    double *p = malloc((size_t)K * sizeof *p);
+    if (!subset || !ev->pred || !ev->conf || !ev->confusion || !p) {
+        free(subset);
+        free(p);
+        cli_error("out of memory");
+        return false;
+    }
+    for (int i = 0; i < n; i++) subset[i] = i;
+    char err[256];
+    cl_loader_args la = {.ds = ds, .batch = batch, .mean = ck->mean, .std = ck->std,
+                         .subset = subset, .nsubset = n, .workers = 1};
+    cl_loader *l = cl_loader_new(la, err, sizeof err);
+    if (!l) {
+        free(subset);
+        free(p);
+        cli_error("%s", err);
+        return false;
+    }
+    cl_loader_start(l, 0);
+    const cl_real *x;
+    const int32_t *labels, *idx;
+    int bn;
+    double loss_sum = 0;
+    while (cl_loader_next(l, &x, &labels, &idx, &bn)) {
+        const cl_real *logits = cl_model_forward(ck->m, x, bn, false);
+        loss_sum += cl_cross_entropy(logits, labels, bn, K, 0, NULL) * bn;
+        for (int i = 0; i < bn; i++) {
+            softmax(logits + (size_t)i * K, K, p);
+            int best = 0;
+            for (int k = 1; k < K; k++)
+                if (p[k] > p[best]) best = k;
+            ev->pred[idx[i]] = best;
+            ev->conf[idx[i]] = (float)p[best];
+            ev->confusion[labels[i] * K + best]++;
+            ev->correct += best == labels[i];
+        }
+    }
+    cl_loader_free(l);
+    free(subset);
+    free(p);
+    ev->n = n;
+    ev->loss = loss_sum / n;
+    return true;
+}
+
+void cli_eval_free(cli_eval *ev) {
+    free(ev->pred);
+    free(ev->conf);
+    free(ev->confusion);
+    memset(ev, 0, sizeof *ev);
+}
+
+typedef struct {
+    float conf;
+    int32_t index;
+} ranked;
+
+/* Most confident first; ties by index, so the order is deterministic. */
+static int by_confidence(const void *a, const void *b) {
+    const ranked *x = a, *y = b;
+    if (x->conf != y->conf) return x->conf > y->conf ? -1 : 1;
+    return (x->index > y->index) - (x->index < y->index);
+}
+
+int cli_misclassified(const cli_eval *ev, const cl_dataset *ds, int32_t **out) {
+    ranked *r = malloc((size_t)(ev->n - ev->correct + 1) * sizeof *r);
+    int32_t *idx = malloc((size_t)(ev->n - ev->correct + 1) * sizeof *idx);
+    int m = 0;
+    if (!r || !idx) {
+        free(r);
+        free(idx);
+        *out = NULL;
+        return 0;
+    }
+    for (int i = 0; i < ev->n; i++)
+        if (ev->pred[i] != ds->labels[i]) r[m++] = (ranked){ev->conf[i], i};
+    qsort(r, (size_t)m, sizeof *r, by_confidence);
+    for (int k = 0; k < m; k++) idx[k] = r[k].index;
+    free(r);
+    *out = idx;
+    return m;
+}
+
+/* CSV-safe class name: commas and quotes would break a column. */
+static void csv_name(FILE *f, const char *s) {
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"') fputc('"', f);
+        fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+static bool write_eval_csvs(const char *dir, const cli_checkpoint *ck, const cl_dataset *ds,
+                            const cli_eval *ev, const int32_t *mis, int nmis) {
+    const int K = ck->classes;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/eval_confusion.csv", dir);
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        cli_error("%s: cannot write: %s", path, strerror(errno));
+        return false;
+    }
+    fprintf(f, "true\\predicted");
+    for (int k = 0; k < K; k++) fputc(',', f), csv_name(f, ck->class_names[k]);
+    fputc('\n', f);
+    for (int t = 0; t < K; t++) {
+        csv_name(f, ck->class_names[t]);
+        for (int k = 0; k < K; k++) fprintf(f, ",%ld", ev->confusion[t * K + k]);
+        fputc('\n', f);
+    }
+    fclose(f);
+    snprintf(path, sizeof path, "%s/eval_per_class.csv", dir);
+    if (!(f = fopen(path, "w"))) return false;
+    fprintf(f, "class,name,correct,total,accuracy\n");
+    for (int t = 0; t < K; t++) {
+        long total = 0;
+        for (int k = 0; k < K; k++) total += ev->confusion[t * K + k];
+        fprintf(f, "%d,", t);
+        csv_name(f, ck->class_names[t]);
+        fprintf(f, ",%ld,%ld,%.6f\n", ev->confusion[t * K + t], total,
+                total ? (double)ev->confusion[t * K + t] / total : 0.0);
+    }
+    fclose(f);
+    snprintf(path, sizeof path, "%s/eval_misclassified.csv", dir);
+    if (!(f = fopen(path, "w"))) return false;
+    fprintf(f, "index,true,true_name,predicted,predicted_name,confidence\n");
+    for (int k = 0; k < nmis; k++) {
+        int i = mis[k];
+        fprintf(f, "%d,%d,", i, ds->labels[i]);
+        csv_name(f, ck->class_names[ds->labels[i]]);
+        fprintf(f, ",%d,", ev->pred[i]);
+        csv_name(f, ck->class_names[ev->pred[i]]);
+        fprintf(f, ",%.6f\n", ev->conf[i]);
+    }
+    fclose(f);
+    return true;
+}
+
+static void eval_usage(FILE *f) {
+    fprintf(f, "usage: cnnlab eval CHECKPOINT [--data NAME|DIR] [--data-dir DIR] [--batch B]\n"
+               "                   [--threads T] [--show N] [--out DIR]\n"
+               "Evaluates on the test split (default: the dataset the checkpoint was trained on) and\n"
+               "writes eval_confusion.csv, eval_per_class.csv and eval_misclassified.csv into --out\n"
+               "(default: the checkpoint's folder).\n");
+}
+
+int cmd_eval(int argc, char **argv) {
+    const char *path = NULL, *data = NULL, *data_dir = NULL, *out = NULL;
+    long long batch = 500, threads = 0, show = 10;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        bool has = i + 1 < argc;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            eval_usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--data") && has) data = argv[++i];
+        else if (!strcmp(a, "--data-dir") && has) data_dir = argv[++i];
+        else if (!strcmp(a, "--out") && has) out = argv[++i];
+        else if (!strcmp(a, "--batch") && has && cli_parse_count(argv[i + 1], &batch) && batch > 0) i++;
+        else if (!strcmp(a, "--threads") && has && cli_parse_count(argv[i + 1], &threads)) i++;
+        else if (!strcmp(a, "--show") && has && cli_parse_count(argv[i + 1], &show)) i++;
+        else if (a[0] != '-' && !path) path = a;
+        else {
+            cli_error("eval: unknown or incomplete option '%s'", a);
+            eval_usage(stderr);
+            return EXIT_USAGE;
+        }
+    }
+    if (!path) {
+        eval_usage(stderr);
+        return EXIT_USAGE;
+    }
+    cli_checkpoint ck;
+    if (!cli_open_checkpoint(path, (int)batch, (int)threads, false, &ck)) return 1;
+    cl_dataset ds = {0};
+    cli_dataset_ref ref;
+    if (!data) data = ck.options.data;
+    if (!data_dir && ck.options.data_dir[0]) data_dir = ck.options.data_dir;
+    cli_image_size rs = {ck.input.h, ck.input.w};
+    cli_eval ev = {0};
+    int32_t *mis = NULL;
+    int rc = 1;
+    if (!cli_resolve_dataset(data, data_dir, &ref) || !cli_load_dataset(&ref, CL_SPLIT_TEST, &rs, &ds) ||
+        !cli_evaluate(&ck, &ds, (int)batch, 0, &ev))
+        goto done;
+    const int K = ck.classes;
+    printf("Checkpoint: %s (%lld parameters); test split of %s: %d images\n", path,
+           (long long)cl_model_param_count(ck.m), data, ev.n);
+    printf("Test set: Average loss: %.4f, Accuracy: %ld/%d (%.2f%%)\n\n", ev.loss, ev.correct, ev.n,
+           100.0 * ev.correct / ev.n);
+    printf("Per-class accuracy:\n");
+    for (int t = 0; t < K; t++) {
+        long total = 0;
+        for (int k = 0; k < K; k++) total += ev.confusion[t * K + k];
+        printf("  %-14s %6.2f%%  (%ld/%ld)\n", ck.class_names[t],
+               total ? 100.0 * ev.confusion[t * K + t] / total : 0.0, ev.confusion[t * K + t], total);
+    }
+    if (K <= 20) {
+        printf("\nConfusion matrix (rows: true class, columns: predicted):\n%14s", "");
+        for (int k = 0; k < K; k++) printf(" %6.6s", ck.class_names[k]);
+        printf("\n");
+        for (int t = 0; t < K; t++) {
+            printf("  %-12.12s", ck.class_names[t]);
+            for (int k = 0; k < K; k++) printf(" %6ld", ev.confusion[t * K + k]);
+            printf("\n");
+        }
+    }
+    int nmis = cli_misclassified(&ev, &ds, &mis);
+    printf("\nMisclassified: %d images", nmis);
+    if (show > 0 && nmis > 0) {
+        printf("; the %d most confident:\n  %7s  %-14s %-14s %s\n", nmis < show ? nmis : (int)show,
+               "index", "true", "predicted", "confidence");
+        for (int k = 0; k < nmis && k < show; k++) {
+            int i = mis[k];
+            printf("  %7d  %-14s %-14s %.3f\n", i, ck.class_names[ds.labels[i]],
+                   ck.class_names[ev.pred[i]], ev.conf[i]);
+        }
+    } else {
+        printf("\n");
+    }
+    char dir[4096];
+    if (out) {
+        snprintf(dir, sizeof dir, "%s", out);
+    } else {
+        const char *slash = strrchr(path, '/');
+        snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) : 1, slash ? path : ".");
+    }
+    if (!write_eval_csvs(dir, &ck, &ds, &ev, mis, nmis)) goto done;
+    printf("\nWrote %s/eval_confusion.csv, eval_per_class.csv and eval_misclassified.csv\n", dir);
+    rc = 0;
+done:
+    free(mis);
+    cli_eval_free(&ev);
+    cl_dataset_free(&ds);
+    cli_close_checkpoint(&ck);
+    return rc;
+}
+
+int cmd_predict(int argc, char **argv) {
+    const char *path = NULL;
+    long long top = 3;
+    int first_image = 0, nimages = 0;
+    const char **images = calloc((size_t)argc, sizeof *images);
+    for (int i = 1; images && i < argc; i++) {
+        if (!strcmp(argv[i], "--top") && i + 1 < argc && cli_parse_count(argv[i + 1], &top) && top > 0) i++;
+        else if (argv[i][0] == '-' && argv[i][1]) {
+            cli_error("predict: unknown or incomplete option '%s'", argv[i]);
+            free(images);
+            return EXIT_USAGE;
+        } else if (!path) path = argv[i];
+        else images[nimages++] = argv[i];
+    }
+    (void)first_image;
+    if (!path || nimages == 0) {
+        fprintf(stderr, "usage: cnnlab predict CHECKPOINT IMAGE... [--top K]\n");
+        free(images);
+        return EXIT_USAGE;
+    }
+    cli_checkpoint ck;
+    if (!cli_open_checkpoint(path, 1, 1, false, &ck)) {
+        free(images);
+        return 1;
+    }
+    const int K = ck.classes;
+    size_t npix = (size_t)ck.input.h * ck.input.w;
+    cl_real *x = malloc(npix * ck.input.c * sizeof *x);
+    double *p = malloc((size_t)K * sizeof *p);
+    int *order = malloc((size_t)K * sizeof *order);
+    int rc = x && p && order ? 0 : 1;
+    for (int i = 0; rc == 0 && i < nimages; i++) {
+        uint8_t *img;
+        char err[1024];
+        if (cl_load_image(images[i], ck.input.c, ck.input.h, ck.input.w, &img, err, sizeof err) != CL_OK) {
+            cli_error("%s", err);
+            rc = 1;
+            break;
+        }
+        cli_normalise(&ck, img, npix, x);
+        free(img);
+        const cl_real *logits = cl_model_forward(ck.m, x, 1, false);
+        softmax(logits, K, p);
+        for (int k = 0; k < K; k++) order[k] = k;
+        for (int a = 0; a < K; a++) /* partial selection: the top entries first */
+            for (int b = a + 1; b < K && a < top; b++)
+                if (p[order[b]] > p[order[a]]) {
+                    int t = order[a];
+                    order[a] = order[b];
+                    order[b] = t;
+                }
+        printf("%s:", images[i]);
+        for (int k = 0; k < top && k < K; k++)
+            printf("%s %s %.4f", k ? "," : "", ck.class_names[order[k]], p[order[k]]);
+        printf("\n");
+    }
+    free(x);
+    free(p);
+    free(order);
+    free(images);
+    cli_close_checkpoint(&ck);
+    return rc;
+}
