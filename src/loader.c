@@ -183,13 +183,13 @@ cl_loader *cl_loader_new(cl_loader_args a, char *err, size_t errlen) {
     l->next_prepare = l->nbatches; /* nothing to do until cl_loader_start */
     for (int i = 0; i < a.workers; i++) {
         worker_arg *wa = malloc(sizeof *wa);
+        if (wa) *wa = (worker_arg){l, i};
         if (!wa || pthread_create(&l->threads[i], NULL, worker_main, wa)) {
             free(wa);
             snprintf(err, errlen, "cannot start the loader's worker threads");
             cl_loader_free(l);
             return NULL;
         }
-        *wa = (worker_arg){l, i};
         l->nworkers++;
     }
     return l;
