@@ -920,7 +920,8 @@ static void test_shared(void) {
     int64_t counts[10];
 
     if (!dir_exists(SHARED "/cifar-10-batches-bin")) {
-        printf("ok - shared/cifar10 train statistics (skipped: no shared data)\n");
+        t_begin("shared/cifar10 train statistics (skipped: no shared data)");
+        t_end();
     } else {
         t_begin("shared/cifar10 train: mean 0.491400 0.482158 0.446531, std 0.247032 0.243485 "
                 "0.261588, 5000 per class");
@@ -945,7 +946,8 @@ static void test_shared(void) {
     }
 
     if (!dir_exists(SHARED "/mnist")) {
-        printf("ok - shared/mnist train statistics (skipped: no shared data)\n");
+        t_begin("shared/mnist train statistics (skipped: no shared data)");
+        t_end();
     } else {
         t_begin("shared/mnist train: class counts, mean 0.130660 std 0.308108");
         if (want_ok(cl_load_mnist_dir(SHARED "/mnist", CL_SPLIT_TRAIN, NULL, &d, err, sizeof err), err)) {
@@ -964,7 +966,8 @@ static void test_shared(void) {
     }
 
     if (!dir_exists(FASHION)) {
-        printf("ok - shared/fashion-mnist train counts (skipped: no shared data)\n");
+        t_begin("shared/fashion-mnist train counts (skipped: no shared data)");
+        t_end();
     } else {
         t_begin("shared/fashion-mnist train: 60000 images, 6000 per class");
         if (want_ok(cl_load_mnist_dir(FASHION, CL_SPLIT_TRAIN, NULL, &d, err, sizeof err), err)) {
