@@ -147,8 +147,9 @@ bool grid_write_png(const char *path, const grid_spec *g, char *err, size_t errl
     }
     cairo_select_font_face(cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
     cairo_set_font_size(cr, FONT);
-    double x0 = MARGIN + label_w + (width - 2 * MARGIN - label_w - grid_w) / 2;
-    x0 = floor(x0);
+    /* The row labels and the grid form one block, centred under a wider title. */
+    double block_x = floor((width - label_w - grid_w) / 2);
+    double x0 = block_x + label_w;
     if (has_columns) {
         for (int j = 0; j < cols; j++)
             if (g->column_labels[j])
@@ -159,7 +160,7 @@ bool grid_write_png(const char *path, const grid_spec *g, char *err, size_t errl
     for (int r = 0; r < rows; r++) {
         double top = floor(y + r * (cell_h + GAP));
         if (g->row_labels && g->row_labels[r])
-            draw_text(cr, g->row_labels[r], MARGIN, top + ch / 2.0 + (fe.ascent - fe.descent) / 2,
+            draw_text(cr, g->row_labels[r], block_x, top + ch / 2.0 + (fe.ascent - fe.descent) / 2,
                       label_w - GAP, false);
         for (int j = 0; j < cols; j++) {
             int i = r * g->columns + j;
