@@ -50,6 +50,7 @@ cl_status cl_model_save(const cl_model *m, cl_optimizer *o, const char *path,
             /* num_batches_tracked: an int64 scalar in PyTorch */
             int64_t *c = malloc(sizeof *c);
             if (!c) {
+                snprintf(err, errlen, "%s: out of memory", path);
                 st = CL_ERR_NOMEM;
                 goto done;
             }
@@ -98,10 +99,21 @@ done:
     return st;
 }
 
-/* Copy a stored tensor into dst (count values) converting F32/F64/I64 to cl_real. */
+/* The element size of a stored tensor's dtype; whether it holds exactly count values. */
+static size_t elem_size(const cl_st_tensor *t) {
+    if (!strcmp(t->dtype, "F32") || !strcmp(t->dtype, "I32")) return 4;
+    if (!strcmp(t->dtype, "F64") || !strcmp(t->dtype, "I64")) return 8;
+    return 0;
+}
+
+static bool holds(const cl_st_tensor *t, size_t count) {
+    return t && elem_size(t) && t->nbytes == count * elem_size(t);
+}
+
+/* Copy a stored tensor into dst (count values) converting F32/F64/I32/I64 to cl_real. */
 static bool read_values(const cl_st_tensor *t, cl_real *dst, size_t count) {
-    size_t es = !strcmp(t->dtype, "F32") || !strcmp(t->dtype, "I32") ? 4 : 8;
-    if (t->nbytes != count * es) return false;
+    if (!holds(t, count)) return false;
+    size_t es = elem_size(t);
     const uint8_t *p = t->data;
     for (size_t i = 0; i < count; i++, p += es) {
         if (!strcmp(t->dtype, "F32")) {
@@ -125,6 +137,24 @@ static bool read_values(const cl_st_tensor *t, cl_real *dst, size_t count) {
     return true;
 }
 
+/* The optimizer's step count, exactly (a float would round counts above 2^24). */
+static bool read_step(const cl_st_tensor *t, int64_t *step) {
+    if (!holds(t, 1)) return false;
+    if (!strcmp(t->dtype, "I64")) {
+        memcpy(step, t->data, 8);
+    } else if (!strcmp(t->dtype, "I32")) {
+        int32_t v;
+        memcpy(&v, t->data, 4);
+        *step = v;
+    } else {
+        cl_real v;
+        read_values(t, &v, 1);
+        if (!(v >= 0 && v < 9e18)) return false;
+        *step = (int64_t)v;
+    }
+    return *step >= 0;
+}
+
 cl_status cl_model_load(cl_model *m, cl_optimizer *o, const char *path, char *err, size_t errlen) {
     if (!m->compiled) {
         snprintf(err, errlen, "%s: compile the model before loading weights into it", path);
@@ -134,7 +164,8 @@ cl_status cl_model_load(cl_model *m, cl_optimizer *o, const char *path, char *er
     if (!sf) return CL_ERR_FORMAT;
     cl_status st = CL_OK;
     int nt = cl_model_tensor_count(m);
-    /* Check everything before changing anything, so a bad file leaves the model as it was. */
+    /* Check everything, the optimizer state included, before changing anything, so a
+     * bad file leaves the model and the optimizer as they were. */
     size_t maxn = 1;
     for (int i = 0; i < nt; i++) {
         cl_tensor_info info = cl_model_tensor(m, i);
@@ -147,7 +178,7 @@ cl_status cl_model_load(cl_model *m, cl_optimizer *o, const char *path, char *er
             st = CL_ERR_FORMAT;
             goto done;
         }
-        if (!shape_ok) {
+        if (!shape_ok || !holds(t, (size_t)info.numel)) {
             snprintf(err, errlen, "%s: tensor %s has another shape than the model's: the file was "
                      "saved from a different model", path, info.name);
             st = CL_ERR_FORMAT;
@@ -155,38 +186,45 @@ cl_status cl_model_load(cl_model *m, cl_optimizer *o, const char *path, char *er
         }
         if ((size_t)info.numel > maxn) maxn = (size_t)info.numel;
     }
-    cl_real *vals = malloc(maxn * sizeof(cl_real));
-    if (!vals) {
-        st = CL_ERR_NOMEM;
-        goto done;
-    }
-    for (int i = 0; i < nt && st == CL_OK; i++) {
-        cl_tensor_info info = cl_model_tensor(m, i);
-        const cl_st_tensor *t = cl_safetensors_find(sf, info.name);
-        if (!read_values(t, vals, (size_t)info.numel)) {
-            snprintf(err, errlen, "%s: tensor %s: unsupported dtype %s", path, info.name, t->dtype);
-            st = CL_ERR_FORMAT;
-        } else {
-            cl_model_set_tensor(m, i, vals);
-        }
-    }
-    free(vals);
-    if (st == CL_OK && o) {
-        cl_real *b1, *b2;
-        int64_t step;
-        size_t np = cl_optimizer_state(o, &b1, &b2, &step);
-        const cl_st_tensor *t1 = cl_safetensors_find(sf, "optimizer.buf1");
-        const cl_st_tensor *t2 = cl_safetensors_find(sf, "optimizer.buf2");
+    cl_real *b1 = NULL, *b2 = NULL;
+    const cl_st_tensor *t1 = NULL, *t2 = NULL;
+    int64_t step = 0;
+    size_t np = 0;
+    if (o) {
+        int64_t now;
+        np = cl_optimizer_state(o, &b1, &b2, &now);
+        t1 = cl_safetensors_find(sf, "optimizer.buf1");
+        t2 = cl_safetensors_find(sf, "optimizer.buf2");
         const cl_st_tensor *ts = cl_safetensors_find(sf, "optimizer.step");
-        cl_real stepv;
-        if (!t1 || !ts || (b2 && !t2) || !read_values(t1, b1, np) ||
-            (b2 && !read_values(t2, b2, np)) || !read_values(ts, &stepv, 1)) {
+        if (!t1 || !ts || (b2 && !t2)) {
             snprintf(err, errlen, "%s: no optimizer state for this optimizer (a `best` checkpoint "
                      "holds weights only; resume from `last`)", path);
             st = CL_ERR_FORMAT;
-        } else {
-            cl_optimizer_set_state_step(o, (int64_t)stepv);
+            goto done;
         }
+        if (!holds(t1, np) || (b2 && !holds(t2, np)) || !read_step(ts, &step)) {
+            snprintf(err, errlen, "%s: the optimizer state does not fit this model's %zu "
+                     "parameters (or its step is not a count)", path, np);
+            st = CL_ERR_FORMAT;
+            goto done;
+        }
+    }
+    cl_real *vals = malloc(maxn * sizeof(cl_real));
+    if (!vals) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        st = CL_ERR_NOMEM;
+        goto done;
+    }
+    for (int i = 0; i < nt; i++) {
+        cl_tensor_info info = cl_model_tensor(m, i);
+        read_values(cl_safetensors_find(sf, info.name), vals, (size_t)info.numel);
+        cl_model_set_tensor(m, i, vals);
+    }
+    free(vals);
+    if (o) {
+        read_values(t1, b1, np);
+        if (b2) read_values(t2, b2, np);
+        cl_optimizer_set_state_step(o, step);
     }
 done:
     cl_safetensors_free(sf);
