@@ -2,7 +2,9 @@
 against: tests/ref/ops.bin (one layer per case: output, input gradient, parameter
 gradients, BatchNorm running statistics), tests/ref/loss.bin (cross entropy),
 tests/ref/e2e.bin (a small residual network: gradients and 10 SGD steps) and
-tests/ref/param_counts.txt (parameter/buffer counts of models/*.net).
+tests/ref/param_counts.txt (parameter/buffer counts of models/*.net); then runs
+gen_optim.py (tests/ref/optim.bin) and gen_safetensors.py (tests/ref/interop.bin,
+tests/ref/torch_export.safetensors).
 
 Run from anywhere: `make fixtures` or `/usr/bin/python3 tests/ref/gen_fixtures.py`.
 Deterministic: every case seeds torch from its own name, and reruns are
@@ -26,6 +28,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 import fixture  # noqa: E402
+import gen_optim  # noqa: E402
+import gen_safetensors  # noqa: E402
 import netfile  # noqa: E402
 
 torch.set_num_threads(1)  # reproducible reductions
@@ -321,6 +325,8 @@ def main():
         size = fixture.write(os.path.join(HERE, fname), make())
         print("  -> %d bytes" % size)
     param_counts()
+    gen_optim.main()
+    gen_safetensors.main()
 
 
 if __name__ == "__main__":
