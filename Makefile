@@ -64,10 +64,11 @@ tests: $(TESTS) $(BUILD)/cnnlab
 # Runs every test binary from the repository root, then the CLI tests; prints
 # "N passed, N failed" and fails if any did.
 test: tests
-	@BUILD=$(BUILD) sh tests/run_all.sh $(TESTS) tests/test_cli.sh
+	@BUILD=$(BUILD) sh tests/run_all.sh $(TESTS) tests/test_cli.sh tests/test_fetch.sh tests/test_train.sh
 
+# fontconfig (under cairo's text) keeps a few hundred bytes until exit: not ours.
 asan:
-	$(MAKE) BUILD=build-asan OPT="-O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
+	CNNLAB_SANITIZED=1 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp $(MAKE) BUILD=build-asan OPT="-O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
 	        LDLIBS="$(LDLIBS) -fsanitize=address,undefined" test
 
 # The portable build: no run-time dispatch, plain x86-64 (or any CPU) vector code.
@@ -91,11 +92,14 @@ fuzz: $(FUZZERS)
 	@for f in $(FUZZERS); do \
 	    name=$${f##*/}; corpus=tests/fuzz/corpus/$${name#fuzz_}; work=$(BUILD)/fuzz/work-$$name; \
 	    mkdir -p $$work; echo "== $$name ($(FUZZ_SECONDS) s)"; \
-	    $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $$work $$corpus 2>&1 | tail -n 4 || exit 1; \
+	    $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $$work $$corpus > $$work.log 2>&1 \
+	        || { tail -n 30 $$work.log; echo "FAIL - $$name: see $$work.log"; exit 1; }; \
+	    grep -E '^(Done|stat::number_of_executed_units|stat::average_exec_per_sec)' $$work.log; \
 	done
 
 fixtures:
 	$(PYTHON) tests/ref/gen_fixtures.py
+	$(PYTHON) tests/ref/gen_augment.py
 
 clean:
 	rm -rf build build-asan build-portable

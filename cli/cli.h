@@ -18,6 +18,7 @@ int cmd_eval(int argc, char **argv);
 int cmd_stats(int argc, char **argv);
 int cmd_augment_preview(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
+int cmd_fetch(int argc, char **argv);
 
 /* ---- training options (options.c) ---- */
 

@@ -53,9 +53,11 @@ static void usage(FILE *f) {
             "  summary MODEL [--input CxHxW] [--max-params N]\n"
             "        layers, output shapes, parameters, receptive fields, MACs and memory;\n"
             "        with --max-params, exit 1 if the model has more trainable parameters\n"
+            "  fetch cifar10|cifar100|mnist|fashion-mnist [--data-dir DIR]\n"
+            "        download a dataset, check its MD5 and unpack it where train looks for it\n"
             "  stats DATASET [--data-dir DIR] [--grid OUT.png] [--per-class N]\n"
             "        images per split and class, per-channel min/max/mean/std/var, sample grid\n"
-            "  augment-preview [DATASET] --aug SPEC [--grid OUT.png] [--n N] [--k K]\n"
+            "  augment-preview [DATASET] --aug SPEC [--grid OUT.png] [--n N] [--k K] [--seed S]\n"
             "        images beside augmented versions of them\n"
             "  train MODEL [--data NAME|DIR] [--epochs N] [--batch B] [--opt sgd|adam|adamw]\n"
             "        [--lr X] [--sched none|step|multistep|onecycle|cosine|plateau] [--aug SPEC]\n"
@@ -84,6 +86,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
     if (!strcmp(cmd, "eval")) return cmd_eval(argc - 1, argv + 1);
     if (!strcmp(cmd, "stats")) return cmd_stats(argc - 1, argv + 1);
+    if (!strcmp(cmd, "fetch")) return cmd_fetch(argc - 1, argv + 1);
     if (!strcmp(cmd, "augment-preview")) return cmd_augment_preview(argc - 1, argv + 1);
     if (!strcmp(cmd, "predict")) return cmd_predict(argc - 1, argv + 1);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {

@@ -627,7 +627,12 @@ int cmd_train(int argc, char **argv) {
         double t0 = now_seconds(), lr = cl_schedule_lr(&r.sched, r.epoch, r.step);
         int status = train_epoch(&r, &lr);
         if (status == 1) {
-            say(&r, "The last good checkpoint is %s/last.safetensors (after epoch %d).\n", r.dir, r.epoch);
+            char last[TRAIN_STR_LEN + 32];
+            path_in(&r, last, sizeof last, "last.safetensors");
+            if (exists(last))
+                say(&r, "The last good checkpoint is %s (after epoch %d).\n", last, r.epoch);
+            else
+                say(&r, "No checkpoint was written: no epoch finished.\n");
             rc = 1;
             break;
         }
