@@ -13,6 +13,15 @@
 
 #include "cnnlab.h"
 
+/* Hot loops are compiled for AVX-512, AVX2 and plain x86-64, and the best runs on
+ * the machine at hand (GCC's target_clones, resolved once at load time). The
+ * portable build (-DCL_NO_CLONES) and other compilers get one plain version. */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__) && !defined(CL_NO_CLONES)
+#define CL_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define CL_CLONES
+#endif
+
 /* Math on cl_real, in float or double as the build chooses. */
 #define cl_sqrt(x) _Generic((x), float: sqrtf, default: sqrt)(x)
 #define cl_exp(x) _Generic((x), float: expf, default: exp)(x)

@@ -5,15 +5,24 @@
 
 #include "model.h"
 
+/* Selects below read both operands unconditionally, so the loops vectorise
+ * instead of branching on the sign of each element. */
+
 /* out[i] = f(inp[i]) for i < count */
-static void activation_forward(cl_real *restrict out, const cl_real *restrict inp, size_t count,
+CL_CLONES static void activation_forward(cl_real *restrict out, const cl_real *restrict inp, size_t count,
                                cl_act_kind kind, cl_real slope) {
     switch (kind) {
     case CL_ACT_RELU:
-        for (size_t i = 0; i < count; i++) out[i] = inp[i] > 0 ? inp[i] : 0.0f;
+        for (size_t i = 0; i < count; i++) {
+            cl_real x = inp[i];
+            out[i] = x > 0 ? x : 0;
+        }
         break;
     case CL_ACT_LEAKY_RELU:
-        for (size_t i = 0; i < count; i++) out[i] = inp[i] > 0 ? inp[i] : inp[i] * slope;
+        for (size_t i = 0; i < count; i++) {
+            cl_real x = inp[i];
+            out[i] = x > 0 ? x : x * slope;
+        }
         break;
     case CL_ACT_GELU:
         for (size_t i = 0; i < count; i++)
@@ -24,15 +33,21 @@ static void activation_forward(cl_real *restrict out, const cl_real *restrict in
 }
 
 /* dinp[i] += dout[i] * f'(inp[i]) */
-static void activation_backward(cl_real *restrict dinp, const cl_real *restrict dout,
+CL_CLONES static void activation_backward(cl_real *restrict dinp, const cl_real *restrict dout,
                                 const cl_real *restrict inp, size_t count, cl_act_kind kind,
                                 cl_real slope) {
     switch (kind) {
     case CL_ACT_RELU:
-        for (size_t i = 0; i < count; i++) dinp[i] += inp[i] > 0 ? dout[i] : 0.0f;
+        for (size_t i = 0; i < count; i++) {
+            cl_real d = dout[i];
+            dinp[i] += inp[i] > 0 ? d : 0;
+        }
         break;
     case CL_ACT_LEAKY_RELU:
-        for (size_t i = 0; i < count; i++) dinp[i] += inp[i] > 0 ? dout[i] : dout[i] * slope;
+        for (size_t i = 0; i < count; i++) {
+            cl_real d = dout[i];
+            dinp[i] += inp[i] > 0 ? d : d * slope;
+        }
         break;
     case CL_ACT_GELU: {
         const cl_real inv_sqrt_2pi = (cl_real)0.3989422804014327;

@@ -16,12 +16,6 @@
 
 #include "model.h"
 
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__) && !defined(CL_NO_CLONES)
-#define CL_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define CL_CLONES
-#endif
-
 /* Helpers pass vectors between always-inlined functions only, so the ABI note GCC
  * gives for 64-byte vectors in the plain x86-64 clone does not apply. */
 #pragma GCC diagnostic ignored "-Wpsabi"

@@ -14,17 +14,23 @@ static uint32_t mask_key(const cl_exec *e, const cl_node *n) {
 }
 
 /* out[i] = keep(first + i) ? inp[i] * scale : 0, keep(j) = hash(key, j) >= threshold */
-static void dropout_forward(cl_real *restrict out, const cl_real *restrict inp, size_t count,
-                            uint32_t key, uint32_t first, uint32_t threshold, cl_real scale) {
-    for (size_t i = 0; i < count; i++)
-        out[i] = cl_hash32(key, first + (uint32_t)i) >= threshold ? inp[i] * scale : 0.0f;
+CL_CLONES static void dropout_forward(cl_real *restrict out, const cl_real *restrict inp,
+                                      size_t count, uint32_t key, uint32_t first,
+                                      uint32_t threshold, cl_real scale) {
+    for (size_t i = 0; i < count; i++) {
+        cl_real x = inp[i] * scale;
+        out[i] = cl_hash32(key, first + (uint32_t)i) >= threshold ? x : 0;
+    }
 }
 
 /* dinp[i] += keep(first + i) ? dout[i] * scale : 0 */
-static void dropout_backward(cl_real *restrict dinp, const cl_real *restrict dout, size_t count,
-                             uint32_t key, uint32_t first, uint32_t threshold, cl_real scale) {
-    for (size_t i = 0; i < count; i++)
-        if (cl_hash32(key, first + (uint32_t)i) >= threshold) dinp[i] += dout[i] * scale;
+CL_CLONES static void dropout_backward(cl_real *restrict dinp, const cl_real *restrict dout,
+                                       size_t count, uint32_t key, uint32_t first,
+                                       uint32_t threshold, cl_real scale) {
+    for (size_t i = 0; i < count; i++) {
+        cl_real d = dout[i] * scale;
+        dinp[i] += cl_hash32(key, first + (uint32_t)i) >= threshold ? d : 0;
+    }
 }
 
 static cl_status infer_shape(cl_model *m, cl_node *n, cl_shape *out) {
