@@ -159,6 +159,9 @@ typedef struct {
     bool input_grad; /* also compute the gradient of the input in backward */
     bool reference_kernels; /* use the plain reference loops instead of the fast kernels
                                (the tests compare the two) */
+    bool keep_activation_grads; /* keep every tensor's gradient after backward (for
+                                   cl_model_activation_grad, e.g. Grad-CAM); otherwise
+                                   gradients share memory and only the input's stays */
 } cl_compile_args;
 
 /* Plan every buffer, allocate them once and initialise parameters as PyTorch does
@@ -183,7 +186,8 @@ void cl_model_set_step(cl_model *m, uint64_t step);
 
 /* The input gradient [n, H, W, C] of the last backward (needs input_grad). */
 const cl_real *cl_model_input_grad(const cl_model *m);
-/* The activations and their gradients of any tensor after forward/backward. */
+/* The activations of any tensor after forward, and its gradient after backward (NULL
+ * unless compiled with keep_activation_grads, or for the input with input_grad). */
 const cl_real *cl_model_activation(const cl_model *m, int x);
 const cl_real *cl_model_activation_grad(const cl_model *m, int x);
 

@@ -379,6 +379,84 @@ static void *alloc_reals(size_t n, bool *ok) {
     return p;
 }
 
+/* Place each tensor's gradient in dact. The input's gradient (when asked for), and
+ * every gradient with keep_all, is a contiguous [max_batch][size] block that the
+ * caller can read after backward. The others live in per-thread areas, one per
+ * thread for its own samples (at most Bt = ceil(max_batch / threads)), so that
+ * threads never touch each other's memory: in the backward pass (nodes in reverse)
+ * the gradient of tensor t is live from its first writer (the last node consuming
+ * it) to its producer, and gradients whose live ranges do not overlap share memory,
+ * placed first-fit. Sets dact_stride; returns the size of dact in values, or
+ * (size_t)-1 when out of memory. */
+static size_t plan_gradients(cl_model *m, size_t B, size_t Bt, int threads, bool keep_all) {
+    const int T = m->ntensors, last = m->nnodes - 1;
+    int *start = malloc((size_t)T * sizeof *start), *end = malloc((size_t)T * sizeof *end);
+    int *order = malloc((size_t)T * sizeof *order), *active = malloc((size_t)T * sizeof *active);
+    if (!start || !end || !order || !active) {
+        free(start), free(end), free(order), free(active);
+        return (size_t)-1;
+    }
+    for (int t = 0; t < T; t++) m->tensors[t].zero_at = m->tensors[t].producer;
+    for (int i = 0; i < m->nnodes; i++)
+        for (int k = 0; k < m->nodes[i].nin; k++) {
+            cl_tensor *t = &m->tensors[m->nodes[i].in[k]];
+            if (i > t->zero_at) t->zero_at = i;
+        }
+    m->tensors[cl_model_output(m)].zero_at = -1;
+    /* contiguous blocks first */
+    size_t contiguous = 0;
+    int nshared = 0;
+    for (int t = 0; t < T; t++) {
+        cl_tensor *x = &m->tensors[t];
+        x->dshared = !keep_all && !(t == 0 && m->args.input_grad);
+        if (!x->dshared) {
+            x->doff = contiguous;
+            contiguous += x->size * B;
+        } else {
+            /* reverse time: node i's backward runs at step last - i; the output's
+             * gradient is copied in at step -1 */
+            start[t] = x->zero_at < 0 ? -1 : last - x->zero_at;
+            end[t] = x->producer < 0 ? last + 1 : last - x->producer;
+            order[nshared++] = t;
+        }
+    }
+    /* by start time (insertion sort: models are small) */
+    for (int i = 1; i < nshared; i++)
+        for (int j = i; j > 0 && start[order[j]] < start[order[j - 1]]; j--) {
+            int tmp = order[j];
+            order[j] = order[j - 1];
+            order[j - 1] = tmp;
+        }
+    size_t area = 0;
+    int nactive = 0;
+    for (int k = 0; k < nshared; k++) {
+        int t = order[k];
+        size_t size = m->tensors[t].size * Bt;
+        int w = 0; /* retire the blocks that ended before t starts */
+        for (int j = 0; j < nactive; j++)
+            if (end[active[j]] >= start[t]) active[w++] = active[j];
+        nactive = w;
+        size_t off = 0; /* the lowest offset where size fits between the active blocks */
+        for (bool moved = true; moved;) {
+            moved = false;
+            for (int j = 0; j < nactive; j++) {
+                const cl_tensor *o = &m->tensors[active[j]];
+                size_t ob = o->doff, oe = o->doff + o->size * Bt;
+                if (off < oe && ob < off + size) {
+                    off = oe;
+                    moved = true;
+                }
+            }
+        }
+        m->tensors[t].doff = off;
+        if (off + size > area) area = off + size;
+        active[nactive++] = t;
+    }
+    free(start), free(end), free(order), free(active);
+    m->dact_stride = area;
+    return contiguous + area * (size_t)threads;
+}
+
 cl_status cl_model_compile(cl_model *m, cl_compile_args a) {
     if (m->compiled) return cl_fail(m, CL_ERR_STATE, NULL, "the model is already compiled");
     if (m->nnodes == 0) return cl_fail(m, CL_ERR_STATE, NULL, "the model has no layers");
@@ -414,7 +492,10 @@ cl_status cl_model_compile(cl_model *m, cl_compile_args a) {
         m->tensors[t].off = act;
         act += m->tensors[t].size * B;
     }
-    double bytes = (double)sizeof(cl_real) * ((double)np * (2 + threads) + (double)nb + 2.0 * act + saved + bsaved +
+    size_t Bt = (B + (size_t)threads - 1) / (size_t)threads;
+    size_t dact = plan_gradients(m, B, Bt, threads, a.keep_activation_grads);
+    if (dact == (size_t)-1) return cl_fail(m, CL_ERR_NOMEM, NULL, "out of memory planning the model");
+    double bytes = (double)sizeof(cl_real) * ((double)np * (2 + threads) + (double)nb + (double)act + dact + saved + bsaved +
                           (double)scratch * threads) + 8.0 * team * threads;
     if (bytes > (double)CL_MAX_PLAN_BYTES)
         return cl_fail(m, CL_ERR_NOMEM, NULL,
@@ -425,7 +506,11 @@ cl_status cl_model_compile(cl_model *m, cl_compile_args a) {
     m->grads = alloc_reals(np, &ok);
     m->buffers = alloc_reals(nb, &ok);
     m->act = alloc_reals(act, &ok);
-    m->dact = alloc_reals(act, &ok);
+    m->dact = alloc_reals(dact, &ok);
+    if (m->dact) {
+        size_t contiguous = dact - m->dact_stride * (size_t)threads;
+        m->dact_shared = m->dact + contiguous;
+    }
     m->saved = alloc_reals(saved, &ok);
     m->batch_saved = alloc_reals(bsaved, &ok);
     m->thread_grads = alloc_reals(np * (size_t)(threads - 1), &ok);
@@ -522,12 +607,21 @@ cl_status cl_model_backward(cl_model *m, const cl_real *dout) {
 #endif
     {
         cl_exec e = make_exec(m, thread_id(), team_size());
-        for (int t = 0; t < m->ntensors; t++)
-            memset(cl_dact(&e, t), 0, (size_t)(e.n1 - e.n0) * m->tensors[t].size * sizeof(cl_real));
         if (e.tid > 0 && np) memset(e.grads, 0, np * sizeof(cl_real));
         memcpy(cl_dact(&e, cl_model_output(m)), dout + (size_t)e.n0 * out->size,
                (size_t)(e.n1 - e.n0) * out->size * sizeof(cl_real));
-        for (int i = m->nnodes - 1; i >= 0; i--) m->nodes[i].op->backward(&e, &m->nodes[i]);
+        for (int i = m->nnodes - 1; i >= 0; i--) {
+            const cl_node *n = &m->nodes[i];
+            /* gradients first written by this node start from zero (each once) */
+            for (int k = 0; k <= n->nin; k++) {
+                int t = k < n->nin ? n->in[k] : n->out;
+                bool repeat = false;
+                for (int j = 0; j < k && k < n->nin; j++) repeat |= n->in[j] == t;
+                if (m->tensors[t].zero_at == i && !repeat)
+                    memset(cl_dact(&e, t), 0, (size_t)(e.n1 - e.n0) * m->tensors[t].size * sizeof(cl_real));
+            }
+            n->op->backward(&e, n);
+        }
         cl_barrier();
         /* Sum the other threads' accumulators into the model's, in thread order so the
          * result does not depend on timing. */
@@ -552,7 +646,7 @@ void cl_model_zero_grad(cl_model *m) {
 
 const cl_real *cl_model_input_grad(const cl_model *m) {
     if (!m->compiled || !m->args.input_grad) return NULL;
-    return m->dact + m->tensors[0].off;
+    return m->dact + m->tensors[0].doff;
 }
 
 const cl_real *cl_model_activation(const cl_model *m, int x) {
@@ -562,7 +656,8 @@ const cl_real *cl_model_activation(const cl_model *m, int x) {
 
 const cl_real *cl_model_activation_grad(const cl_model *m, int x) {
     if (!m->compiled || x < 0 || x >= m->ntensors) return NULL;
-    return m->dact + m->tensors[x].off;
+    if (!m->args.keep_activation_grads && !(x == 0 && m->args.input_grad)) return NULL;
+    return m->dact + m->tensors[x].doff;
 }
 
 cl_real *cl_model_params(cl_model *m, size_t *count) {

@@ -68,7 +68,15 @@ typedef struct {
 typedef struct {
     cl_shape shape;
     size_t size;    /* c*h*w */
-    size_t off;     /* into act and dact: [max_batch][size] */
+    size_t off;     /* into act: [max_batch][size] */
+    size_t doff;    /* its gradient: a contiguous [max_batch][size] at dact + doff, or,
+                       when dshared, a [per-thread batch][size] at dact_shared +
+                       tid * dact_stride + doff in each thread's own area, where
+                       gradients whose lifetimes in the backward pass do not overlap
+                       share memory */
+    bool dshared;
+    int zero_at;    /* the node before whose backward this gradient is zeroed: its
+                       first writer in reverse order (-1: the output, copied in) */
     int producer;   /* node index, -1 for the input */
     int64_t rf_h, rf_w, jump_h, jump_w, start; /* receptive field bookkeeping */
     char name[CL_NAME_MAX];
@@ -135,6 +143,8 @@ struct cl_model {
     size_t nparams, nbuffers, act_size, saved_size, batch_saved_size, scratch_size, team_size;
     cl_real *params, *grads, *buffers;
     cl_real *act, *dact;        /* every tensor's activations and their gradients */
+    cl_real *dact_shared;       /* the threads' areas of shared gradients, within dact */
+    size_t dact_stride;         /* values per thread area */
     cl_real *saved, *batch_saved;
     cl_real *thread_grads;      /* (nthreads-1) extra gradient accumulators */
     cl_real *scratch;           /* nthreads * scratch_size */
@@ -155,7 +165,8 @@ static inline cl_real *cl_act(const cl_exec *e, int t) {
 }
 static inline cl_real *cl_dact(const cl_exec *e, int t) {
     const cl_tensor *x = &e->m->tensors[t];
-    return e->m->dact + x->off + (size_t)e->n0 * x->size;
+    if (x->dshared) return e->m->dact_shared + (size_t)e->tid * e->m->dact_stride + x->doff;
+    return e->m->dact + x->doff + (size_t)e->n0 * x->size;
 }
 /* The gradient to accumulate into input t, or NULL when nobody needs it (the
  * model's input when input_grad is off). */
