@@ -68,12 +68,12 @@ test: tests
 
 # fontconfig (under cairo's text) keeps a few hundred bytes until exit: not ours.
 asan:
-	CNNLAB_SANITIZED=1 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp $(MAKE) BUILD=build-asan OPT="-O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
+	CNNLAB_QUICK=1 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp $(MAKE) BUILD=build-asan OPT="-O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
 	        LDLIBS="$(LDLIBS) -fsanitize=address,undefined" test
 
 # The portable build: no run-time dispatch, plain x86-64 (or any CPU) vector code.
 portable:
-	$(MAKE) BUILD=build-portable OPT="-O2 -DCL_NO_CLONES" test
+	CNNLAB_QUICK=1 $(MAKE) BUILD=build-portable OPT="-O2 -DCL_NO_CLONES" test
 
 check: test asan portable
 

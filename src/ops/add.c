@@ -4,12 +4,12 @@
 #include "model.h"
 
 /* out[i] = a[i] + b[i] */
-static void add_forward(cl_real *restrict out, const cl_real *a, const cl_real *b, size_t count) {
+CL_CLONES static void add_forward(cl_real *restrict out, const cl_real *a, const cl_real *b, size_t count) {
     for (size_t i = 0; i < count; i++) out[i] = a[i] + b[i];
 }
 
 /* dinp[i] += dout[i] */
-static void add_backward(cl_real *dinp, const cl_real *restrict dout, size_t count) {
+CL_CLONES static void add_backward(cl_real *dinp, const cl_real *restrict dout, size_t count) {
     for (size_t i = 0; i < count; i++) dinp[i] += dout[i];
 }
 

@@ -15,7 +15,7 @@ static pool_dims dims_of(const cl_model *m, const cl_node *n, int N) {
 }
 
 /* out[N][OH][OW][C] = sum over the window of inp[N][H][W][C] / (R*S) */
-static void avgpool2d_forward(cl_real *restrict out, const cl_real *restrict inp, const pool_dims *d) {
+CL_CLONES static void avgpool2d_forward(cl_real *restrict out, const cl_real *restrict inp, const pool_dims *d) {
     const cl_real scale = 1.0f / (cl_real)(d->R * d->S);
     for (int n = 0; n < d->N; n++)
         for (int oh = 0; oh < d->OH; oh++)
@@ -37,7 +37,7 @@ static void avgpool2d_forward(cl_real *restrict out, const cl_real *restrict inp
 }
 
 /* dinp[N][H][W][C] += dout / (R*S) over each window */
-static void avgpool2d_backward(cl_real *restrict dinp, const cl_real *restrict dout,
+CL_CLONES static void avgpool2d_backward(cl_real *restrict dinp, const cl_real *restrict dout,
                                const pool_dims *d) {
     const cl_real scale = 1.0f / (cl_real)(d->R * d->S);
     for (int n = 0; n < d->N; n++)
@@ -58,7 +58,7 @@ static void avgpool2d_backward(cl_real *restrict dinp, const cl_real *restrict d
 }
 
 /* out[N][C] = mean over (H, W) of inp[N][H][W][C] */
-static void global_avgpool_forward(cl_real *restrict out, const cl_real *restrict inp, int N, int HW,
+CL_CLONES static void global_avgpool_forward(cl_real *restrict out, const cl_real *restrict inp, int N, int HW,
                                    int C) {
     const cl_real scale = 1.0f / (cl_real)HW;
     for (int n = 0; n < N; n++) {
@@ -73,7 +73,7 @@ static void global_avgpool_forward(cl_real *restrict out, const cl_real *restric
 }
 
 /* dinp[N][H][W][C] += dout[N][C] / (H*W) */
-static void global_avgpool_backward(cl_real *restrict dinp, const cl_real *restrict dout, int N,
+CL_CLONES static void global_avgpool_backward(cl_real *restrict dinp, const cl_real *restrict dout, int N,
                                     int HW, int C) {
     const cl_real scale = 1.0f / (cl_real)HW;
     for (int n = 0; n < N; n++)

@@ -11,7 +11,7 @@
 #include "model.h"
 
 /* sums[0..C) += sum of x, sums[C..2C) += sum of x^2 over inp [M][C] */
-static void batchnorm_stats(double *restrict sums, const cl_real *restrict inp, size_t M, int C) {
+CL_CLONES static void batchnorm_stats(double *restrict sums, const cl_real *restrict inp, size_t M, int C) {
     for (size_t p = 0; p < M; p++) {
         const cl_real *x = inp + p * C;
         for (int c = 0; c < C; c++) {
@@ -22,7 +22,7 @@ static void batchnorm_stats(double *restrict sums, const cl_real *restrict inp, 
 }
 
 /* out[M][C] = inp * scale[c] + shift[c] */
-static void channel_affine(cl_real *restrict out, const cl_real *restrict inp,
+CL_CLONES static void channel_affine(cl_real *restrict out, const cl_real *restrict inp,
                            const cl_real *restrict scale, const cl_real *restrict shift, size_t M,
                            int C) {
     for (size_t p = 0; p < M; p++)
@@ -31,7 +31,7 @@ static void channel_affine(cl_real *restrict out, const cl_real *restrict inp,
 
 /* Backward sums over [M][C]: sums[c] += dy, sums[C + c] += dy * xhat with
  * xhat = (x - mean[c]) * invstd[c]. */
-static void batchnorm_backward_sums(double *restrict sums, const cl_real *restrict dout,
+CL_CLONES static void batchnorm_backward_sums(double *restrict sums, const cl_real *restrict dout,
                                     const cl_real *restrict inp, const cl_real *restrict mean,
                                     const cl_real *restrict invstd, size_t M, int C) {
     for (size_t p = 0; p < M; p++)
@@ -44,7 +44,7 @@ static void batchnorm_backward_sums(double *restrict sums, const cl_real *restri
 
 /* dinp[M][C] += gamma*invstd * (dy - k1[c] - xhat*k2[c]), with k1 = mean of dy and
  * k2 = mean of dy*xhat over the batch (both 0 in eval mode). */
-static void batchnorm_backward_input(cl_real *restrict dinp, const cl_real *restrict dout,
+CL_CLONES static void batchnorm_backward_input(cl_real *restrict dinp, const cl_real *restrict dout,
                                      const cl_real *restrict inp, const cl_real *restrict mean,
                                      const cl_real *restrict invstd, const cl_real *restrict gamma,
                                      const cl_real *restrict k1, const cl_real *restrict k2, size_t M,

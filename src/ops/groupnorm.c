@@ -19,7 +19,7 @@ typedef struct {
 
 /* One sample: out[HW][C] = (inp - mean[g]) * rstd[g] * gamma + beta. stats receives
  * mean[G] and rstd[G]; acc is 2*C doubles of scratch (backward: 2*C + 2*G). */
-static void groupnorm_forward(cl_real *restrict out, cl_real *restrict stats,
+CL_CLONES static void groupnorm_forward(cl_real *restrict out, cl_real *restrict stats,
                               const cl_real *restrict inp, const cl_real *restrict gamma,
                               const cl_real *restrict beta, double *restrict acc,
                               const gn_dims *d) {
@@ -58,7 +58,7 @@ static void groupnorm_forward(cl_real *restrict out, cl_real *restrict stats,
 /* One sample: accumulates dinp[HW][C] (if not NULL), dgamma and dbeta from dout,
  * with xhat = (x - mean) * rstd and dxhat = dout * gamma:
  *     dinp = rstd * (dxhat - mean_g(dxhat) - xhat * mean_g(dxhat * xhat)). */
-static void groupnorm_backward(cl_real *restrict dinp, cl_real *restrict dgamma,
+CL_CLONES static void groupnorm_backward(cl_real *restrict dinp, cl_real *restrict dgamma,
                                cl_real *restrict dbeta, const cl_real *restrict dout,
                                const cl_real *restrict inp, const cl_real *restrict stats,
                                const cl_real *restrict gamma, double *restrict acc,

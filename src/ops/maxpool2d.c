@@ -19,7 +19,7 @@ static pool_dims dims_of(const cl_model *m, const cl_node *n, int N) {
 
 /* out[N][OH][OW][C] = max over the window of inp[N][H][W][C]; argmax[N][OH][OW][C]
  * receives the winning window position r*S + s (as a cl_real: it is small). */
-static void maxpool2d_forward(cl_real *restrict out, cl_real *restrict argmax,
+CL_CLONES static void maxpool2d_forward(cl_real *restrict out, cl_real *restrict argmax,
                               const cl_real *restrict inp, const pool_dims *d) {
     for (int n = 0; n < d->N; n++)
         for (int oh = 0; oh < d->OH; oh++)
@@ -44,11 +44,11 @@ static void maxpool2d_forward(cl_real *restrict out, cl_real *restrict argmax,
                         const cl_real *ip = inp + (((size_t)n * d->H + ih) * d->W + iw) * d->C;
                         const cl_real pos = (cl_real)(r * d->S + s);
                         for (int c = 0; c < d->C; c++) {
-                            cl_real v = ip[c];
-                            if (v > op[c] || isnan(v)) {
-                                op[c] = v;
-                                ap[c] = pos;
-                            }
+                            /* selects, not a branch: the loop vectorises */
+                            cl_real v = ip[c], best = op[c], at = ap[c];
+                            bool take = v > best || v != v;
+                            op[c] = take ? v : best;
+                            ap[c] = take ? pos : at;
                         }
                     }
                 }
@@ -56,7 +56,7 @@ static void maxpool2d_forward(cl_real *restrict out, cl_real *restrict argmax,
 }
 
 /* dinp[N][H][W][C] += dout at the positions argmax recorded. */
-static void maxpool2d_backward(cl_real *restrict dinp, const cl_real *restrict dout,
+CL_CLONES static void maxpool2d_backward(cl_real *restrict dinp, const cl_real *restrict dout,
                                const cl_real *restrict argmax, const pool_dims *d) {
     for (int n = 0; n < d->N; n++)
         for (int oh = 0; oh < d->OH; oh++)
