@@ -16,26 +16,23 @@
 
 #include "model.h"
 
-/* Helpers pass vectors between always-inlined functions only, so the ABI note GCC
- * gives for 64-byte vectors in the plain x86-64 clone does not apply. */
-#pragma GCC diagnostic ignored "-Wpsabi"
-
 #define VL 16 /* floats per vector */
 typedef cl_real vec __attribute__((vector_size(VL * sizeof(cl_real))));
 typedef cl_real vec_u __attribute__((vector_size(VL * sizeof(cl_real)), aligned(sizeof(cl_real))));
 
 #define INLINE static inline __attribute__((always_inline))
 
-INLINE vec load(const cl_real *p) { return *(const vec_u *)p; }
-INLINE void store(cl_real *p, vec v) { *(vec_u *)p = v; }
+/* Unaligned vector loads and stores. Macros and pointer arguments, not vector
+ * arguments, so no ABI question arises between the per-CPU clones. */
+#define LOAD(p) (*(const vec_u *)(p))
+#define STORE(p, v) (*(vec_u *)(p) = (v))
 /* Only the first n lanes (n < VL) of a vector at the end of a row. */
-INLINE vec load_part(const cl_real *p, int n) {
-    vec v = {0};
-    for (int i = 0; i < n; i++) v[i] = p[i];
-    return v;
+INLINE void load_part(vec *v, const cl_real *p, int n) {
+    *v = (vec){0};
+    for (int i = 0; i < n; i++) (*v)[i] = p[i];
 }
-INLINE void store_part(cl_real *p, vec v, int n) {
-    for (int i = 0; i < n; i++) p[i] = v[i];
+INLINE void store_part(cl_real *p, const vec *v, int n) {
+    for (int i = 0; i < n; i++) p[i] = (*v)[i];
 }
 
 static int round16(int k) { return (k + VL - 1) / VL * VL; }
@@ -67,11 +64,12 @@ size_t cl_conv2d_direct_scratch(const cl_conv_shape *d) {
         _Pragma("GCC unroll 32") for (int j = 0; j < WB; j++)                                   \
             _Pragma("GCC unroll 2") for (int v = 0; v < KV; v++) {                              \
             int lanes = kvalid - v * VL;                                                        \
-            if (accumulate && j < nvalid)                                                        \
-                acc[j][v] = lanes >= VL ? load(out + (size_t)j * K + v * VL)                    \
-                                        : load_part(out + (size_t)j * K + v * VL, lanes);        \
+            if (accumulate && j < nvalid && lanes >= VL)                                        \
+                acc[j][v] = LOAD(out + (size_t)j * K + v * VL);                                 \
+            else if (accumulate && j < nvalid)                                                  \
+                load_part(&acc[j][v], out + (size_t)j * K + v * VL, lanes);                     \
             else                                                                                \
-                acc[j][v] = bias ? load(bias + v * VL) : (vec){0};                              \
+                acc[j][v] = bias ? LOAD(bias + v * VL) : (vec){0};                              \
         }                                                                                       \
         for (int r = 0; r < R; r++)                                                             \
             for (int s = 0; s < S; s++) {                                                       \
@@ -80,7 +78,7 @@ size_t cl_conv2d_direct_scratch(const cl_conv_shape *d) {
                 for (int c = 0; c < C; c++) {                                                   \
                     vec wv[KV];                                                                 \
                     _Pragma("GCC unroll 2") for (int v = 0; v < KV; v++) wv[v] =                \
-                        load(wp + (size_t)c * Kp + v * VL);                                     \
+                        LOAD(wp + (size_t)c * Kp + v * VL);                                     \
                     _Pragma("GCC unroll 32") for (int j = 0; j < WB; j++) {                     \
                         cl_real x = ip[j * pix + c];                                            \
                         _Pragma("GCC unroll 2") for (int v = 0; v < KV; v++) acc[j][v] +=       \
@@ -92,9 +90,9 @@ size_t cl_conv2d_direct_scratch(const cl_conv_shape *d) {
             _Pragma("GCC unroll 2") for (int v = 0; v < KV; v++) {                              \
             int lanes = kvalid - v * VL;                                                        \
             if (lanes >= VL)                                                                    \
-                store(out + (size_t)j * K + v * VL, acc[j][v]);                                 \
+                STORE(out + (size_t)j * K + v * VL, acc[j][v]);                                 \
             else if (lanes > 0)                                                                 \
-                store_part(out + (size_t)j * K + v * VL, acc[j][v], lanes);                     \
+                store_part(out + (size_t)j * K + v * VL, &acc[j][v], lanes);                    \
         }                                                                                       \
     }
 
@@ -197,7 +195,7 @@ CL_CLONES void cl_conv2d_direct_input_grad(cl_real *dinp, const cl_real *dout,
             const cl_real *ip = in + oh * in_row;                                                 \
             const cl_real *dp = dout + (size_t)oh * OW * Kp;                                      \
             for (int ow = 0; ow < OW; ow++) {                                                     \
-                vec d0 = load(dp + (size_t)ow * Kp), d1 = load(dp + (size_t)ow * Kp + VL);        \
+                vec d0 = LOAD(dp + (size_t)ow * Kp), d1 = LOAD(dp + (size_t)ow * Kp + VL);        \
                 const cl_real *x = ip + ow * pix;                                                 \
                 _Pragma("GCC unroll 8") for (int c = 0; c < CB; c++) {                            \
                     acc[c][0] += x[c] * d0;                                                       \
@@ -210,7 +208,7 @@ CL_CLONES void cl_conv2d_direct_input_grad(cl_real *dinp, const cl_real *dout,
                 int lanes = kvalid - v * VL;                                                      \
                 cl_real *p = dw + (size_t)c * K + v * VL;                                         \
                 if (lanes >= VL)                                                                  \
-                    store(p, load(p) + acc[c][v]);                                                \
+                    STORE(p, LOAD(p) + acc[c][v]);                                                \
                 else                                                                              \
                     for (int i = 0; i < lanes; i++) p[i] += acc[c][v][i];                         \
             }                                                                                     \
