@@ -107,6 +107,20 @@ else
     fail "Ctrl-C" "exit status $rc: $(tail -n 2 "$tmp/r.log")"
 fi
 
+# --init: start from given weights (here the resumed run's): its first epoch starts
+# where that run ended, so it beats a fresh start's first epoch on the same data
+"$CNNLAB" train $common --epochs 1 --init "$tmp/a/last.safetensors" --out "$tmp/init" >"$tmp/init.log" 2>&1
+fresh=$(sed -n 2p "$tmp/a/metrics.csv" | cut -d, -f6)
+warm=$(sed -n 2p "$tmp/init/metrics.csv" | cut -d, -f6)
+if [ -n "$warm" ] && awk "BEGIN { exit !($warm > $fresh) }"; then
+    ok "--init: starts from the given weights (first epoch $warm against $fresh from scratch)"
+else
+    fail "--init" "first epoch ${warm:-none} against $fresh from scratch: $(tail -n 2 "$tmp/init.log")"
+fi
+"$CNNLAB" train models/cifar10_bn.net --epochs 1 --init "$tmp/a/last.safetensors" --out "$tmp/init2" >"$tmp/init2.log" 2>&1
+[ $? -eq 1 ] && grep -q "saved from a different model" "$tmp/init2.log" && ok "--init: weights of another model are refused" ||
+    fail "--init other model" "$(tail -n 2 "$tmp/init2.log")"
+
 # -- a diverging run stops and keeps its last good checkpoint -------------------------
 "$CNNLAB" train models/mnist.net --data mnist --epochs 1 --train-subset 640 --test-subset 200 \
     --batch 64 --out "$tmp/nan" >/dev/null 2>&1
