@@ -16,7 +16,7 @@
 #include <sys/stat.h>
 #include <zlib.h>
 
-#include "cnnlab.h"
+#include "model.h"
 
 #define CIFAR_PIXELS 3072      /* 3 planes of 32x32 */
 #define CIFAR_SIDE 32
@@ -28,18 +28,6 @@
 
 /* ---- small helpers ------------------------------------------------------------ */
 
-static cl_status fail(char *err, size_t errlen, cl_status st, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static cl_status fail(char *err, size_t errlen, cl_status st, const char *fmt, ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return st;
-}
 
 /* A malloc'ed "dir/name" (or just name when dir is empty); NULL when out of memory. */
 static char *path_join(const char *dir, const char *name) {
@@ -125,12 +113,12 @@ static cl_status read_names(const char *dir, const char *name, int expect, char 
     *out = NULL;
     *found = false;
     char *path = path_join(dir, name);
-    if (!path) return fail(err, errlen, CL_ERR_NOMEM, "out of memory");
+    if (!path) return cl_errorf(err, errlen, CL_ERR_NOMEM, "out of memory");
     FILE *f = fopen(path, "rb");
     if (!f) {
         cl_status st = CL_OK;
         if (errno != ENOENT)
-            st = fail(err, errlen, CL_ERR_IO, "%s: cannot open the class names: %s", path,
+            st = cl_errorf(err, errlen, CL_ERR_IO, "%s: cannot open the class names: %s", path,
                       strerror(errno));
         free(path);
         return st;
@@ -146,16 +134,16 @@ static cl_status read_names(const char *dir, const char *name, int expect, char 
     cl_status st = CL_OK;
     size_t len = 0;
     if (!text || !names) {
-        st = fail(err, errlen, CL_ERR_NOMEM, "out of memory");
+        st = cl_errorf(err, errlen, CL_ERR_NOMEM, "out of memory");
         goto done;
     }
     len = fread(text, 1, cap, f);
     if (ferror(f)) {
-        st = fail(err, errlen, CL_ERR_IO, "%s: read error", path);
+        st = cl_errorf(err, errlen, CL_ERR_IO, "%s: read error", path);
         goto done;
     }
     if (len > NAMES_MAX_BYTES) {
-        st = fail(err, errlen, CL_ERR_FORMAT, "%s: larger than %u bytes: not a class-name list",
+        st = cl_errorf(err, errlen, CL_ERR_FORMAT, "%s: larger than %u bytes: not a class-name list",
                   path, NAMES_MAX_BYTES);
         goto done;
     }
@@ -173,25 +161,25 @@ static cl_status read_names(const char *dir, const char *name, int expect, char 
         for (size_t i = start; i < end; i++) {
             unsigned char ch = (unsigned char)text[i];
             if (ch < 0x20 || ch == 0x7f) {
-                st = fail(err, errlen, CL_ERR_FORMAT,
+                st = cl_errorf(err, errlen, CL_ERR_FORMAT,
                           "%s: line %d (byte %zu): control byte 0x%02x in a class name", path,
                           line, i, ch);
                 goto done;
             }
         }
         if (end - start > NAME_MAX_LEN) {
-            st = fail(err, errlen, CL_ERR_FORMAT,
+            st = cl_errorf(err, errlen, CL_ERR_FORMAT,
                       "%s: line %d: class name longer than %d bytes", path, line, NAME_MAX_LEN);
             goto done;
         }
         if (count == expect) {
-            st = fail(err, errlen, CL_ERR_FORMAT,
+            st = cl_errorf(err, errlen, CL_ERR_FORMAT,
                       "%s: line %d: more than the expected %d class names (one per line)", path,
                       line, expect);
             goto done;
         }
         if (!(names[count] = malloc(end - start + 1))) {
-            st = fail(err, errlen, CL_ERR_NOMEM, "out of memory");
+            st = cl_errorf(err, errlen, CL_ERR_NOMEM, "out of memory");
             goto done;
         }
         memcpy(names[count], text + start, end - start);
@@ -199,7 +187,7 @@ static cl_status read_names(const char *dir, const char *name, int expect, char 
         count++;
     }
     if (count != expect) {
-        st = fail(err, errlen, CL_ERR_FORMAT,
+        st = cl_errorf(err, errlen, CL_ERR_FORMAT,
                   "%s: %d class names, expected %d (one per line)", path, count, expect);
         goto done;
     }
@@ -255,7 +243,7 @@ static void cifar_missing(const cifar_spec *s, const char *dir, const char *file
     else if (!ten && is_file(dir, "data_batch_1.bin"))
         snprintf(hint, sizeof hint, " (%s holds data_batch_1.bin: is it CIFAR-10?)", dir);
     free(nested);
-    fail(err, errlen, CL_ERR_IO,
+    cl_errorf(err, errlen, CL_ERR_IO,
          "%s is missing from %s%s: expected the %s binary files (%s) there; download %s "
          "from https://www.cs.toronto.edu/~kriz/cifar.html and unpack it, or run `cnnlab "
          "fetch %s`",
@@ -270,7 +258,7 @@ static cl_status cifar_read(const cifar_spec *s, const char *dir, const char *co
         const char *files_txt = s->label_bytes == 1
                                     ? "data_batch_1.bin ... data_batch_5.bin, test_batch.bin"
                                     : "train.bin, test.bin";
-        return fail(err, errlen, CL_ERR_IO,
+        return cl_errorf(err, errlen, CL_ERR_IO,
                     "%s: no such folder: expected a folder holding the %s binary files (%s)",
                     dir, s->what, files_txt);
     }
@@ -278,7 +266,7 @@ static cl_status cifar_read(const cifar_spec *s, const char *dir, const char *co
     int64_t counts[8], total = 0;
     for (int i = 0; i < nfiles; i++) {
         char *path = path_join(dir, files[i]);
-        if (!path) return fail(err, errlen, CL_ERR_NOMEM, "out of memory");
+        if (!path) return cl_errorf(err, errlen, CL_ERR_NOMEM, "out of memory");
         struct stat st;
         if (stat(path, &st) != 0) {
             int e = errno;
@@ -287,14 +275,14 @@ static cl_status cifar_read(const cifar_spec *s, const char *dir, const char *co
                 cifar_missing(s, dir, files[i], err, errlen);
                 return CL_ERR_IO;
             }
-            return fail(err, errlen, CL_ERR_IO, "%s/%s: %s", dir, files[i], strerror(e));
+            return cl_errorf(err, errlen, CL_ERR_IO, "%s/%s: %s", dir, files[i], strerror(e));
         }
         cl_status bad = CL_OK;
         int64_t size = (int64_t)st.st_size;
         if (!S_ISREG(st.st_mode)) {
-            bad = fail(err, errlen, CL_ERR_IO, "%s: not a regular file", path);
+            bad = cl_errorf(err, errlen, CL_ERR_IO, "%s: not a regular file", path);
         } else if (size == 0) {
-            bad = fail(err, errlen, CL_ERR_FORMAT, "%s: empty file: expected %zu-byte %s records",
+            bad = cl_errorf(err, errlen, CL_ERR_FORMAT, "%s: empty file: expected %zu-byte %s records",
                        path, rec, s->what);
         } else if (size % (int64_t)rec != 0) {
             int64_t full = size / (int64_t)rec;
@@ -303,7 +291,7 @@ static cl_status cifar_read(const cifar_spec *s, const char *dir, const char *co
                 snprintf(hint, sizeof hint,
                          "; its size is a whole number of %d-byte records: is it a %s file?",
                          s->other_record, s->other_what);
-            bad = fail(err, errlen, CL_ERR_FORMAT,
+            bad = cl_errorf(err, errlen, CL_ERR_FORMAT,
                        "%s: truncated at byte %lld (record %lld of %lld): expected %lld bytes, a "
                        "whole number of %zu-byte %s records (%d label byte%s + %d pixel "
                        "bytes)%s",
@@ -314,7 +302,7 @@ static cl_status cifar_read(const cifar_spec *s, const char *dir, const char *co
         counts[i] = size / (int64_t)rec;
         total += counts[i];
         if (bad == CL_OK && total > INT_MAX)
-            bad = fail(err, errlen, CL_ERR_FORMAT, "%s: more than %d records in all", path,
+            bad = cl_errorf(err, errlen, CL_ERR_FORMAT, "%s: more than %d records in all", path,
                        INT_MAX);
         free(path);
         if (bad != CL_OK) return bad;
@@ -326,7 +314,7 @@ static cl_status cifar_read(const cifar_spec *s, const char *dir, const char *co
     uint8_t *chunk = malloc((most < CHUNK_RECORDS ? (size_t)most : CHUNK_RECORDS) * rec);
     cl_status st = CL_OK;
     if (!out->images || !out->labels || !chunk) {
-        st = fail(err, errlen, CL_ERR_NOMEM, "out of memory for %lld %s images",
+        st = cl_errorf(err, errlen, CL_ERR_NOMEM, "out of memory for %lld %s images",
                   (long long)total, s->what);
         goto done;
     }
@@ -335,8 +323,8 @@ static cl_status cifar_read(const cifar_spec *s, const char *dir, const char *co
         char *path = path_join(dir, files[i]);
         FILE *f = path ? fopen(path, "rb") : NULL;
         if (!f) {
-            st = path ? fail(err, errlen, CL_ERR_IO, "%s: cannot open: %s", path, strerror(errno))
-                      : fail(err, errlen, CL_ERR_NOMEM, "out of memory");
+            st = path ? cl_errorf(err, errlen, CL_ERR_IO, "%s: cannot open: %s", path, strerror(errno))
+                      : cl_errorf(err, errlen, CL_ERR_NOMEM, "out of memory");
             free(path);
             break;
         }
@@ -346,9 +334,9 @@ static cl_status cifar_read(const cifar_spec *s, const char *dir, const char *co
             if (got != want * rec) {
                 /* The file shrank since stat, or a read error. */
                 int64_t pos = r0 * (int64_t)rec + (int64_t)got;
-                st = ferror(f) ? fail(err, errlen, CL_ERR_IO, "%s: read error at byte %lld", path,
+                st = ferror(f) ? cl_errorf(err, errlen, CL_ERR_IO, "%s: read error at byte %lld", path,
                                       (long long)pos)
-                               : fail(err, errlen, CL_ERR_FORMAT,
+                               : cl_errorf(err, errlen, CL_ERR_FORMAT,
                                       "%s: truncated at byte %lld (record %lld of %lld): "
                                       "expected %lld bytes",
                                       path, (long long)pos, (long long)(pos / (int64_t)rec),
@@ -361,7 +349,7 @@ static cl_status cifar_read(const cifar_spec *s, const char *dir, const char *co
                 int64_t record = r0 + (int64_t)r;
                 for (int k = 0; k < s->label_bytes; k++) {
                     if (p[k] >= s->limit[k]) {
-                        st = fail(err, errlen, CL_ERR_FORMAT,
+                        st = cl_errorf(err, errlen, CL_ERR_FORMAT,
                                   "%s: record %lld (byte %lld): %s %d is out of range 0..%d",
                                   path, (long long)record,
                                   (long long)(record * (int64_t)rec + k), s->label_name[k], p[k],
@@ -395,9 +383,9 @@ done:
 
 cl_status cl_load_cifar10(const char *dir, cl_split split, cl_dataset *out, char *err,
                           size_t errlen) {
-    if (!out) return fail(err, errlen, CL_ERR_ARG, "cl_load_cifar10: out is NULL");
+    if (!out) return cl_errorf(err, errlen, CL_ERR_ARG, "cl_load_cifar10: out is NULL");
     *out = (cl_dataset){0};
-    if (!dir) return fail(err, errlen, CL_ERR_ARG, "cl_load_cifar10: dir is NULL");
+    if (!dir) return cl_errorf(err, errlen, CL_ERR_ARG, "cl_load_cifar10: dir is NULL");
     static const char *const train[] = {"data_batch_1.bin", "data_batch_2.bin",
                                         "data_batch_3.bin", "data_batch_4.bin",
                                         "data_batch_5.bin"};
@@ -416,7 +404,7 @@ cl_status cl_load_cifar10(const char *dir, cl_split split, cl_dataset *out, char
         st = read_names(dir, "batches.meta.txt", 10, &out->class_names, &found, err, errlen);
     /* Without batches.meta.txt: the official names, which never change. */
     if (st == CL_OK && !found && !(out->class_names = copy_names(cifar10_names, 10)))
-        st = fail(err, errlen, CL_ERR_NOMEM, "out of memory");
+        st = cl_errorf(err, errlen, CL_ERR_NOMEM, "out of memory");
     if (st != CL_OK) {
         cl_dataset_free(out);
         return st;
@@ -427,9 +415,9 @@ cl_status cl_load_cifar10(const char *dir, cl_split split, cl_dataset *out, char
 
 cl_status cl_load_cifar100(const char *dir, cl_split split, bool fine, cl_dataset *out,
                            char *err, size_t errlen) {
-    if (!out) return fail(err, errlen, CL_ERR_ARG, "cl_load_cifar100: out is NULL");
+    if (!out) return cl_errorf(err, errlen, CL_ERR_ARG, "cl_load_cifar100: out is NULL");
     *out = (cl_dataset){0};
-    if (!dir) return fail(err, errlen, CL_ERR_ARG, "cl_load_cifar100: dir is NULL");
+    if (!dir) return cl_errorf(err, errlen, CL_ERR_ARG, "cl_load_cifar100: dir is NULL");
     const char *file = split == CL_SPLIT_TRAIN ? "train.bin" : "test.bin";
     const cifar_spec spec = {.what = "CIFAR-100",
                              .label_bytes = 2,
@@ -445,7 +433,7 @@ cl_status cl_load_cifar100(const char *dir, cl_split split, bool fine, cl_datase
         st = read_names(dir, fine ? "fine_label_names.txt" : "coarse_label_names.txt", classes,
                         &out->class_names, &found, err, errlen);
     if (st == CL_OK && !found && !(out->class_names = number_names(classes)))
-        st = fail(err, errlen, CL_ERR_NOMEM, "out of memory");
+        st = cl_errorf(err, errlen, CL_ERR_NOMEM, "out of memory");
     if (st != CL_OK) {
         cl_dataset_free(out);
         return st;
@@ -473,13 +461,13 @@ static cl_status idx_open(idx_file *r, const char *path, char *err, size_t errle
     *r = (idx_file){.path = path};
     struct stat st;
     if (stat(path, &st) != 0)
-        return fail(err, errlen, CL_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+        return cl_errorf(err, errlen, CL_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     if (!S_ISREG(st.st_mode))
-        return fail(err, errlen, CL_ERR_IO, "%s: not a regular file", path);
+        return cl_errorf(err, errlen, CL_ERR_IO, "%s: not a regular file", path);
     errno = 0;
     r->gz = gzopen(path, "rb");
     if (!r->gz)
-        return fail(err, errlen, errno ? CL_ERR_IO : CL_ERR_NOMEM, "%s: cannot open: %s", path,
+        return cl_errorf(err, errlen, errno ? CL_ERR_IO : CL_ERR_NOMEM, "%s: cannot open: %s", path,
                     errno ? strerror(errno) : "out of memory");
     if (st.st_size > (1 << 20)) gzbuffer(r->gz, 1u << 17); /* faster on big files */
     return CL_OK;
@@ -519,14 +507,14 @@ static cl_status idx_short(idx_file *r, size_t done, int64_t hdr_len, char *err,
         expect = r->header + r->count * (int64_t)r->rec;
     }
     if (zerr == Z_ERRNO)
-        return fail(err, errlen, CL_ERR_IO, "%s: read error at %s %lld: %s", r->path, unit,
+        return cl_errorf(err, errlen, CL_ERR_IO, "%s: read error at %s %lld: %s", r->path, unit,
                     (long long)pos, strerror(errno));
-    if (zerr == Z_MEM_ERROR) return fail(err, errlen, CL_ERR_NOMEM, "out of memory");
+    if (zerr == Z_MEM_ERROR) return cl_errorf(err, errlen, CL_ERR_NOMEM, "out of memory");
     if (zerr != Z_OK && zerr != Z_BUF_ERROR)
-        return fail(err, errlen, CL_ERR_FORMAT, "%s: corrupt gzip data at %s %lld (%s): %s",
+        return cl_errorf(err, errlen, CL_ERR_FORMAT, "%s: corrupt gzip data at %s %lld (%s): %s",
                     r->path, unit, (long long)pos, where, zmsg);
     /* Z_BUF_ERROR is zlib's "unexpected end of file": a gzip stream cut short. */
-    return fail(err, errlen, CL_ERR_FORMAT, "%s: truncated at %s %lld (%s): expected %lld%s bytes%s",
+    return cl_errorf(err, errlen, CL_ERR_FORMAT, "%s: truncated at %s %lld (%s): expected %lld%s bytes%s",
                 r->path, unit, (long long)pos, where, (long long)expect,
                 gzdirect(r->gz) ? "" : " uncompressed",
                 zerr == Z_BUF_ERROR ? " (the gzip stream is cut short)" : "");
@@ -558,20 +546,20 @@ static cl_status idx_expect_end(idx_file *r, char *err, size_t errlen) {
         int zerr = Z_OK;
         const char *zmsg = zmessage(r, gzerror(r->gz, &zerr));
         if (zerr == Z_ERRNO)
-            return fail(err, errlen, CL_ERR_IO, "%s: read error: %s", r->path, strerror(errno));
-        if (zerr == Z_MEM_ERROR) return fail(err, errlen, CL_ERR_NOMEM, "out of memory");
+            return cl_errorf(err, errlen, CL_ERR_IO, "%s: read error: %s", r->path, strerror(errno));
+        if (zerr == Z_MEM_ERROR) return cl_errorf(err, errlen, CL_ERR_NOMEM, "out of memory");
         if (zerr == Z_BUF_ERROR && extra == 0)
-            return fail(err, errlen, CL_ERR_FORMAT,
+            return cl_errorf(err, errlen, CL_ERR_FORMAT,
                         "%s: the gzip stream is cut short after %s %lld (its end and checksum "
                         "are missing)",
                         r->path, idx_unit(r), (long long)r->pos);
         if (zerr != Z_OK && zerr != Z_BUF_ERROR)
-            return fail(err, errlen, CL_ERR_FORMAT, "%s: corrupt gzip data after %s %lld: %s",
+            return cl_errorf(err, errlen, CL_ERR_FORMAT, "%s: corrupt gzip data after %s %lld: %s",
                         r->path, idx_unit(r), (long long)(r->pos + extra), zmsg);
         break;
     }
     if (extra > 0)
-        return fail(err, errlen, CL_ERR_FORMAT,
+        return cl_errorf(err, errlen, CL_ERR_FORMAT,
                     "%s: %lld extra bytes after the last of the %lld %ss (at %s %lld): the "
                     "header's counts do not match the data",
                     r->path, (long long)extra, (long long)r->count, r->what, idx_unit(r),
@@ -597,7 +585,7 @@ static cl_status idx_magic(const char *path, const uint8_t *h, int ndim, const c
         hint = ": that is an IDX labels file (are the images and labels swapped?)";
     else if (h[0] == 0 && h[1] == 0 && h[2] != 0x08)
         hint = ": only unsigned-byte data (type 0x08) is supported";
-    return fail(err, errlen, CL_ERR_FORMAT,
+    return cl_errorf(err, errlen, CL_ERR_FORMAT,
                 "%s: wrong magic number 0x%08x (%u) at byte 0: expected 0x%08x (%u), an IDX %s "
                 "file of unsigned bytes%s",
                 path, magic, magic, want, want, kind, hint);
@@ -618,7 +606,7 @@ static cl_status idx_read_records(idx_file *r, uint8_t **out, char *err, size_t 
             uint8_t *nb = realloc(buf, ncap);
             if (!nb) {
                 free(buf);
-                return fail(err, errlen, CL_ERR_NOMEM, "out of memory for %lld %ss of %s",
+                return cl_errorf(err, errlen, CL_ERR_NOMEM, "out of memory for %lld %ss of %s",
                             (long long)r->count, r->what, r->path);
             }
             buf = nb;
@@ -651,20 +639,20 @@ static cl_status idx_load(const char *images_path, const char *labels_path, cl_d
     if (st != CL_OK) goto done;
     uint32_t nl = be32(lh + 4), n = be32(ih + 4), h = be32(ih + 8), w = be32(ih + 12);
     if (n == 0 || n > INT_MAX) {
-        st = fail(err, errlen, CL_ERR_FORMAT,
+        st = cl_errorf(err, errlen, CL_ERR_FORMAT,
                   "%s: the header (byte 4) says %u images: expected 1..%d", images_path, n,
                   INT_MAX);
         goto done;
     }
     if (h == 0 || w == 0 || h > IDX_MAX_SIDE || w > IDX_MAX_SIDE) {
-        st = fail(err, errlen, CL_ERR_FORMAT,
+        st = cl_errorf(err, errlen, CL_ERR_FORMAT,
                   "%s: the header (bytes 8..15) says images of %ux%u (HxW): expected sides "
                   "of 1..%d",
                   images_path, h, w, IDX_MAX_SIDE);
         goto done;
     }
     if (nl != n) {
-        st = fail(err, errlen, CL_ERR_FORMAT,
+        st = cl_errorf(err, errlen, CL_ERR_FORMAT,
                   "%s has %u labels (header, byte 4) but %s has %u images: the counts must "
                   "match",
                   labels_path, nl, images_path, n);
@@ -688,7 +676,7 @@ static cl_status idx_load(const char *images_path, const char *labels_path, cl_d
     out->labels = malloc((size_t)n * sizeof *out->labels);
     if (!out->labels) {
         free(lab);
-        st = fail(err, errlen, CL_ERR_NOMEM, "out of memory");
+        st = cl_errorf(err, errlen, CL_ERR_NOMEM, "out of memory");
         goto done;
     }
     int maxl = 0;
@@ -714,15 +702,15 @@ done:
 
 cl_status cl_load_idx(const char *images_path, const char *labels_path, cl_dataset *out,
                       char *err, size_t errlen) {
-    if (!out) return fail(err, errlen, CL_ERR_ARG, "cl_load_idx: out is NULL");
+    if (!out) return cl_errorf(err, errlen, CL_ERR_ARG, "cl_load_idx: out is NULL");
     *out = (cl_dataset){0};
     if (!images_path || !labels_path)
-        return fail(err, errlen, CL_ERR_ARG, "cl_load_idx: a path is NULL");
+        return cl_errorf(err, errlen, CL_ERR_ARG, "cl_load_idx: a path is NULL");
     cl_status st = idx_load(images_path, labels_path, out, err, errlen);
     if (st != CL_OK) return st;
     if (!(out->class_names = number_names(out->classes))) {
         cl_dataset_free(out);
-        return fail(err, errlen, CL_ERR_NOMEM, "out of memory");
+        return cl_errorf(err, errlen, CL_ERR_NOMEM, "out of memory");
     }
     return CL_OK;
 }
@@ -746,15 +734,15 @@ static char *find_idx(const char *dir, const char *base) {
 
 cl_status cl_load_mnist_dir(const char *dir, cl_split split, const char *const *class_names,
                             cl_dataset *out, char *err, size_t errlen) {
-    if (!out) return fail(err, errlen, CL_ERR_ARG, "cl_load_mnist_dir: out is NULL");
+    if (!out) return cl_errorf(err, errlen, CL_ERR_ARG, "cl_load_mnist_dir: out is NULL");
     *out = (cl_dataset){0};
-    if (!dir) return fail(err, errlen, CL_ERR_ARG, "cl_load_mnist_dir: dir is NULL");
+    if (!dir) return cl_errorf(err, errlen, CL_ERR_ARG, "cl_load_mnist_dir: dir is NULL");
     /* class_names holds 10 names, or fewer ended by NULL. */
     static const char *const digits[] = {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"};
     int classes = 0;
     if (!class_names) class_names = digits;
     while (classes < 10 && class_names[classes]) classes++;
-    if (classes == 0) return fail(err, errlen, CL_ERR_ARG, "cl_load_mnist_dir: no class names");
+    if (classes == 0) return cl_errorf(err, errlen, CL_ERR_ARG, "cl_load_mnist_dir: no class names");
     const char *prefix = split == CL_SPLIT_TRAIN ? "train" : "t10k";
     char ibase[48], lbase[48];
     snprintf(ibase, sizeof ibase, "%s-images-idx3-ubyte", prefix);
@@ -780,7 +768,7 @@ cl_status cl_load_mnist_dir(const char *dir, cl_split split, const char *const *
             free(found);
             free(sub);
         }
-        return fail(err, errlen, CL_ERR_IO,
+        return cl_errorf(err, errlen, CL_ERR_IO,
                     "%s.gz (or %s) is missing from %s%s: expected the IDX files "
                     "train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
                     "t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz there (gzip or "
@@ -794,7 +782,7 @@ cl_status cl_load_mnist_dir(const char *dir, cl_split split, const char *const *
         /* Name the first label out of range (classes = largest label + 1). */
         for (int i = 0; i < out->n; i++)
             if (out->labels[i] >= classes) {
-                st = fail(err, errlen, CL_ERR_FORMAT,
+                st = cl_errorf(err, errlen, CL_ERR_FORMAT,
                           "%s: record %d (byte %d): label %d is out of range 0..%d", lpath, i,
                           8 + i, out->labels[i], classes - 1);
                 break;
@@ -803,7 +791,7 @@ cl_status cl_load_mnist_dir(const char *dir, cl_split split, const char *const *
     if (st == CL_OK) {
         out->classes = classes;
         if (!(out->class_names = copy_names(class_names, classes)))
-            st = fail(err, errlen, CL_ERR_NOMEM, "out of memory");
+            st = cl_errorf(err, errlen, CL_ERR_NOMEM, "out of memory");
     }
     free(ipath);
     free(lpath);

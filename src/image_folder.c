@@ -36,24 +36,12 @@
 #include <jerror.h> /* the JWRN_ message codes */
 #include <png.h>
 
-#include "cnnlab.h"
+#include "model.h"
 
 #define MAX_SIDE 16384                /* larger images are refused */
 #define MAX_PIXELS (64ll << 20)       /* 64 Mpixels per image */
 #define MAX_JPEG_SCANS 1000           /* progressive JPEGs with more scans are refused */
 
-static cl_status fail(char *err, size_t errlen, cl_status st, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static cl_status fail(char *err, size_t errlen, cl_status st, const char *fmt, ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return st;
-}
 
 static char *path_join(const char *dir, const char *name) {
     size_t a = strlen(dir), b = strlen(name);
@@ -112,7 +100,7 @@ static cl_status list_dir(const char *dir, bool dirs, name_list *out, char *err,
     *out = (name_list){0};
     DIR *d = opendir(dir);
     if (!d)
-        return fail(err, errlen, CL_ERR_IO, "%s: cannot open the folder: %s", dir,
+        return cl_errorf(err, errlen, CL_ERR_IO, "%s: cannot open the folder: %s", dir,
                     strerror(errno));
     cl_status st = CL_OK;
     for (;;) {
@@ -120,7 +108,7 @@ static cl_status list_dir(const char *dir, bool dirs, name_list *out, char *err,
         struct dirent *e = readdir(d);
         if (!e) {
             if (errno)
-                st = fail(err, errlen, CL_ERR_IO, "%s: cannot list the folder: %s", dir,
+                st = cl_errorf(err, errlen, CL_ERR_IO, "%s: cannot list the folder: %s", dir,
                           strerror(errno));
             break;
         }
@@ -128,7 +116,7 @@ static cl_status list_dir(const char *dir, bool dirs, name_list *out, char *err,
         char *p = path_join(dir, e->d_name);
         struct stat sb;
         if (!p) {
-            st = fail(err, errlen, CL_ERR_NOMEM, "out of memory");
+            st = cl_errorf(err, errlen, CL_ERR_NOMEM, "out of memory");
             break;
         }
         bool ok = stat(p, &sb) == 0; /* follows symbolic links; dangling ones are skipped */
@@ -143,7 +131,7 @@ static cl_status list_dir(const char *dir, bool dirs, name_list *out, char *err,
                 snprintf(out->first_skipped, sizeof out->first_skipped, "%s", e->d_name);
         }
         if (want && !list_push(out, e->d_name)) {
-            st = fail(err, errlen, CL_ERR_NOMEM, "out of memory");
+            st = cl_errorf(err, errlen, CL_ERR_NOMEM, "out of memory");
             break;
         }
     }
@@ -167,7 +155,7 @@ typedef struct {
 static cl_status check_size(const char *path, long long w, long long h, char *err,
                             size_t errlen) {
     if (w <= 0 || h <= 0 || w > MAX_SIDE || h > MAX_SIDE || w * h > MAX_PIXELS)
-        return fail(err, errlen, CL_ERR_FORMAT,
+        return cl_errorf(err, errlen, CL_ERR_FORMAT,
                     "%s: image of %lldx%lld (HxW): sides must be 1..%d and at most %lld pixels",
                     path, h, w, MAX_SIDE, MAX_PIXELS);
     return CL_OK;
@@ -196,7 +184,7 @@ static cl_status decode_png(FILE *f, const char *path, image *out, char *err, si
     png_infop info = png ? png_create_info_struct(png) : NULL;
     if (!info) {
         png_destroy_read_struct(&png, NULL, NULL);
-        return fail(err, errlen, CL_ERR_NOMEM, "out of memory");
+        return cl_errorf(err, errlen, CL_ERR_NOMEM, "out of memory");
     }
     /* Set after setjmp and freed after a longjmp, hence volatile. */
     uint8_t *volatile pix = NULL;
@@ -205,7 +193,7 @@ static cl_status decode_png(FILE *f, const char *path, image *out, char *err, si
     if (setjmp(png_jmpbuf(png))) {
         long pos = ftell(f);
         if (st == CL_OK)
-            st = fail(err, errlen, CL_ERR_FORMAT, "%s: corrupt PNG near byte %ld: %s", path, pos,
+            st = cl_errorf(err, errlen, CL_ERR_FORMAT, "%s: corrupt PNG near byte %ld: %s", path, pos,
                       pe.msg);
         free(pix);
         free(rows);
@@ -230,14 +218,14 @@ static cl_status decode_png(FILE *f, const char *path, image *out, char *err, si
     int ch = png_get_channels(png, info);
     size_t rowbytes = png_get_rowbytes(png, info);
     if (ch < 1 || ch > 4 || png_get_bit_depth(png, info) != 8 || rowbytes != (size_t)w * ch) {
-        st = fail(err, errlen, CL_ERR_FORMAT, "%s: unsupported PNG layout (%d channels of %d bits)",
+        st = cl_errorf(err, errlen, CL_ERR_FORMAT, "%s: unsupported PNG layout (%d channels of %d bits)",
                   path, ch, png_get_bit_depth(png, info));
         png_longjmp(png, 1);
     }
     pix = malloc((size_t)h * rowbytes);
     rows = malloc((size_t)h * sizeof *rows);
     if (!pix || !rows) {
-        st = fail(err, errlen, CL_ERR_NOMEM, "%s: out of memory", path);
+        st = cl_errorf(err, errlen, CL_ERR_NOMEM, "%s: out of memory", path);
         png_longjmp(png, 1);
     }
     for (png_uint_32 y = 0; y < h; y++) rows[y] = pix + (size_t)y * rowbytes;
@@ -304,7 +292,7 @@ static cl_status decode_jpeg(FILE *f, const char *path, image *out, char *err, s
         long pos = ftell(f);
         if (cinfo.src && pos >= 0) pos -= (long)cinfo.src->bytes_in_buffer;
         if (st == CL_OK)
-            st = fail(err, errlen, CL_ERR_FORMAT, "%s: corrupt JPEG near byte %ld: %s", path, pos,
+            st = cl_errorf(err, errlen, CL_ERR_FORMAT, "%s: corrupt JPEG near byte %ld: %s", path, pos,
                       je.msg);
         free(pix);
         jpeg_destroy_decompress(&cinfo);
@@ -324,21 +312,21 @@ static cl_status decode_jpeg(FILE *f, const char *path, image *out, char *err, s
         cinfo.out_color_space = JCS_RGB;
         oc = 3;
     } else {
-        st = fail(err, errlen, CL_ERR_FORMAT,
+        st = cl_errorf(err, errlen, CL_ERR_FORMAT,
                   "%s: JPEG with %d components (CMYK?) is not supported: convert it to RGB",
                   path, cinfo.num_components);
         longjmp(je.jb, 1);
     }
     jpeg_start_decompress(&cinfo);
     if (cinfo.output_components != oc) {
-        st = fail(err, errlen, CL_ERR_FORMAT, "%s: unexpected JPEG output of %d components", path,
+        st = cl_errorf(err, errlen, CL_ERR_FORMAT, "%s: unexpected JPEG output of %d components", path,
                   cinfo.output_components);
         longjmp(je.jb, 1);
     }
     size_t w = cinfo.output_width, h = cinfo.output_height, stride = w * (size_t)oc;
     pix = malloc(h * stride);
     if (!pix) {
-        st = fail(err, errlen, CL_ERR_NOMEM, "%s: out of memory", path);
+        st = cl_errorf(err, errlen, CL_ERR_NOMEM, "%s: out of memory", path);
         longjmp(je.jb, 1);
     }
     while (cinfo.output_scanline < cinfo.output_height) {
@@ -355,26 +343,26 @@ static cl_status decode_jpeg(FILE *f, const char *path, image *out, char *err, s
 static cl_status decode_file(const char *path, image *out, char *err, size_t errlen) {
     *out = (image){0};
     FILE *f = fopen(path, "rb");
-    if (!f) return fail(err, errlen, CL_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (!f) return cl_errorf(err, errlen, CL_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     uint8_t sig[8];
     size_t got = fread(sig, 1, sizeof sig, f);
     cl_status st;
     if (ferror(f)) {
-        st = fail(err, errlen, CL_ERR_IO, "%s: read error", path);
+        st = cl_errorf(err, errlen, CL_ERR_IO, "%s: read error", path);
     } else if (got == 8 && !png_sig_cmp(sig, 0, 8)) {
         st = decode_png(f, path, out, err, errlen);
     } else if (got >= 3 && sig[0] == 0xff && sig[1] == 0xd8 && sig[2] == 0xff) {
         if (fseek(f, 0, SEEK_SET) != 0)
-            st = fail(err, errlen, CL_ERR_IO, "%s: cannot seek: %s", path, strerror(errno));
+            st = cl_errorf(err, errlen, CL_ERR_IO, "%s: cannot seek: %s", path, strerror(errno));
         else
             st = decode_jpeg(f, path, out, err, errlen);
     } else if (got == 0) {
-        st = fail(err, errlen, CL_ERR_FORMAT, "%s: empty file (0 bytes): not a PNG or JPEG image",
+        st = cl_errorf(err, errlen, CL_ERR_FORMAT, "%s: empty file (0 bytes): not a PNG or JPEG image",
                   path);
     } else {
         char hex[3 * 8 + 1] = "";
         for (size_t i = 0; i < got; i++) snprintf(hex + 3 * i, 4, " %02x", sig[i]);
-        st = fail(err, errlen, CL_ERR_FORMAT,
+        st = cl_errorf(err, errlen, CL_ERR_FORMAT,
                   "%s: not a PNG or JPEG image (byte 0 starts with%s; a PNG starts with 89 50 "
                   "4e 47, a JPEG with ff d8 ff)",
                   path, hex);
@@ -436,12 +424,12 @@ static cl_status resize_into(const image *src, uint8_t *dst, int oh, int ow) {
 
 cl_status cl_load_image_folder(const char *dir, int resize_h, int resize_w, cl_dataset *out,
                                char *err, size_t errlen) {
-    if (!out) return fail(err, errlen, CL_ERR_ARG, "cl_load_image_folder: out is NULL");
+    if (!out) return cl_errorf(err, errlen, CL_ERR_ARG, "cl_load_image_folder: out is NULL");
     *out = (cl_dataset){0};
-    if (!dir) return fail(err, errlen, CL_ERR_ARG, "cl_load_image_folder: dir is NULL");
+    if (!dir) return cl_errorf(err, errlen, CL_ERR_ARG, "cl_load_image_folder: dir is NULL");
     if (resize_h < 0 || resize_w < 0 || (resize_h > 0) != (resize_w > 0) ||
         resize_h > MAX_SIDE || resize_w > MAX_SIDE)
-        return fail(err, errlen, CL_ERR_ARG,
+        return cl_errorf(err, errlen, CL_ERR_ARG,
                     "resize %dx%d: give both sides (1..%d), or 0x0 for no resizing", resize_h,
                     resize_w, MAX_SIDE);
     const bool resize = resize_h > 0;
@@ -450,7 +438,7 @@ cl_status cl_load_image_folder(const char *dir, int resize_h, int resize_w, cl_d
     if (st != CL_OK) return st;
     if (classes.n == 0) {
         list_free(&classes);
-        return fail(err, errlen, CL_ERR_FORMAT,
+        return cl_errorf(err, errlen, CL_ERR_FORMAT,
                     "%s has no class subfolders: expected one folder per class holding its PNG "
                     "or JPEG images (%s/CLASS/IMAGE.png)",
                     dir, dir);
@@ -463,12 +451,12 @@ cl_status cl_load_image_folder(const char *dir, int resize_h, int resize_w, cl_d
     image img = {0};
     char *path = NULL;
     if (!files || !class_dirs) {
-        st = fail(err, errlen, CL_ERR_NOMEM, "out of memory");
+        st = cl_errorf(err, errlen, CL_ERR_NOMEM, "out of memory");
         goto done;
     }
     for (int k = 0; k < classes.n; k++) {
         if (!(class_dirs[k] = path_join(dir, classes.names[k]))) {
-            st = fail(err, errlen, CL_ERR_NOMEM, "out of memory");
+            st = cl_errorf(err, errlen, CL_ERR_NOMEM, "out of memory");
             goto done;
         }
         if ((st = list_dir(class_dirs[k], false, &files[k], err, errlen)) != CL_OK) goto done;
@@ -478,7 +466,7 @@ cl_status cl_load_image_folder(const char *dir, int resize_h, int resize_w, cl_d
                 snprintf(other, sizeof other, " (%d other file%s, e.g. %s, skipped)",
                          files[k].skipped, files[k].skipped > 1 ? "s" : "",
                          files[k].first_skipped);
-            st = fail(err, errlen, CL_ERR_FORMAT,
+            st = cl_errorf(err, errlen, CL_ERR_FORMAT,
                       "%s: empty class folder: no .png, .jpg or .jpeg images%s; every class "
                       "needs at least one image",
                       class_dirs[k], other);
@@ -486,7 +474,7 @@ cl_status cl_load_image_folder(const char *dir, int resize_h, int resize_w, cl_d
         }
         total += files[k].n;
         if (total > INT_MAX) {
-            st = fail(err, errlen, CL_ERR_FORMAT, "%s: more than %d images", dir, INT_MAX);
+            st = cl_errorf(err, errlen, CL_ERR_FORMAT, "%s: more than %d images", dir, INT_MAX);
             goto done;
         }
     }
@@ -497,7 +485,7 @@ cl_status cl_load_image_folder(const char *dir, int resize_h, int resize_w, cl_d
     classes.n = 0;
     list_free(&classes);
     if (!(out->labels = malloc((size_t)total * sizeof *out->labels))) {
-        st = fail(err, errlen, CL_ERR_NOMEM, "out of memory");
+        st = cl_errorf(err, errlen, CL_ERR_NOMEM, "out of memory");
         goto done;
     }
     /* Images are stored as RGB while decoding; an all-grey dataset is packed to one
@@ -509,7 +497,7 @@ cl_status cl_load_image_folder(const char *dir, int resize_h, int resize_w, cl_d
     for (int k = 0; k < out->classes && st == CL_OK; k++) {
         for (int j = 0; j < files[k].n; j++, i++) {
             if (!(path = path_join(class_dirs[k], files[k].names[j]))) {
-                st = fail(err, errlen, CL_ERR_NOMEM, "out of memory");
+                st = cl_errorf(err, errlen, CL_ERR_NOMEM, "out of memory");
                 break;
             }
             if ((st = decode_file(path, &img, err, errlen)) != CL_OK) break;
@@ -521,14 +509,14 @@ cl_status cl_load_image_folder(const char *dir, int resize_h, int resize_w, cl_d
                 size_t bytes = (size_t)total * (size_t)H * (size_t)W * 3;
                 if (bytes / 3 / (size_t)H / (size_t)W != (size_t)total ||
                     !(out->images = malloc(bytes))) {
-                    st = fail(err, errlen, CL_ERR_NOMEM,
+                    st = cl_errorf(err, errlen, CL_ERR_NOMEM,
                               "out of memory for %lld images of %dx%d", (long long)total, H, W);
                     break;
                 }
                 first = path;
                 path = NULL;
             } else if (!resize && (img.h != H || img.w != W)) {
-                st = fail(err, errlen, CL_ERR_FORMAT,
+                st = cl_errorf(err, errlen, CL_ERR_FORMAT,
                           "%s: image %lld is %dx%d (HxW) but the first image, %s, is %dx%d: every "
                           "image must have the same size, or pass a resize size",
                           path, (long long)i, img.h, img.w, first, H, W);
@@ -542,7 +530,7 @@ cl_status cl_load_image_folder(const char *dir, int resize_h, int resize_w, cl_d
                     for (int c = 0; c < 3; c++)
                         dst[p * 3 + c] = img.pix[p * img.c + (img.c == 3 ? c : 0)];
             } else if (resize_into(&img, dst, H, W) != CL_OK) {
-                st = fail(err, errlen, CL_ERR_NOMEM, "out of memory");
+                st = cl_errorf(err, errlen, CL_ERR_NOMEM, "out of memory");
                 break;
             }
             out->labels[i] = k;
@@ -584,7 +572,7 @@ cl_status cl_load_image(const char *path, int c, int h, int w, uint8_t **out, ch
                         size_t errlen) {
     *out = NULL;
     if ((c != 1 && c != 3) || h < 1 || w < 1 || (long long)h * w > MAX_PIXELS)
-        return fail(err, errlen, CL_ERR_ARG, "%s: cannot produce a %dx%dx%d image", path, c, h, w);
+        return cl_errorf(err, errlen, CL_ERR_ARG, "%s: cannot produce a %dx%dx%d image", path, c, h, w);
     image img;
     cl_status st = decode_file(path, &img, err, errlen);
     if (st != CL_OK) return st;
@@ -592,7 +580,7 @@ cl_status cl_load_image(const char *path, int c, int h, int w, uint8_t **out, ch
     uint8_t *rgb = malloc((size_t)h * w * 3);
     if (!rgb) {
         free(img.pix);
-        return fail(err, errlen, CL_ERR_NOMEM, "%s: out of memory", path);
+        return cl_errorf(err, errlen, CL_ERR_NOMEM, "%s: out of memory", path);
     }
     if (img.h == h && img.w == w) {
         for (size_t p = 0; p < (size_t)h * w; p++)
@@ -600,7 +588,7 @@ cl_status cl_load_image(const char *path, int c, int h, int w, uint8_t **out, ch
     } else if (resize_into(&img, rgb, h, w) != CL_OK) {
         free(img.pix);
         free(rgb);
-        return fail(err, errlen, CL_ERR_NOMEM, "%s: out of memory", path);
+        return cl_errorf(err, errlen, CL_ERR_NOMEM, "%s: out of memory", path);
     }
     bool grey_source = img.c == 1;
     free(img.pix);
@@ -611,7 +599,7 @@ cl_status cl_load_image(const char *path, int c, int h, int w, uint8_t **out, ch
     uint8_t *g = malloc((size_t)h * w);
     if (!g) {
         free(rgb);
-        return fail(err, errlen, CL_ERR_NOMEM, "%s: out of memory", path);
+        return cl_errorf(err, errlen, CL_ERR_NOMEM, "%s: out of memory", path);
     }
     /* ITU-R 601 luma, as PIL's convert("L") */
     for (size_t p = 0; p < (size_t)h * w; p++)

@@ -26,6 +26,21 @@ cl_status cl_fail(cl_model *m, cl_status code, const char *field, const char *fm
     return code;
 }
 
+cl_status cl_errorf(char *err, size_t errlen, cl_status st, const char *fmt, ...) {
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return st;
+}
+
+cl_status cl_infer_same_shape(cl_model *m, cl_node *n, cl_shape *out) {
+    *out = *cl_in_shape(m, n, 0);
+    return CL_OK;
+}
+
 const char *cl_model_error(const cl_model *m) { return m->err; }
 const char *cl_model_error_field(const cl_model *m) { return m->err_field; }
 
@@ -190,7 +205,7 @@ static int add_node(cl_model *m, const cl_op *op, const int *in, int nin, cl_nod
     t->producer = m->nnodes;
     n->out = id;
     update_receptive_field(m, n, t);
-    op->sizes(m, n);
+    if (op->sizes) op->sizes(m, n);
     m->ntensors++;
     m->nnodes++;
     m->err[0] = 0;

@@ -117,7 +117,8 @@ struct cl_op {
     /* Check the node's arguments against its input shapes and set *out. On error
      * calls cl_fail() and returns its status. */
     cl_status (*infer_shape)(cl_model *m, cl_node *n, cl_shape *out);
-    /* Fill nparams, nbuffers, nsaved, nbatch_saved, nscratch, nteam and macs. */
+    /* Fill nparams, nbuffers, nsaved, nbatch_saved, nscratch, nteam and macs.
+     * NULL: the layer needs none of them. */
     void (*sizes)(const cl_model *m, cl_node *n);
     /* Describe the node's PyTorch tensors; returns how many. NULL: none. */
     int (*tensors)(const cl_model *m, const cl_node *n, cl_op_tensor *t);
@@ -157,6 +158,14 @@ struct cl_model {
 /* Record an error message (and the option it is about, or NULL) and return code. */
 cl_status cl_fail(cl_model *m, cl_status code, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+
+/* Format a message into err (when not NULL) and return st: the library's way to
+ * report a failure where there is no model to hold it. */
+cl_status cl_errorf(char *err, size_t errlen, cl_status st, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* An element-wise layer's output has its input's shape. */
+cl_status cl_infer_same_shape(cl_model *m, cl_node *n, cl_shape *out);
 
 /* Pointers to this thread's slice of a tensor's activations and gradients. */
 static inline cl_real *cl_act(const cl_exec *e, int t) {

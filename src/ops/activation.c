@@ -63,16 +63,6 @@ CL_CLONES static void activation_backward(cl_real *restrict dinp, const cl_real 
     }
 }
 
-static cl_status infer_shape(cl_model *m, cl_node *n, cl_shape *out) {
-    *out = *cl_in_shape(m, n, 0);
-    return CL_OK;
-}
-
-static void sizes(const cl_model *m, cl_node *n) {
-    (void)m;
-    (void)n;
-}
-
 static void forward(const cl_exec *e, const cl_node *n) {
     size_t count = (size_t)(e->n1 - e->n0) * e->m->tensors[n->out].size;
     activation_forward(cl_act(e, n->out), cl_act(e, n->in[0]), count, n->a.act.kind,
@@ -92,8 +82,7 @@ static void backward(const cl_exec *e, const cl_node *n) {
         .name = op_name,                                                                        \
         .torch_name = torch,                                                                    \
         .rf = CL_RF_SAME,                                                                       \
-        .infer_shape = infer_shape,                                                             \
-        .sizes = sizes,                                                                         \
+        .infer_shape = cl_infer_same_shape,                                                     \
         .forward = forward,                                                                     \
         .backward = backward,                                                                   \
     }

@@ -24,11 +24,6 @@ static cl_status infer_shape(cl_model *m, cl_node *n, cl_shape *out) {
     return CL_OK;
 }
 
-static void sizes(const cl_model *m, cl_node *n) {
-    (void)m;
-    (void)n;
-}
-
 static void forward(const cl_exec *e, const cl_node *n) {
     size_t count = (size_t)(e->n1 - e->n0) * e->m->tensors[n->out].size;
     add_forward(cl_act(e, n->out), cl_act(e, n->in[0]), cl_act(e, n->in[1]), count);
@@ -47,7 +42,6 @@ const cl_op cl_op_add = {
     .torch_name = "Add",
     .rf = CL_RF_SAME,
     .infer_shape = infer_shape,
-    .sizes = sizes,
     .forward = forward,
     .backward = backward,
 };

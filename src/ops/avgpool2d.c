@@ -101,11 +101,6 @@ static cl_status infer_shape(cl_model *m, cl_node *n, cl_shape *out) {
     return CL_OK;
 }
 
-static void no_sizes(const cl_model *m, cl_node *n) {
-    (void)m;
-    (void)n;
-}
-
 static void forward(const cl_exec *e, const cl_node *n) {
     pool_dims d = dims_of(e->m, n, e->n1 - e->n0);
     avgpool2d_forward(cl_act(e, n->out), cl_act(e, n->in[0]), &d);
@@ -123,7 +118,6 @@ const cl_op cl_op_avgpool2d = {
     .torch_name = "AvgPool2d",
     .rf = CL_RF_WINDOW,
     .infer_shape = infer_shape,
-    .sizes = no_sizes,
     .forward = forward,
     .backward = backward,
 };
@@ -151,7 +145,6 @@ const cl_op cl_op_global_avgpool = {
     .torch_name = "AdaptiveAvgPool2d",
     .rf = CL_RF_GLOBAL,
     .infer_shape = gap_infer_shape,
-    .sizes = no_sizes,
     .forward = gap_forward,
     .backward = gap_backward,
 };

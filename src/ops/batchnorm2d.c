@@ -56,11 +56,6 @@ CL_CLONES static void batchnorm_backward_input(cl_real *restrict dinp, const cl_
         }
 }
 
-static cl_status infer_shape(cl_model *m, cl_node *n, cl_shape *out) {
-    *out = *cl_in_shape(m, n, 0);
-    return CL_OK;
-}
-
 static void sizes(const cl_model *m, cl_node *n) {
     size_t C = (size_t)cl_in_shape(m, n, 0)->c;
     n->nparams = 2 * C;
@@ -189,7 +184,7 @@ const cl_op cl_op_batchnorm2d = {
     .name = "batchnorm2d",
     .torch_name = "BatchNorm2d",
     .rf = CL_RF_SAME,
-    .infer_shape = infer_shape,
+    .infer_shape = cl_infer_same_shape,
     .sizes = sizes,
     .tensors = tensors,
     .init = init,

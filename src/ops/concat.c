@@ -36,11 +36,6 @@ static cl_status infer_shape(cl_model *m, cl_node *n, cl_shape *out) {
     return CL_OK;
 }
 
-static void sizes(const cl_model *m, cl_node *n) {
-    (void)m;
-    (void)n;
-}
-
 static void forward(const cl_exec *e, const cl_node *n) {
     const cl_shape *o = cl_out_shape(e->m, n);
     size_t P = (size_t)(e->n1 - e->n0) * o->h * o->w;
@@ -69,7 +64,6 @@ const cl_op cl_op_concat = {
     .torch_name = "Concat",
     .rf = CL_RF_SAME,
     .infer_shape = infer_shape,
-    .sizes = sizes,
     .forward = forward,
     .backward = backward,
 };

@@ -33,16 +33,6 @@ CL_CLONES static void dropout_backward(cl_real *restrict dinp, const cl_real *re
     }
 }
 
-static cl_status infer_shape(cl_model *m, cl_node *n, cl_shape *out) {
-    *out = *cl_in_shape(m, n, 0);
-    return CL_OK;
-}
-
-static void sizes(const cl_model *m, cl_node *n) {
-    (void)m;
-    (void)n;
-}
-
 static uint32_t threshold_of(cl_real p) { return (uint32_t)((double)p * 4294967296.0); }
 
 static void forward(const cl_exec *e, const cl_node *n) {
@@ -74,8 +64,7 @@ const cl_op cl_op_dropout = {
     .name = "dropout",
     .torch_name = "Dropout",
     .rf = CL_RF_SAME,
-    .infer_shape = infer_shape,
-    .sizes = sizes,
+    .infer_shape = cl_infer_same_shape,
     .forward = forward,
     .backward = backward,
 };

@@ -30,11 +30,6 @@ static cl_status infer_shape(cl_model *m, cl_node *n, cl_shape *out) {
     return CL_OK;
 }
 
-static void sizes(const cl_model *m, cl_node *n) {
-    (void)m;
-    (void)n;
-}
-
 static void forward(const cl_exec *e, const cl_node *n) {
     const cl_shape *in = cl_in_shape(e->m, n, 0);
     flatten_forward(cl_act(e, n->out), cl_act(e, n->in[0]), e->n1 - e->n0, in->h * in->w, in->c);
@@ -52,7 +47,6 @@ const cl_op cl_op_flatten = {
     .torch_name = "Flatten",
     .rf = CL_RF_GLOBAL,
     .infer_shape = infer_shape,
-    .sizes = sizes,
     .forward = forward,
     .backward = backward,
 };
