@@ -280,7 +280,7 @@ done:
 int cmd_predict(int argc, char **argv) {
     const char *path = NULL;
     long long top = 3;
-    int first_image = 0, nimages = 0;
+    int nimages = 0;
     const char **images = calloc((size_t)argc, sizeof *images);
     for (int i = 1; images && i < argc; i++) {
         if (!strcmp(argv[i], "--top") && i + 1 < argc && cli_parse_count(argv[i + 1], &top) && top > 0) i++;
@@ -291,7 +291,6 @@ int cmd_predict(int argc, char **argv) {
         } else if (!path) path = argv[i];
         else images[nimages++] = argv[i];
     }
-    (void)first_image;
     if (!path || nimages == 0) {
         fprintf(stderr, "usage: cnnlab predict CHECKPOINT IMAGE... [--top K]\n");
         free(images);
