@@ -28,20 +28,8 @@
 /* ---- small helpers ------------------------------------------------------------ */
 
 
-/* A malloc'ed "dir/name" (or just name when dir is empty); NULL when out of memory. */
-static char *path_join(const char *dir, const char *name) {
-    size_t a = strlen(dir), b = strlen(name);
-    bool slash = a > 0 && dir[a - 1] != '/';
-    char *p = malloc(a + slash + b + 1);
-    if (!p) return NULL;
-    memcpy(p, dir, a);
-    if (slash) p[a] = '/';
-    memcpy(p + a + slash, name, b + 1);
-    return p;
-}
-
 static bool is_file(const char *dir, const char *name) {
-    char *p = path_join(dir, name);
+    char *p = cl_path_join(dir, name);
     struct stat st;
     bool ok = p && stat(p, &st) == 0 && S_ISREG(st.st_mode);
     free(p);
@@ -111,7 +99,7 @@ static cl_status read_names(const char *dir, const char *name, int expect, char 
                             bool *found, char *err, size_t errlen) {
     *out = NULL;
     *found = false;
-    char *path = path_join(dir, name);
+    char *path = cl_path_join(dir, name);
     if (!path) return cl_errorf(err, errlen, CL_ERR_NOMEM, "out of memory");
     FILE *f = fopen(path, "rb");
     if (!f) {
@@ -230,7 +218,7 @@ static void cifar_missing(const cifar_spec *s, const char *dir, const char *file
     char hint[512] = "";
     /* The common mistakes: the parent folder of the unpacked archive, the Python
      * (pickle) version of CIFAR-10, or the other CIFAR. */
-    char *nested = path_join(dir, sub);
+    char *nested = cl_path_join(dir, sub);
     if (nested && is_dir(nested))
         snprintf(hint, sizeof hint, " (%s/ holds the unpacked archive: pass that folder)", sub);
     else if (ten && is_file(dir, "data_batch_1"))
@@ -264,7 +252,7 @@ static cl_status cifar_read(const cifar_spec *s, const char *dir, const char *co
     /* First every file's size, so that the images are allocated once. */
     int64_t counts[8], total = 0;
     for (int i = 0; i < nfiles; i++) {
-        char *path = path_join(dir, files[i]);
+        char *path = cl_path_join(dir, files[i]);
         if (!path) return cl_errorf(err, errlen, CL_ERR_NOMEM, "out of memory");
         struct stat st;
         if (stat(path, &st) != 0) {
@@ -319,7 +307,7 @@ static cl_status cifar_read(const cifar_spec *s, const char *dir, const char *co
     }
     int64_t at = 0; /* the next image of out */
     for (int i = 0; i < nfiles && st == CL_OK; i++) {
-        char *path = path_join(dir, files[i]);
+        char *path = cl_path_join(dir, files[i]);
         FILE *f = path ? fopen(path, "rb") : NULL;
         if (!f) {
             st = path ? cl_errorf(err, errlen, CL_ERR_IO, "%s: cannot open: %s", path, strerror(errno))
@@ -727,7 +715,7 @@ static char *find_idx(const char *dir, const char *base) {
     snprintf(dotted_gz, sizeof dotted_gz, "%s.gz", dotted);
     cands[3] = dotted_gz;
     for (int i = 0; i < 4; i++)
-        if (is_file(dir, cands[i])) return path_join(dir, cands[i]);
+        if (is_file(dir, cands[i])) return cl_path_join(dir, cands[i]);
     return NULL;
 }
 
@@ -760,7 +748,7 @@ cl_status cl_load_mnist_dir(const char *dir, cl_split split, const char *const *
         char hint[128] = "";
         if (!is_dir(dir)) snprintf(hint, sizeof hint, " (no such folder)");
         for (int i = 0; i < 4 && !hint[0]; i++) {
-            char *sub = path_join(dir, subs[i]);
+            char *sub = cl_path_join(dir, subs[i]);
             char *found = sub ? find_idx(sub, ibase) : NULL;
             if (found)
                 snprintf(hint, sizeof hint, " (%s/ holds them: pass that folder)", subs[i]);

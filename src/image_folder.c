@@ -42,17 +42,6 @@
 #define MAX_JPEG_SCANS 1000           /* progressive JPEGs with more scans are refused */
 
 
-static char *path_join(const char *dir, const char *name) {
-    size_t a = strlen(dir), b = strlen(name);
-    bool slash = a > 0 && dir[a - 1] != '/';
-    char *p = malloc(a + slash + b + 1);
-    if (!p) return NULL;
-    memcpy(p, dir, a);
-    if (slash) p[a] = '/';
-    memcpy(p + a + slash, name, b + 1);
-    return p;
-}
-
 /* ---- listing ------------------------------------------------------------------- */
 
 typedef struct {
@@ -112,7 +101,7 @@ static cl_status list_dir(const char *dir, bool dirs, name_list *out, char *err,
             break;
         }
         if (e->d_name[0] == '.') continue;
-        char *p = path_join(dir, e->d_name);
+        char *p = cl_path_join(dir, e->d_name);
         struct stat sb;
         if (!p) {
             st = cl_errorf(err, errlen, CL_ERR_NOMEM, "out of memory");
@@ -454,7 +443,7 @@ cl_status cl_load_image_folder(const char *dir, int resize_h, int resize_w, cl_d
         goto done;
     }
     for (int k = 0; k < classes.n; k++) {
-        if (!(class_dirs[k] = path_join(dir, classes.names[k]))) {
+        if (!(class_dirs[k] = cl_path_join(dir, classes.names[k]))) {
             st = cl_errorf(err, errlen, CL_ERR_NOMEM, "out of memory");
             goto done;
         }
@@ -495,7 +484,7 @@ cl_status cl_load_image_folder(const char *dir, int resize_h, int resize_w, cl_d
     int64_t i = 0;
     for (int k = 0; k < out->classes && st == CL_OK; k++) {
         for (int j = 0; j < files[k].n; j++, i++) {
-            if (!(path = path_join(class_dirs[k], files[k].names[j]))) {
+            if (!(path = cl_path_join(class_dirs[k], files[k].names[j]))) {
                 st = cl_errorf(err, errlen, CL_ERR_NOMEM, "out of memory");
                 break;
             }

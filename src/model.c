@@ -36,6 +36,17 @@ cl_status cl_errorf(char *err, size_t errlen, cl_status st, const char *fmt, ...
     return st;
 }
 
+char *cl_path_join(const char *dir, const char *name) {
+    size_t a = strlen(dir), b = strlen(name);
+    bool slash = a > 0 && dir[a - 1] != '/';
+    char *p = malloc(a + slash + b + 1);
+    if (!p) return NULL;
+    memcpy(p, dir, a);
+    if (slash) p[a] = '/';
+    memcpy(p + a + slash, name, b + 1);
+    return p;
+}
+
 cl_status cl_infer_same_shape(cl_model *m, cl_node *n, cl_shape *out) {
     *out = *cl_in_shape(m, n, 0);
     return CL_OK;

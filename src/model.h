@@ -164,6 +164,9 @@ cl_status cl_fail(cl_model *m, cl_status code, const char *field, const char *fm
 cl_status cl_errorf(char *err, size_t errlen, cl_status st, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* A malloc'ed "dir/name" (or just name when dir is empty); NULL when out of memory. */
+char *cl_path_join(const char *dir, const char *name);
+
 /* An element-wise layer's output has its input's shape. */
 cl_status cl_infer_same_shape(cl_model *m, cl_node *n, cl_shape *out);
 
