@@ -59,7 +59,18 @@ $(BUILD)/tests/test_gradcheck: tests/test_gradcheck.c $(HARNESS) tests/harness.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CL_FLAGS) -DCL_REAL=double -Itests $< $(HARNESS) $(BUILD)/f64/libcnnlab.a -o $@ $(LDLIBS)
 
-tests: $(TESTS) $(BUILD)/cnnlab
+# The plot tests also link the figure code of the CLI.
+$(BUILD)/tests/test_plot: tests/test_plot.c $(HARNESS) tests/harness.h $(BUILD)/cli/plot.o $(BUILD)/libcnnlab.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CL_FLAGS) -Itests -Icli $< $(HARNESS) $(BUILD)/cli/plot.o $(BUILD)/libcnnlab.a -o $@ $(LDLIBS)
+
+# Not a test (run_all.sh runs only tests/test_*): prints a PNG's size, colour count
+# and share of ink, for the shell tests of figures.
+$(BUILD)/tests/pngstat: tests/pngstat.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CL_FLAGS) $< -o $@ $(LDLIBS)
+
+tests: $(TESTS) $(BUILD)/cnnlab $(BUILD)/tests/pngstat
 
 # Runs every test binary from the repository root, then the CLI tests; prints
 # "N passed, N failed" and fails if any did.
