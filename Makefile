@@ -4,6 +4,7 @@
 #   make asan       the tests under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make portable   the tests with the fast kernels built without CPU dispatch
 #   make check      all three (what CI runs)
+#   make demo       train BN, GN and LN models and compare them (DEMO_EPOCHS, default 20)
 #   make fuzz       libFuzzer on the dataset parsers, FUZZ_SECONDS each (needs clang)
 #   make fixtures   regenerate tests/ref/*.bin with PyTorch (needs python3-torch)
 CC      ?= cc
@@ -75,7 +76,7 @@ tests: $(TESTS) $(BUILD)/cnnlab $(BUILD)/tests/pngstat
 # Runs every test binary from the repository root, then the CLI tests; prints
 # "N passed, N failed" and fails if any did.
 test: tests
-	@BUILD=$(BUILD) sh tests/run_all.sh $(TESTS) tests/test_cli.sh tests/test_fetch.sh tests/test_train.sh
+	@BUILD=$(BUILD) sh tests/run_all.sh $(TESTS) tests/test_cli.sh tests/test_fetch.sh tests/test_train.sh tests/test_report.sh
 
 # fontconfig (under cairo's text) keeps a few hundred bytes until exit: not ours.
 asan:
@@ -87,6 +88,20 @@ portable:
 	CNNLAB_QUICK=1 $(MAKE) BUILD=build-portable OPT="-O2 -DCL_NO_CLONES" test
 
 check: test asan portable
+
+# The course's comparison in one command: the three normalizations trained with the
+# same recipe, then `cnnlab compare` (runs/demo/compare/compare.html). A run already
+# in runs/demo is resumed (and left as it is when finished).
+DEMO_EPOCHS ?= 20
+DEMO_AUG    ?= crop:4:reflect,hflip
+demo: $(BUILD)/cnnlab
+	for norm in bn gn ln; do \
+	    run=runs/demo/cifar10_$$norm; \
+	    if [ -f $$run/last.safetensors ]; then $(BUILD)/cnnlab train --resume $$run || exit 1; \
+	    else $(BUILD)/cnnlab train models/cifar10_$$norm.net --epochs $(DEMO_EPOCHS) --aug $(DEMO_AUG) \
+	        --out $$run || exit 1; fi; \
+	done
+	$(BUILD)/cnnlab compare runs/demo/cifar10_bn runs/demo/cifar10_gn runs/demo/cifar10_ln
 
 # Coverage-guided fuzzing of the dataset parsers and the image decoders with
 # libFuzzer (clang): each target in tests/fuzz/ runs FUZZ_SECONDS from its corpus.
@@ -115,4 +130,4 @@ fixtures:
 clean:
 	rm -rf build build-asan build-portable
 
-.PHONY: all tests test asan portable check fuzz fixtures clean
+.PHONY: all tests test asan portable check demo fuzz fixtures clean

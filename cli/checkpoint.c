@@ -18,8 +18,7 @@ static bool meta_floats(const cl_safetensors *sf, const char *key, float *v, int
     return s != NULL;
 }
 
-bool cli_open_checkpoint(const char *path, int max_batch, int threads, bool input_grad,
-                         cli_checkpoint *ck) {
+bool cli_open_checkpoint(const char *path, cl_compile_args ca, cli_checkpoint *ck) {
     memset(ck, 0, sizeof *ck);
     char err[1024];
     cl_safetensors *sf = cl_safetensors_read(path, err, sizeof err);
@@ -64,7 +63,6 @@ bool cli_open_checkpoint(const char *path, int max_batch, int threads, bool inpu
         cli_close_checkpoint(ck);
         return false;
     }
-    cl_compile_args ca = {.max_batch = max_batch, .threads = threads, .seed = 1, .input_grad = input_grad};
     if (cl_model_compile(ck->m, ca) != CL_OK) {
         cli_error("%s", cl_model_error(ck->m));
         cli_close_checkpoint(ck);

@@ -19,6 +19,8 @@ int cmd_stats(int argc, char **argv);
 int cmd_augment_preview(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_fetch(int argc, char **argv);
+int cmd_report(int argc, char **argv);
+int cmd_compare(int argc, char **argv);
 
 /* ---- training options (options.c) ---- */
 
@@ -49,6 +51,9 @@ void train_options_print_help(FILE *f);
 /* Write the options as "key=value" lines (resume and init left out); read them back. */
 size_t train_options_write(const train_options *o, char *buf, size_t len);
 bool train_options_read(train_options *o, const char *text);
+/* The learning-rate schedule these (resolved) options describe, for `batches` steps
+ * per epoch. Prints the error on a bad combination. */
+bool train_options_schedule(const train_options *o, int batches, cl_schedule *s);
 
 /* ---- checkpoints (checkpoint.c) ---- */
 
@@ -63,10 +68,10 @@ typedef struct {
     train_options options;  /* the options of its run */
 } cli_checkpoint;
 
-/* Rebuild the model from the checkpoint's metadata and load its weights. Prints
+/* Rebuild the model from the checkpoint's metadata, compile it with ca (batch size,
+ * threads, kept gradients; the seed does not matter) and load its weights. Prints
  * the error on failure. */
-bool cli_open_checkpoint(const char *path, int max_batch, int threads, bool input_grad,
-                         cli_checkpoint *ck);
+bool cli_open_checkpoint(const char *path, cl_compile_args ca, cli_checkpoint *ck);
 void cli_close_checkpoint(cli_checkpoint *ck);
 /* uint8 [npix][C] -> normalised model input, as training did. */
 void cli_normalise(const cli_checkpoint *ck, const uint8_t *img, size_t npix, cl_real *out);
@@ -88,6 +93,46 @@ bool cli_evaluate(const cli_checkpoint *ck, const cl_dataset *ds, int batch, int
 void cli_eval_free(cli_eval *ev);
 /* The misclassified indices, most confident first (malloc'ed); returns the count. */
 int cli_misclassified(const cli_eval *ev, const cl_dataset *ds, int32_t **out);
+
+/* ---- run folders, reports and comparisons (runs.c, report.c, compare.c) ---- */
+
+/* metrics.csv of a run: one entry per finished epoch. */
+typedef struct {
+    int n;
+    double *epoch, *lr, *train_loss, *train_acc, *test_loss, *test_acc, *seconds;
+} cli_metrics;
+
+/* Read RUN/metrics.csv. Prints the error (file:line) on failure. */
+bool cli_read_metrics(const char *run_dir, cli_metrics *m);
+void cli_metrics_free(cli_metrics *m);
+/* The value of "key=" in RUN/config.txt (into buf), or false if absent. */
+bool cli_run_config(const char *run_dir, const char *key, char *buf, size_t len);
+/* mkdir -p; false with errno set on failure. */
+bool cli_mkdirs(const char *path);
+/* Read a whole small text file (malloc'ed, NUL-terminated); NULL after printing
+ * the error. */
+char *cli_read_text(const char *path, size_t max_bytes);
+
+typedef struct {
+    const char *data, *data_dir; /* override the run's dataset (NULL: the run's own) */
+    int threads;                 /* 0: all cores */
+    int show;                    /* misclassified images drawn (and explained by Grad-CAM) */
+    const cl_dataset *test;      /* the test split already in memory, or NULL to load it */
+    bool quiet;                  /* no "Wrote ..." lines */
+} cli_report_args;
+
+/* Write the figures (curves.png, lr.png, per_class.png, confusion.png,
+ * misclassified.png, gradcam.png), per_class.csv and the self-contained
+ * report.html into the run folder, from metrics.csv and the best checkpoint
+ * (last.safetensors when no best exists). Prints the error on failure. */
+bool cli_write_report(const char *run_dir, const cli_report_args *a);
+
+/* HTML pieces (runs.c): a page with its style sheet, escaped text, a PNG embedded
+ * as a data: URI (false after printing the error if it cannot be read). */
+void html_begin(FILE *f, const char *title);
+void html_end(FILE *f);
+void html_text(FILE *f, const char *s);
+bool html_png(FILE *f, const char *path, const char *alt);
 
 /* ---- console (progress.c) ---- */
 

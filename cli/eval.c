@@ -212,7 +212,7 @@ int cmd_eval(int argc, char **argv) {
         return EXIT_USAGE;
     }
     cli_checkpoint ck;
-    if (!cli_open_checkpoint(path, (int)batch, (int)threads, false, &ck)) return 1;
+    if (!cli_open_checkpoint(path, (cl_compile_args){.max_batch = (int)batch, .threads = (int)threads}, &ck)) return 1;
     cl_dataset ds = {0};
     cli_dataset_ref ref;
     if (!data) data = ck.options.data;
@@ -297,7 +297,7 @@ int cmd_predict(int argc, char **argv) {
         return EXIT_USAGE;
     }
     cli_checkpoint ck;
-    if (!cli_open_checkpoint(path, 1, 1, false, &ck)) {
+    if (!cli_open_checkpoint(path, (cl_compile_args){.max_batch = 1, .threads = 1}, &ck)) {
         free(images);
         return 1;
     }

@@ -67,6 +67,11 @@ static void usage(FILE *f) {
             "        test loss and accuracy, per-class accuracy, confusion matrix, misclassified\n"
             "  predict CHECKPOINT IMAGE... [--top K]\n"
             "        the top classes of PNG or JPEG images with their probabilities\n"
+            "  report RUN [--data NAME|DIR] [--show N]\n"
+            "        figures (curves, lr, per-class, confusion, misclassified, Grad-CAM) and\n"
+            "        a self-contained report.html for a run folder (train writes them too)\n"
+            "  compare RUN... [--out DIR] [--target ACC]\n"
+            "        runs side by side: a table, overlaid curves, compare.png and compare.html\n"
             "  bench MODEL [--batch B] [--threads T] [--steps N] [--infer-batch B]\n"
             "        training and inference throughput on synthetic data\n"
             "  version\n"
@@ -89,6 +94,8 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "fetch")) return cmd_fetch(argc - 1, argv + 1);
     if (!strcmp(cmd, "augment-preview")) return cmd_augment_preview(argc - 1, argv + 1);
     if (!strcmp(cmd, "predict")) return cmd_predict(argc - 1, argv + 1);
+    if (!strcmp(cmd, "report")) return cmd_report(argc - 1, argv + 1);
+    if (!strcmp(cmd, "compare")) return cmd_compare(argc - 1, argv + 1);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("cnnlab %s\n", CNNLAB_VERSION);
         return 0;

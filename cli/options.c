@@ -235,3 +235,42 @@ bool train_options_read(train_options *o, const char *text) {
     }
     return true;
 }
+
+bool train_options_schedule(const train_options *o, int batches, cl_schedule *s) {
+    cl_sched_args a = {.lr = o->lr, .gamma = o->gamma, .step_size = (int)o->step_size,
+                       .pct_start = o->pct_start, .div_factor = o->div_factor,
+                       .final_div_factor = o->final_div_factor,
+                       .no_cycle_momentum = o->no_cycle_momentum, .t_max = (int)o->t_max,
+                       .eta_min = o->eta_min, .factor = o->factor, .patience = (int)o->patience,
+                       .min_lr = o->min_lr};
+    static const char *const names[] = {"none", "step", "multistep", "onecycle", "cosine", "plateau"};
+    int kind = -1;
+    for (int i = 0; i < 6; i++)
+        if (!strcmp(o->sched, names[i])) kind = i;
+    if (kind < 0) {
+        cli_error("--sched: expected none, step, multistep, onecycle, cosine or plateau, got '%s'",
+                  o->sched);
+        return false;
+    }
+    a.kind = (cl_sched_kind)kind;
+    if (a.kind == CL_SCHED_ONECYCLE) {
+        /* PyTorch's OneCycleLR starts the momentum cycle at max_momentum */
+        if (!o->no_cycle_momentum && strcmp(o->opt, "sgd") == 0 && o->momentum == 0) {
+            cli_error("--sched onecycle cycles the momentum: use --momentum > 0 or --no-cycle-momentum");
+            return false;
+        }
+        a.total_steps = (int)o->epochs * batches;
+    }
+    if (a.kind == CL_SCHED_COSINE && a.t_max == 0) a.t_max = (int)o->epochs;
+    if (a.kind == CL_SCHED_MULTISTEP) {
+        memcpy(a.milestones, o->milestones, sizeof a.milestones);
+        a.nmilestones = o->nmilestones;
+    }
+    if (a.kind == CL_SCHED_STEP && a.step_size == 0) a.step_size = 10;
+    char err[256];
+    if (cl_schedule_init(s, a, err, sizeof err) != CL_OK) {
+        cli_error("--sched %s: %s", o->sched, err);
+        return false;
+    }
+    return true;
+}

@@ -82,18 +82,6 @@ static bool read_file(const char *path, char *buf, size_t len) {
     return true;
 }
 
-static bool mkdirs(const char *path) {
-    char tmp[TRAIN_STR_LEN];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = 0;
-        if (mkdir(tmp, 0777) && errno != EEXIST) return false;
-        *p = '/';
-    }
-    return !mkdir(tmp, 0777) || errno == EEXIST;
-}
-
 static bool exists(const char *path) {
     struct stat st;
     return stat(path, &st) == 0;
@@ -128,45 +116,6 @@ static bool resolve_defaults(train_options *o) {
     return true;
 }
 
-static bool parse_schedule(run *r, int batches) {
-    const train_options *o = &r->o;
-    cl_sched_args a = {.lr = o->lr, .gamma = o->gamma, .step_size = (int)o->step_size,
-                       .pct_start = o->pct_start, .div_factor = o->div_factor,
-                       .final_div_factor = o->final_div_factor,
-                       .no_cycle_momentum = o->no_cycle_momentum, .t_max = (int)o->t_max,
-                       .eta_min = o->eta_min, .factor = o->factor, .patience = (int)o->patience,
-                       .min_lr = o->min_lr};
-    static const char *const names[] = {"none", "step", "multistep", "onecycle", "cosine", "plateau"};
-    int kind = -1;
-    for (int i = 0; i < 6; i++)
-        if (!strcmp(o->sched, names[i])) kind = i;
-    if (kind < 0) {
-        cli_error("--sched: expected none, step, multistep, onecycle, cosine or plateau, got '%s'",
-                  o->sched);
-        return false;
-    }
-    a.kind = (cl_sched_kind)kind;
-    if (a.kind == CL_SCHED_ONECYCLE) {
-        /* PyTorch's OneCycleLR starts the momentum cycle at max_momentum */
-        if (!o->no_cycle_momentum && strcmp(o->opt, "sgd") == 0 && o->momentum == 0) {
-            cli_error("--sched onecycle cycles the momentum: use --momentum > 0 or --no-cycle-momentum");
-            return false;
-        }
-        a.total_steps = (int)o->epochs * batches;
-    }
-    if (a.kind == CL_SCHED_COSINE && a.t_max == 0) a.t_max = (int)o->epochs;
-    if (a.kind == CL_SCHED_MULTISTEP) {
-        memcpy(a.milestones, o->milestones, sizeof a.milestones);
-        a.nmilestones = o->nmilestones;
-    }
-    if (a.kind == CL_SCHED_STEP && a.step_size == 0) a.step_size = 10;
-    char err[256];
-    if (cl_schedule_init(&r->sched, a, err, sizeof err) != CL_OK) {
-        cli_error("--sched %s: %s", o->sched, err);
-        return false;
-    }
-    return true;
-}
 
 static bool load_data(run *r) {
     const train_options *o = &r->o;
@@ -432,7 +381,7 @@ static bool open_run_folder(run *r, bool resuming) {
             snprintf(r->dir, sizeof r->dir, "runs/%.*s", len, base);
             for (int k = 2; exists(r->dir); k++) snprintf(r->dir, sizeof r->dir, "runs/%.*s-%d", len, base, k);
         }
-        if (!mkdirs(r->dir)) {
+        if (!cli_mkdirs(r->dir)) {
             cli_error("cannot create the run folder %s: %s", r->dir, strerror(errno));
             return false;
         }
@@ -612,7 +561,7 @@ int cmd_train(int argc, char **argv) {
     }
     int rc = 1;
     if (!resolve_defaults(&r.o) || !load_data(&r) || !make_loaders(&r) || !build_model(&r) ||
-        !parse_schedule(&r, cl_loader_batches(r.train_loader)) ||
+        !train_options_schedule(&r.o, cl_loader_batches(r.train_loader), &r.sched) ||
         (resuming && !resume_state(&r)) || !open_run_folder(&r, resuming))
         goto out;
 
@@ -671,9 +620,18 @@ int cmd_train(int argc, char **argv) {
             break;
         }
     }
-    if (rc == 0)
+    if (rc == 0) {
         say(&r, "Done: best test accuracy %.2f%% at epoch %d; %.1f s. Run folder: %s\n",
             100 * r.best_acc, r.best_epoch, now_seconds() - t_start, r.dir);
+        /* the checkpoints are safe; a report that fails can be made again */
+        fflush(stdout);
+        cli_report_args ra = {.threads = (int)r.o.threads, .show = 20, .test = &r.test};
+        if (!cli_write_report(r.dir, &ra)) {
+            cli_error("the report was not written; the run itself is complete. Try again with "
+                      "`cnnlab report %s`", r.dir);
+            rc = 1;
+        }
+    }
 out:
     free_run(&r);
     return rc;
