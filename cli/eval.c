@@ -187,7 +187,7 @@ static void eval_usage(FILE *f) {
 
 int cmd_eval(int argc, char **argv) {
     const char *path = NULL, *data = NULL, *data_dir = NULL, *out = NULL;
-    long long batch = 500, threads = 0, show = 10;
+    long long batch = 100, threads = 0, show = 10;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         bool has = i + 1 < argc;

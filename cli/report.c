@@ -25,6 +25,8 @@
 #include "grid.h"
 #include "plot.h"
 
+enum { EVAL_BATCH = 100 };
+
 typedef struct {
     const char *dir;
     char name[256];        /* the run folder's last component */
@@ -599,7 +601,8 @@ static bool open_run(report *r) {
     snprintf(r->ck_path, sizeof r->ck_path, "%s/best.safetensors", r->dir);
     if (access(r->ck_path, R_OK) != 0)
         snprintf(r->ck_path, sizeof r->ck_path, "%s/last.safetensors", r->dir);
-    cl_compile_args ca = {.max_batch = 500, .threads = a->threads};
+    /* batches of 100: the activations of a larger batch would dominate the memory */
+    cl_compile_args ca = {.max_batch = EVAL_BATCH, .threads = a->threads};
     if (!cli_open_checkpoint(r->ck_path, ca, &r->ck)) return false;
     /* the checkpoint's epoch: the best accuracy's row for best, else the last row */
     r->ck_epoch = (int)r->metrics.epoch[r->metrics.n - 1];
@@ -623,7 +626,7 @@ static bool open_run(report *r) {
         r->test = &r->test_own;
     }
     int limit = r->ck.options.test_subset > 0 ? (int)r->ck.options.test_subset : 0;
-    if (!cli_evaluate(&r->ck, r->test, 500, limit, &r->ev)) return false;
+    if (!cli_evaluate(&r->ck, r->test, EVAL_BATCH, limit, &r->ev)) return false;
     r->nmis = cli_misclassified(&r->ev, r->test, &r->mis);
     r->shown = r->nmis < a->show ? r->nmis : a->show;
     return true;

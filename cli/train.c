@@ -623,8 +623,17 @@ int cmd_train(int argc, char **argv) {
     if (rc == 0) {
         say(&r, "Done: best test accuracy %.2f%% at epoch %d; %.1f s. Run folder: %s\n",
             100 * r.best_acc, r.best_epoch, now_seconds() - t_start, r.dir);
-        /* the checkpoints are safe; a report that fails can be made again */
+        /* the checkpoints are safe; a report that fails can be made again. The
+           training state goes first: the report needs memory of its own. */
         fflush(stdout);
+        cl_loader_free(r.train_loader);
+        cl_loader_free(r.test_loader);
+        cl_optimizer_free(r.opt);
+        cl_model_free(r.m);
+        cl_dataset_free(&r.train);
+        r.train_loader = r.test_loader = NULL;
+        r.opt = NULL;
+        r.m = NULL;
         cli_report_args ra = {.threads = (int)r.o.threads, .show = 20, .test = &r.test};
         if (!cli_write_report(r.dir, &ra)) {
             cli_error("the report was not written; the run itself is complete. Try again with "
