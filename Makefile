@@ -4,7 +4,8 @@
 #   make asan       the tests under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make portable   the tests with the fast kernels built without CPU dispatch
 #   make check      all three (what CI runs)
-#   make demo       train BN, GN and LN models and compare them (DEMO_EPOCHS, default 20)
+#   make demo       train BN, GN and LN models and compare them (DEMO_EPOCHS, default 20;
+#                   DEMO_DIR, default runs/demo; DEMO_FLAGS, more train options)
 #   make fuzz       libFuzzer on the dataset parsers, FUZZ_SECONDS each (needs clang)
 #   make fixtures   regenerate tests/ref/*.bin with PyTorch (needs python3-torch)
 CC      ?= cc
@@ -94,14 +95,16 @@ check: test asan portable
 # in runs/demo is resumed (and left as it is when finished).
 DEMO_EPOCHS ?= 20
 DEMO_AUG    ?= crop:4:reflect,hflip
+DEMO_DIR    ?= runs/demo
+DEMO_FLAGS  ?=
 demo: $(BUILD)/cnnlab
 	for norm in bn gn ln; do \
-	    run=runs/demo/cifar10_$$norm; \
+	    run=$(DEMO_DIR)/cifar10_$$norm; \
 	    if [ -f $$run/last.safetensors ]; then $(BUILD)/cnnlab train --resume $$run || exit 1; \
 	    else $(BUILD)/cnnlab train models/cifar10_$$norm.net --epochs $(DEMO_EPOCHS) --aug $(DEMO_AUG) \
-	        --out $$run || exit 1; fi; \
+	        $(DEMO_FLAGS) --out $$run || exit 1; fi; \
 	done
-	$(BUILD)/cnnlab compare runs/demo/cifar10_bn runs/demo/cifar10_gn runs/demo/cifar10_ln
+	$(BUILD)/cnnlab compare $(DEMO_DIR)/cifar10_bn $(DEMO_DIR)/cifar10_gn $(DEMO_DIR)/cifar10_ln
 
 # Coverage-guided fuzzing of the dataset parsers and the image decoders with
 # libFuzzer (clang): each target in tests/fuzz/ runs FUZZ_SECONDS from its corpus.
