@@ -126,14 +126,19 @@ INLINE void correlate(cl_real *out, const cl_real *in, const cl_real *w, const c
     }
 }
 
-/* Copy img[H][W][C] into dst[H+2ph][W+2pw][Cd] (zero border; Cd >= C, extra channels 0). */
-static void pad_image(cl_real *dst, const cl_real *img, int H, int W, int C, int Cd, int ph, int pw) {
-    const int Wp = W + 2 * pw;
-    memset(dst, 0, (size_t)(H + 2 * ph) * Wp * Cd * sizeof(cl_real));
-    for (int h = 0; h < H; h++)
-        for (int w = 0; w < W; w++)
-            memcpy(dst + ((size_t)(h + ph) * Wp + w + pw) * Cd, img + ((size_t)h * W + w) * C,
-                   (size_t)C * sizeof(cl_real));
+/* Copy img[H][W][C] into dst[H+2ph][W+2pw][C] with a zero border. Only the border
+ * is cleared and each row is one copy: this runs for every image, forward and
+ * backward, and clearing the whole buffer first cost as much again as the copy. */
+static void pad_image(cl_real *dst, const cl_real *img, int H, int W, int C, int ph, int pw) {
+    const size_t row = (size_t)(W + 2 * pw) * C, side = (size_t)pw * C, inner = (size_t)W * C;
+    memset(dst, 0, (size_t)ph * row * sizeof(cl_real));
+    for (int h = 0; h < H; h++) {
+        cl_real *d = dst + (size_t)(h + ph) * row;
+        memset(d, 0, side * sizeof(cl_real));
+        memcpy(d + side, img + (size_t)h * inner, inner * sizeof(cl_real));
+        memset(d + side + inner, 0, side * sizeof(cl_real));
+    }
+    memset(dst + (size_t)(H + ph) * row, 0, (size_t)ph * row * sizeof(cl_real));
 }
 
 /* ---- drivers ------------------------------------------------------------------------ */
@@ -151,7 +156,7 @@ CL_CLONES void cl_conv2d_direct_forward(cl_real *out, const cl_real *inp, const 
         memcpy(wpk + i * Kp, weight + i * d->K, (size_t)d->K * sizeof(cl_real));
     if (bias) memcpy(bpk, bias, (size_t)d->K * sizeof(cl_real));
     for (int n = 0; n < d->N; n++) {
-        pad_image(pad, inp + (size_t)n * d->H * d->W * d->C, d->H, d->W, d->C, d->C, d->ph, d->pw);
+        pad_image(pad, inp + (size_t)n * d->H * d->W * d->C, d->H, d->W, d->C, d->ph, d->pw);
         correlate(out + (size_t)n * d->OH * d->OW * d->K, pad, wpk, bias ? bpk : NULL, Wp, d->C,
                   d->OH, d->OW, d->K, d->R, d->S, d->sh, d->sw, d->dh, d->dw, false);
     }
@@ -178,7 +183,7 @@ CL_CLONES void cl_conv2d_direct_input_grad(cl_real *dinp, const cl_real *dout,
                     wt[(((size_t)(d->R - 1 - r) * d->S + (d->S - 1 - s)) * d->K + k) * Cp + c] =
                         weight[(((size_t)r * d->S + s) * d->C + c) * d->K + k];
     for (int n = 0; n < d->N; n++) {
-        pad_image(pad, dout + (size_t)n * d->OH * d->OW * d->K, d->OH, d->OW, d->K, d->K, qh, qw);
+        pad_image(pad, dout + (size_t)n * d->OH * d->OW * d->K, d->OH, d->OW, d->K, qh, qw);
         correlate(dinp + (size_t)n * d->H * d->W * d->C, pad, wt, NULL, Wq, d->K, d->H, d->W, d->C,
                   d->R, d->S, 1, 1, 1, 1, true);
     }
@@ -235,7 +240,7 @@ CL_CLONES void cl_conv2d_direct_weight_grad(cl_real *dweight, cl_real *dbias, co
             if (dbias)
                 for (int k = 0; k < d->K; k++) dbias[k] += dn[p * d->K + k];
         }
-        pad_image(pad, inp + (size_t)n * d->H * d->W * d->C, d->H, d->W, d->C, d->C, d->ph, d->pw);
+        pad_image(pad, inp + (size_t)n * d->H * d->W * d->C, d->H, d->W, d->C, d->ph, d->pw);
         for (int r = 0; r < d->R; r++)
             for (int s = 0; s < d->S; s++) {
                 const cl_real *in_rs = pad + ((size_t)r * d->dh * Wp + (size_t)s * d->dw) * d->C;
