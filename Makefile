@@ -62,9 +62,9 @@ $(BUILD)/tests/test_gradcheck: tests/test_gradcheck.c $(HARNESS) tests/harness.h
 	$(CC) $(CL_FLAGS) -DCL_REAL=double -Itests $< $(HARNESS) $(BUILD)/f64/libcnnlab.a -o $@ $(LDLIBS)
 
 # The plot tests also link the figure code of the CLI.
-$(BUILD)/tests/test_plot: tests/test_plot.c $(HARNESS) tests/harness.h $(BUILD)/cli/plot.o $(BUILD)/libcnnlab.a
+$(BUILD)/tests/test_plot: tests/test_plot.c $(HARNESS) tests/harness.h $(BUILD)/cli/plot.o $(BUILD)/cli/grid.o $(BUILD)/libcnnlab.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CL_FLAGS) -Itests -Icli $< $(HARNESS) $(BUILD)/cli/plot.o $(BUILD)/libcnnlab.a -o $@ $(LDLIBS)
+	$(CC) $(CL_FLAGS) -Itests -Icli $< $(HARNESS) $(BUILD)/cli/plot.o $(BUILD)/cli/grid.o $(BUILD)/libcnnlab.a -o $@ $(LDLIBS)
 
 # Not a test (run_all.sh runs only tests/test_*): prints a PNG's size, colour count
 # and share of ink, for the shell tests of figures.

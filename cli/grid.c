@@ -195,19 +195,23 @@ bool grid_write_png(const char *path, const grid_spec *g, char *err, size_t errl
         return false;
     }
 
+    bool ok = cli_png_write_atomic(surf, path, err, errlen);
+    cairo_surface_destroy(surf);
+    return ok;
+}
+
+bool cli_png_write_atomic(cairo_surface_t *surf, const char *path, char *err, size_t errlen) {
     size_t plen = strlen(path);
     char *tmp = malloc(plen + 5);
     if (!tmp) {
-        cairo_surface_destroy(surf);
         snprintf(err, errlen, "%s: out of memory", path);
         return false;
     }
     memcpy(tmp, path, plen);
     memcpy(tmp + plen, ".tmp", 5);
     errno = 0;
-    st = cairo_surface_write_to_png(surf, tmp);
+    cairo_status_t st = cairo_surface_write_to_png(surf, tmp);
     int werr = errno;
-    cairo_surface_destroy(surf);
     bool ok = st == CAIRO_STATUS_SUCCESS;
     if (!ok) {
         /* cairo reports a failed open as a write error; errno says why. */

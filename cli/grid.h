@@ -21,6 +21,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <cairo.h>
+
 typedef struct {
     const uint8_t *const *images; /* [count] images [h][w][c]; a NULL entry leaves its cell blank */
     int count;
@@ -39,5 +41,10 @@ typedef struct {
  * in err on a bad spec, an image too large for cairo (32767 pixels a side) or a
  * write error. */
 bool grid_write_png(const char *path, const grid_spec *g, char *err, size_t errlen);
+
+/* Write a cairo image surface as a PNG, atomically (path.tmp, then rename): a
+ * crash or a full disk never leaves a half-written figure. Used by the grids and
+ * the plots. */
+bool cli_png_write_atomic(cairo_surface_t *surf, const char *path, char *err, size_t errlen);
 
 #endif

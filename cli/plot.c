@@ -6,10 +6,10 @@
  * side; heat maps colour each cell by its share of the row. The look follows
  * matplotlib's defaults (tab10, a 5% data margin, a framed legend with line
  * samples). Figures are written as PNG atomically (path.tmp, then rename). */
+#include "grid.h"
 #include "plot.h"
 
 #include <cairo/cairo.h>
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1569,30 +1569,7 @@ bool plot_figure_write_png(plot_figure *f, const char *path, char *err, size_t e
         return false;
     }
     cairo_surface_flush(f->surface);
-    size_t len = strlen(path);
-    char *tmp = malloc(len + 5);
-    if (!tmp) {
-        snprintf(err, errlen, "%s: out of memory", path);
-        return false;
-    }
-    memcpy(tmp, path, len);
-    memcpy(tmp + len, ".tmp", 5);
-    errno = 0;
-    st = cairo_surface_write_to_png(f->surface, tmp);
-    int write_errno = errno;
-    bool ok = st == CAIRO_STATUS_SUCCESS;
-    if (!ok) {
-        /* cairo reports a failed open as a write error; errno says why. */
-        snprintf(err, errlen, "%s: cannot write %s: %s", path, tmp,
-                 write_errno ? strerror(write_errno) : cairo_status_to_string(st));
-        remove(tmp);
-    } else if (rename(tmp, path) != 0) {
-        snprintf(err, errlen, "%s: cannot rename %s to it: %s", path, tmp, strerror(errno));
-        remove(tmp);
-        ok = false;
-    }
-    free(tmp);
-    return ok;
+    return cli_png_write_atomic(f->surface, path, err, errlen);
 }
 
 void plot_figure_free(plot_figure *f) {
