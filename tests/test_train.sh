@@ -74,7 +74,12 @@ fi
     fail "predict non-image" "$(cat "$tmp/predict2.log")"
 
 # -- reproducibility and resume (MNIST: fast) ----------------------------------------
-common="models/mnist.net --data mnist --epochs 2 --train-subset 3000 --test-subset 1000 --batch 64 --threads 2 --aug crop:2,rotate:10"
+# The MNIST model with dropout in every block: the dropout masks (keyed by the step)
+# must come out the same in a resumed run.
+sed 's/^defaults .*/defaults norm=bn act=relu dropout=0.1/' models/mnist.net >"$tmp/mnist_dropout.net"
+[ "$("$CNNLAB" summary "$tmp/mnist_dropout.net" | grep -c Dropout)" -ge 6 ] ||
+    fail "resume test model" "no dropout layers in $tmp/mnist_dropout.net"
+common="$tmp/mnist_dropout.net --data mnist --epochs 2 --train-subset 3000 --test-subset 1000 --batch 64 --threads 2 --aug crop:2,rotate:10"
 "$CNNLAB" train $common --out "$tmp/a" >/dev/null 2>&1
 "$CNNLAB" train $common --out "$tmp/b" >/dev/null 2>&1
 if [ -s "$tmp/a/metrics.csv" ] && [ "$(metrics "$tmp/a")" = "$(metrics "$tmp/b")" ]; then
