@@ -18,7 +18,8 @@ typedef struct {
 } gn_dims;
 
 /* One sample: out[HW][C] = (inp - mean[g]) * rstd[g] * gamma + beta. stats receives
- * mean[G] and rstd[G]; acc is 2*C doubles of scratch (backward: 2*C + 2*G). */
+ * mean[G] and rstd[G]; acc is the node's team slot: 2*C + 2*G doubles of sums, then
+ * room for 4*C reals of per-channel statistics. */
 CL_CLONES static void groupnorm_forward(cl_real *restrict out, cl_real *restrict stats,
                               const cl_real *restrict inp, const cl_real *restrict gamma,
                               const cl_real *restrict beta, double *restrict acc,
@@ -44,14 +45,19 @@ CL_CLONES static void groupnorm_forward(cl_real *restrict out, cl_real *restrict
         mean[g] = (cl_real)mu;
         rstd[g] = (cl_real)(1.0 / sqrt(var + d->eps));
     }
+    /* the group's statistics spread to its channels, so the loop over channels has
+       no division and vectorises */
+    cl_real *cm = (cl_real *)(acc + 2 * C + 2 * d->G), *cr = cm + C;
+    for (int c = 0; c < C; c++) {
+        cm[c] = mean[c / Cg];
+        cr[c] = rstd[c / Cg];
+    }
     for (int p = 0; p < d->HW; p++) {
         const cl_real *gp = d->elementwise ? gamma + (size_t)p * C : gamma;
         const cl_real *bp = d->elementwise ? beta + (size_t)p * C : beta;
-        for (int c = 0; c < C; c++) {
-            int g = c / Cg;
-            size_t i = (size_t)p * C + c;
-            out[i] = (inp[i] - mean[g]) * rstd[g] * gp[c] + bp[c];
-        }
+        const cl_real *x = inp + (size_t)p * C;
+        cl_real *y = out + (size_t)p * C;
+        for (int c = 0; c < C; c++) y[c] = (x[c] - cm[c]) * cr[c] * gp[c] + bp[c];
     }
 }
 
@@ -65,15 +71,20 @@ CL_CLONES static void groupnorm_backward(cl_real *restrict dinp, cl_real *restri
                                const gn_dims *d) {
     const int C = d->C, Cg = C / d->G;
     const cl_real *mean = stats, *rstd = stats + d->G;
+    /* per-channel copies of the group statistics (see the forward) */
+    cl_real *cm = (cl_real *)(acc + 2 * C + 2 * d->G), *cr = cm + C, *cg1 = cr + C, *cg2 = cg1 + C;
+    for (int c = 0; c < C; c++) {
+        cm[c] = mean[c / Cg];
+        cr[c] = rstd[c / Cg];
+    }
     memset(acc, 0, 2 * (size_t)C * sizeof(double));
     for (int p = 0; p < d->HW; p++) {
         const cl_real *gp = d->elementwise ? gamma + (size_t)p * C : gamma;
         cl_real *dgp = d->elementwise ? dgamma + (size_t)p * C : dgamma;
         cl_real *dbp = d->elementwise ? dbeta + (size_t)p * C : dbeta;
         for (int c = 0; c < C; c++) {
-            int g = c / Cg;
             size_t i = (size_t)p * C + c;
-            cl_real xhat = (inp[i] - mean[g]) * rstd[g];
+            cl_real xhat = (inp[i] - cm[c]) * cr[c];
             cl_real dy = dout[i];
             dgp[c] += dy * xhat;
             dbp[c] += dy;
@@ -94,13 +105,17 @@ CL_CLONES static void groupnorm_backward(cl_real *restrict dinp, cl_real *restri
         gm[g] = s / count;
         gm2[g] = s2 / count;
     }
+    for (int c = 0; c < C; c++) {
+        cg1[c] = (cl_real)gm[c / Cg];
+        cg2[c] = (cl_real)gm2[c / Cg];
+    }
     for (int p = 0; p < d->HW; p++) {
         const cl_real *gp = d->elementwise ? gamma + (size_t)p * C : gamma;
+        const cl_real *x = inp + (size_t)p * C, *dy = dout + (size_t)p * C;
+        cl_real *dx = dinp + (size_t)p * C;
         for (int c = 0; c < C; c++) {
-            int g = c / Cg;
-            size_t i = (size_t)p * C + c;
-            cl_real xhat = (inp[i] - mean[g]) * rstd[g];
-            dinp[i] += rstd[g] * (dout[i] * gp[c] - (cl_real)gm[g] - xhat * (cl_real)gm2[g]);
+            cl_real xhat = (x[c] - cm[c]) * cr[c];
+            dx[c] += cr[c] * (dy[c] * gp[c] - cg1[c] - xhat * cg2[c]);
         }
     }
 }
@@ -123,7 +138,9 @@ static size_t affine_count(const cl_model *m, const cl_node *n) {
 static void sizes(const cl_model *m, cl_node *n) {
     n->nparams = 2 * affine_count(m, n);
     n->nsaved = 2 * (size_t)n->a.norm.groups;
-    n->nteam = 2 * (size_t)cl_in_shape(m, n, 0)->c + 2 * (size_t)n->a.norm.groups;
+    /* 2C + 2G doubles of sums, then 4C reals of per-channel statistics (4C doubles
+       in the double-precision build) */
+    n->nteam = 6 * (size_t)cl_in_shape(m, n, 0)->c + 2 * (size_t)n->a.norm.groups;
 }
 
 static int tensors(const cl_model *m, const cl_node *n, cl_op_tensor *t) {
