@@ -107,6 +107,18 @@ bool cli_read_metrics(const char *run_dir, cli_metrics *m);
 void cli_metrics_free(cli_metrics *m);
 /* The value of "key=" in RUN/config.txt (into buf), or false if absent. */
 bool cli_run_config(const char *run_dir, const char *key, char *buf, size_t len);
+/* A text file written atomically: cli_atomic_open creates PATH.tmp (NULL after
+ * printing the error); cli_atomic_close closes it and, when keep is true and every
+ * write succeeded, renames it to PATH, else removes it. True when PATH was written. */
+typedef struct {
+    FILE *f;
+    char path[4096], tmp[4104];
+} cli_atomic_file;
+FILE *cli_atomic_open(cli_atomic_file *a, const char *path);
+bool cli_atomic_close(cli_atomic_file *a, bool keep);
+/* The per-class accuracies of an evaluation as CSV (class,name,correct,total,
+ * accuracy), written atomically; eval and report both write it. */
+bool cli_write_per_class_csv(const char *path, const cli_checkpoint *ck, const cli_eval *ev);
 /* mkdir -p; false with errno set on failure. */
 bool cli_mkdirs(const char *path);
 /* Read a whole small text file (malloc'ed, NUL-terminated); NULL after printing

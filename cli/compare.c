@@ -151,13 +151,9 @@ static void print_table(FILE *f, const run_info *runs, int n, double target) {
 }
 
 static bool write_csv(const char *path, const run_info *runs, int n, double target) {
-    char tmp[4400];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) {
-        cli_error("%s: %s", tmp, strerror(errno));
-        return false;
-    }
+    cli_atomic_file out;
+    FILE *f = cli_atomic_open(&out, path);
+    if (!f) return false;
     fprintf(f, "run,model,params,normalization,optimizer,augmentation,epochs,best_test_acc,"
                "best_epoch,final_test_acc,first_epoch_at_%g,seconds_per_epoch\n", target);
     for (int i = 0; i < n; i++) {
@@ -166,12 +162,7 @@ static bool write_csv(const char *path, const run_info *runs, int n, double targ
                 r->params, r->norm, r->opt, r->aug, r->m.n, r->m.test_acc[r->best], r->m.epoch[r->best],
                 r->m.test_acc[r->m.n - 1], r->first_target, r->seconds / r->m.n);
     }
-    if (fclose(f) != 0 || rename(tmp, path) != 0) {
-        cli_error("%s: %s", path, strerror(errno));
-        unlink(tmp);
-        return false;
-    }
-    return true;
+    return cli_atomic_close(&out, true);
 }
 
 static bool figure_curves(const char *path, const run_info *runs, int n, double target) {
@@ -240,14 +231,11 @@ static bool figure_per_class(const char *path, const run_info *runs, int n) {
 }
 
 static bool write_html(const char *out, const run_info *runs, int n, double target, bool per_class) {
-    char path[4300], tmp[4400];
+    char path[4300];
     snprintf(path, sizeof path, "%s/compare.html", out);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) {
-        cli_error("%s: %s", tmp, strerror(errno));
-        return false;
-    }
+    cli_atomic_file html;
+    FILE *f = cli_atomic_open(&html, path);
+    if (!f) return false;
     html_begin(f, "cnnlab: runs compared");
     fputs("<h1>Runs compared</h1>\n<table>\n<tr><th class=\"l\">run</th><th class=\"l\">model</th>"
           "<th>parameters</th><th class=\"l\">normalization</th><th class=\"l\">optimizer</th>"
@@ -311,13 +299,7 @@ static bool write_html(const char *out, const run_info *runs, int n, double targ
     }
     fputs("</ul>\n", f);
     html_end(f);
-    snprintf(path, sizeof path, "%s/compare.html", out);
-    if (fclose(f) != 0 || !ok || rename(tmp, path) != 0) {
-        if (ok) cli_error("%s: %s", path, strerror(errno));
-        unlink(tmp);
-        return false;
-    }
-    return true;
+    return cli_atomic_close(&html, ok);
 }
 
 static void compare_usage(FILE *f) {

@@ -131,27 +131,11 @@ static void csv_name(FILE *f, const char *s) {
     fputc('"', f);
 }
 
-static bool write_eval_csvs(const char *dir, const cli_checkpoint *ck, const cl_dataset *ds,
-                            const cli_eval *ev, const int32_t *mis, int nmis) {
+bool cli_write_per_class_csv(const char *path, const cli_checkpoint *ck, const cli_eval *ev) {
     const int K = ck->classes;
-    char path[4200];
-    snprintf(path, sizeof path, "%s/eval_confusion.csv", dir);
-    FILE *f = fopen(path, "w");
-    if (!f) {
-        cli_error("%s: cannot write: %s", path, strerror(errno));
-        return false;
-    }
-    fprintf(f, "true\\predicted");
-    for (int k = 0; k < K; k++) fputc(',', f), csv_name(f, ck->class_names[k]);
-    fputc('\n', f);
-    for (int t = 0; t < K; t++) {
-        csv_name(f, ck->class_names[t]);
-        for (int k = 0; k < K; k++) fprintf(f, ",%ld", ev->confusion[t * K + k]);
-        fputc('\n', f);
-    }
-    fclose(f);
-    snprintf(path, sizeof path, "%s/eval_per_class.csv", dir);
-    if (!(f = fopen(path, "w"))) return false;
+    cli_atomic_file a;
+    FILE *f = cli_atomic_open(&a, path);
+    if (!f) return false;
     fprintf(f, "class,name,correct,total,accuracy\n");
     for (int t = 0; t < K; t++) {
         long total = 0;
@@ -161,9 +145,30 @@ static bool write_eval_csvs(const char *dir, const cli_checkpoint *ck, const cl_
         fprintf(f, ",%ld,%ld,%.6f\n", ev->confusion[t * K + t], total,
                 total ? (double)ev->confusion[t * K + t] / total : 0.0);
     }
-    fclose(f);
+    return cli_atomic_close(&a, true);
+}
+
+static bool write_eval_csvs(const char *dir, const cli_checkpoint *ck, const cl_dataset *ds,
+                            const cli_eval *ev, const int32_t *mis, int nmis) {
+    const int K = ck->classes;
+    char path[4200];
+    cli_atomic_file a;
+    snprintf(path, sizeof path, "%s/eval_confusion.csv", dir);
+    FILE *f = cli_atomic_open(&a, path);
+    if (!f) return false;
+    fprintf(f, "true\\predicted");
+    for (int k = 0; k < K; k++) fputc(',', f), csv_name(f, ck->class_names[k]);
+    fputc('\n', f);
+    for (int t = 0; t < K; t++) {
+        csv_name(f, ck->class_names[t]);
+        for (int k = 0; k < K; k++) fprintf(f, ",%ld", ev->confusion[t * K + k]);
+        fputc('\n', f);
+    }
+    if (!cli_atomic_close(&a, true)) return false;
+    snprintf(path, sizeof path, "%s/eval_per_class.csv", dir);
+    if (!cli_write_per_class_csv(path, ck, ev)) return false;
     snprintf(path, sizeof path, "%s/eval_misclassified.csv", dir);
-    if (!(f = fopen(path, "w"))) return false;
+    if (!(f = cli_atomic_open(&a, path))) return false;
     fprintf(f, "index,true,true_name,predicted,predicted_name,confidence\n");
     for (int k = 0; k < nmis; k++) {
         int i = mis[k];
@@ -173,8 +178,7 @@ static bool write_eval_csvs(const char *dir, const cli_checkpoint *ck, const cl_
         csv_name(f, ck->class_names[ev->pred[i]]);
         fprintf(f, ",%.6f\n", ev->conf[i]);
     }
-    fclose(f);
-    return true;
+    return cli_atomic_close(&a, true);
 }
 
 static void eval_usage(FILE *f) {

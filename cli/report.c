@@ -14,7 +14,6 @@
  *
  * The test-set figures come from the best checkpoint (the last when there is no
  * best), evaluated again on the run's test split. */
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -172,39 +171,14 @@ static double class_accuracy(const report *r, int t, long *correct, long *total)
 /* per_class.png and per_class.csv. */
 static bool figure_per_class(const report *r) {
     const int K = r->ck.classes;
-    double *acc = malloc((size_t)K * sizeof *acc);
-    if (!acc) return false;
     char path[4400];
     path_in(r, path, sizeof path, "per_class.csv");
-    char tmp[4500];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *csv = fopen(tmp, "w");
-    if (!csv) {
-        cli_error("%s: %s", tmp, strerror(errno));
-        free(acc);
-        return false;
-    }
-    fprintf(csv, "class,name,correct,total,accuracy\n");
+    if (!cli_write_per_class_csv(path, &r->ck, &r->ev)) return false;
+    double *acc = malloc((size_t)K * sizeof *acc);
+    if (!acc) return false;
     for (int t = 0; t < K; t++) {
         long c, n;
         acc[t] = class_accuracy(r, t, &c, &n);
-        fprintf(csv, "%d,", t);
-        const char *s = r->ck.class_names[t];
-        bool quote = strpbrk(s, ",\"\n") != NULL;
-        if (quote) fputc('"', csv);
-        for (; *s; s++) {
-            if (*s == '"') fputc('"', csv);
-            fputc(*s, csv);
-        }
-        if (quote) fputc('"', csv);
-        fprintf(csv, ",%ld,%ld,%.6f\n", c, n, acc[t]);
-    }
-    bool ok = fclose(csv) == 0 && rename(tmp, path) == 0;
-    if (!ok) {
-        cli_error("%s: %s", path, strerror(errno));
-        unlink(tmp);
-        free(acc);
-        return false;
     }
     char title[320], sub[160], err[256];
     snprintf(title, sizeof title, "%s: test accuracy per class", r->name);
@@ -215,7 +189,7 @@ static bool figure_per_class(const report *r) {
                    .categories = (const char *const *)r->ck.class_names, .ncategories = K,
                    .values = vals, .nseries = 1, .y_percent = true, .has_ymax = true, .ymax = 1};
     plot_figure *f = plot_figure_new(1, 1, K > 20 ? 1400 : 760, 400, title);
-    ok = !f || draw_ok(plot_draw_bars(f, 0, &b, err, sizeof err), err);
+    bool ok = !f || draw_ok(plot_draw_bars(f, 0, &b, err, sizeof err), err);
     free(acc);
     if (!ok) {
         plot_figure_free(f);
@@ -448,14 +422,11 @@ static void html_pre_file(FILE *f, const report *r, const char *file) {
 }
 
 static bool write_html(const report *r) {
-    char path[4400], tmp[4500];
+    char path[4400];
     path_in(r, path, sizeof path, "report.html");
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) {
-        cli_error("%s: %s", tmp, strerror(errno));
-        return false;
-    }
+    cli_atomic_file out;
+    FILE *f = cli_atomic_open(&out, path);
+    if (!f) return false;
     const cli_metrics *m = &r->metrics;
     const train_options *o = &r->ck.options;
     char title[400];
@@ -576,17 +547,7 @@ static bool write_html(const report *r) {
     fputs("<h2>Configuration</h2>\n", f);
     html_pre_file(f, r, "config.txt");
     html_end(f);
-    if (fclose(f) != 0 || !ok) {
-        if (ok) cli_error("%s: %s", tmp, strerror(errno));
-        unlink(tmp);
-        return false;
-    }
-    if (rename(tmp, path) != 0) {
-        cli_error("%s: %s", path, strerror(errno));
-        unlink(tmp);
-        return false;
-    }
-    return true;
+    return cli_atomic_close(&out, ok);
 }
 
 /* ---- the whole report ------------------------------------------------------------ */

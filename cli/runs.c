@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -140,6 +141,27 @@ bool cli_mkdirs(const char *path) {
         *p = '/';
     }
     return !mkdir(tmp, 0777) || errno == EEXIST;
+}
+
+FILE *cli_atomic_open(cli_atomic_file *a, const char *path) {
+    int n = snprintf(a->path, sizeof a->path, "%s", path);
+    snprintf(a->tmp, sizeof a->tmp, "%s.tmp", path);
+    a->f = n < (int)sizeof a->path ? fopen(a->tmp, "w") : NULL;
+    if (!a->f) cli_error("%s: cannot write: %s", a->tmp, n < (int)sizeof a->path ? strerror(errno) : "path too long");
+    return a->f;
+}
+
+bool cli_atomic_close(cli_atomic_file *a, bool keep) {
+    bool ok = !ferror(a->f);
+    ok = fclose(a->f) == 0 && ok;
+    a->f = NULL;
+    if (keep && !ok) cli_error("%s: write error: %s", a->tmp, strerror(errno));
+    if (keep && ok && rename(a->tmp, a->path) != 0) {
+        cli_error("%s: cannot rename %s to it: %s", a->path, a->tmp, strerror(errno));
+        ok = false;
+    }
+    if (!keep || !ok) unlink(a->tmp);
+    return keep && ok;
 }
 
 /* ---- HTML ---------------------------------------------------------------------- */
