@@ -105,17 +105,17 @@ static bool load_run(run_info *r, const char *dir, double target) {
         cli_error("%s: no finished epoch yet", dir);
         return false;
     }
-    char buf[1024], lr[64] = "", sched[64] = "", wd[64] = "";
+    char buf[1024], opt[64] = "?", lr[64] = "", sched[64] = "", wd[64] = "";
     if (cli_run_config(dir, "model", buf, sizeof buf)) base_name(buf, r->model, sizeof r->model);
     if (cli_run_config(dir, "params", buf, sizeof buf)) r->params = atoll(buf);
     cli_run_config(dir, "dataset", r->dataset, sizeof r->dataset);
     cli_run_config(dir, "aug", r->aug, sizeof r->aug);
     if (!r->aug[0]) snprintf(r->aug, sizeof r->aug, "none");
-    cli_run_config(dir, "opt", buf, sizeof buf);
+    cli_run_config(dir, "opt", opt, sizeof opt);
     cli_run_config(dir, "lr", lr, sizeof lr);
     cli_run_config(dir, "sched", sched, sizeof sched);
     cli_run_config(dir, "weight-decay", wd, sizeof wd);
-    snprintf(r->opt, sizeof r->opt, "%s lr %.3g %s wd %.3g", buf, atof(lr), sched, atof(wd));
+    snprintf(r->opt, sizeof r->opt, "%s lr %.3g %s wd %.3g", opt, atof(lr), sched, atof(wd));
     model_norms(dir, r->norm, sizeof r->norm);
     for (int i = 0; i < r->m.n; i++) {
         if (r->m.test_acc[i] > r->m.test_acc[r->best]) r->best = i;
