@@ -4,7 +4,8 @@
  * folder receives the resolved configuration, metrics.csv, log.txt and the `last`
  * and `best` checkpoints (safetensors, written atomically). Ctrl-C finishes the
  * current step and saves a checkpoint that --resume continues exactly; a NaN or Inf
- * loss stops the run and keeps the last good checkpoint. */
+ * loss stops the run and keeps the last good checkpoint. A finished run writes its
+ * report (report.c). */
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
@@ -530,7 +531,9 @@ static void free_run(run *r) {
 }
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: cnnlab train MODEL [options]\n       cnnlab train --resume RUN_DIR [options]\n\noptions:\n");
+    fprintf(f, "usage: cnnlab train MODEL [options]\n       cnnlab train --resume RUN_DIR [options]\n\n"
+               "Writes a run folder: config.txt, model.net, metrics.csv, log.txt, last and best\n"
+               "checkpoints, and at the end the report (figures and report.html).\n\noptions:\n");
     train_options_print_help(f);
 }
 
