@@ -94,7 +94,13 @@ fi
 # Interrupt a run with Ctrl-C (SIGINT) part-way, then resume it.
 "$CNNLAB" train $common --out "$tmp/r" >"$tmp/r.log" 2>&1 &
 pid=$!
-sleep 1.5
+# interrupt as soon as the first progress line shows (a fixed sleep let the short run
+# finish first on a fast, idle machine); give up waiting after 60 s
+i=0
+while [ $i -lt 1200 ] && ! grep -q " batch " "$tmp/r.log" 2>/dev/null; do
+    sleep 0.05
+    i=$((i + 1))
+done
 kill -INT $pid 2>/dev/null
 wait $pid
 rc=$?
