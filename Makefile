@@ -20,8 +20,8 @@ LDLIBS  += -lcairo -lpng -ljpeg -lz -lcurl -larchive -lnettle -lpthread -lm -fop
 BUILD   ?= build
 PYTHON  ?= /usr/bin/python3
 
-LIB_SRC  := $(wildcard src/*.c src/ops/*.c)
-CLI_SRC  := $(wildcard cli/*.c)
+LIB_SRC  := $(wildcard src/*/*.c src/nn/ops/*.c)
+CLI_SRC  := $(wildcard cli/*.c cli/draw/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
 HARNESS  := tests/harness.c
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
@@ -31,7 +31,7 @@ TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
 all: $(BUILD)/cnnlab
 
-HEADERS  := $(wildcard include/*.h src/*.h cli/*.h) Makefile
+HEADERS  := $(wildcard include/*.h src/*/*.h cli/*.h cli/draw/*.h) Makefile
 
 $(BUILD)/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
@@ -62,9 +62,9 @@ $(BUILD)/tests/test_gradcheck: tests/test_gradcheck.c $(HARNESS) tests/harness.h
 	$(CC) $(CL_FLAGS) -DCL_REAL=double -Itests $< $(HARNESS) $(BUILD)/f64/libcnnlab.a -o $@ $(LDLIBS)
 
 # The plot tests also link the figure code of the CLI.
-$(BUILD)/tests/test_plot: tests/test_plot.c $(HARNESS) tests/harness.h $(BUILD)/cli/plot.o $(BUILD)/cli/grid.o $(BUILD)/libcnnlab.a
+$(BUILD)/tests/test_plot: tests/test_plot.c $(HARNESS) tests/harness.h $(BUILD)/cli/draw/plot.o $(BUILD)/cli/draw/grid.o $(BUILD)/libcnnlab.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CL_FLAGS) -Itests -Icli $< $(HARNESS) $(BUILD)/cli/plot.o $(BUILD)/cli/grid.o $(BUILD)/libcnnlab.a -o $@ $(LDLIBS)
+	$(CC) $(CL_FLAGS) -Itests -Icli/draw $< $(HARNESS) $(BUILD)/cli/draw/plot.o $(BUILD)/cli/draw/grid.o $(BUILD)/libcnnlab.a -o $@ $(LDLIBS)
 
 # Not a test (run_all.sh runs only tests/test_*): prints a PNG's size, colour count
 # and share of ink, for the shell tests of figures.

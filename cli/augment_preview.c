@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "cli.h"
-#include "grid.h"
+#include "draw/grid.h"
 
 #define MAX_N 1000
 #define MAX_K 50

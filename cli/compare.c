@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "plot.h"
+#include "draw/plot.h"
 
 enum { MAX_RUNS = 10 };
 

@@ -21,8 +21,8 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "grid.h"
-#include "plot.h"
+#include "draw/grid.h"
+#include "draw/plot.h"
 
 enum { EVAL_BATCH = 100 };
 

@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "grid.h"
+#include "draw/grid.h"
 
 static void usage(FILE *f) {
     fprintf(f, "usage: cnnlab stats DATASET [--data-dir DIR] [--grid OUT.png] [--per-class N]\n"

@@ -1,4 +1,4 @@
-/* test_augment.c: the augmentation pipeline (src/augment.c): the spec parser and its
+/* test_augment.c: the augmentation pipeline (src/data/augment.c): the spec parser and its
  * messages, cl_augment_add's checks, and for every transform the output bounds,
  * determinism under (seed, key), thread independence, known values computed here
  * (flip, crop windows with reflect and zero padding, identity warps, cutout and

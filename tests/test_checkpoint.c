@@ -27,7 +27,7 @@
 
 #include "cnnlab.h"
 #include "harness.h"
-#include "model.h" /* cl_optimizer_state: the optimizer's buffers, to compare them */
+#include "nn/model.h" /* cl_optimizer_state: the optimizer's buffers, to compare them */
 
 #define FIXTURE "tests/ref/interop.bin"
 #define TORCH_EXPORT "tests/ref/torch_export.safetensors"

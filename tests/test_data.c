@@ -1,4 +1,4 @@
-/* test_data.c: the dataset loaders (src/data.c, src/image_folder.c). The core checks
+/* test_data.c: the dataset loaders (src/data/datasets.c, src/data/image_folder.c). The core checks
  * write small CIFAR-10/100, IDX (raw and gzip), PNG and JPEG files with known pixels
  * into a temporary folder and check the channels-last conversion, labels, class
  * names, statistics, resizing and every validation error (the message must name

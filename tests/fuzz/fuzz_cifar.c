@@ -1,4 +1,4 @@
-/* fuzz_cifar.c: libFuzzer target for the CIFAR-10 and CIFAR-100 loaders (src/data.c).
+/* fuzz_cifar.c: libFuzzer target for the CIFAR-10 and CIFAR-100 loaders (src/data/datasets.c).
  * The loaders read folders, so the input is written as files into a per-process
  * temporary folder (made once, removed at exit) and loaded from there.
  *

@@ -1,5 +1,5 @@
 /* fuzz_idx.c: libFuzzer target for the IDX loaders (cl_load_idx, cl_load_mnist_dir in
- * src/data.c), gzip or raw. The loaders read files, so the input is written as two
+ * src/data/datasets.c), gzip or raw. The loaders read files, so the input is written as two
  * files into a per-process temporary folder (made once, removed at exit).
  *
  * Input layout: byte 0 selects the entry point (bit 0: cl_load_mnist_dir with the

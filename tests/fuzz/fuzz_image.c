@@ -1,5 +1,5 @@
 /* fuzz_image.c: libFuzzer target for the image-folder loader and its PNG and JPEG
- * decoding (src/image_folder.c). The input is the single image of a one-class
+ * decoding (src/data/image_folder.c). The input is the single image of a one-class
  * folder in a per-process temporary folder (made once, removed at exit): first
  * named .png and loaded at its own size, then named .jpg and loaded with a bilinear
  * resize to 5x7 (the decoder is chosen by the file's signature, so both passes

@@ -2,7 +2,7 @@
 tests/ref/augment.bin (format: fixture.py), read by tests/test_augment.c.
 
 Each case is one pipeline spec (stored as the case's model_text), one input image
-and one (seed, key). The script re-implements cnnlab's random streams (src/augment.c:
+and one (seed, key). The script re-implements cnnlab's random streams (src/data/augment.c:
 splitmix64 over a counter, started from a hash of seed, key and the transform's
 index) and its draws, in the same order and in double precision, then computes the
 pixels with torchvision's own functions on uint8 tensors: F.pad + slicing (crop),
@@ -50,7 +50,7 @@ def mix64(z):
 
 
 class Rng:
-    """src/augment.c's aug_rng: rng_for, rng_next, rng_uniform, rng_range, rng_below."""
+    """src/data/augment.c's aug_rng: rng_for, rng_next, rng_uniform, rng_range, rng_below."""
 
     def __init__(self, seed, key, index):
         h = mix64((seed + GOLDEN) & M64)

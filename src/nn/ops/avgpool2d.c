@@ -1,7 +1,7 @@
 /* avgpool2d.c: average pooling (torch.nn.AvgPool2d with count_include_pad=True, the
  * default: the divisor is always the kernel area) and global average pooling
  * (torch.nn.AdaptiveAvgPool2d(1)), over channels-last activations. */
-#include "model.h"
+#include "nn/model.h"
 
 typedef struct {
     int N, H, W, C, OH, OW, R, S, sh, sw, ph, pw;

@@ -14,7 +14,7 @@
  * AVX2 and plain x86-64 (target_clones), so one binary picks the best at run time. */
 #include <string.h>
 
-#include "model.h"
+#include "nn/model.h"
 
 #define VL 16 /* floats per vector */
 typedef cl_real vec __attribute__((vector_size(VL * sizeof(cl_real))));

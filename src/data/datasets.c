@@ -15,7 +15,7 @@
 #include <sys/stat.h>
 #include <zlib.h>
 
-#include "model.h"
+#include "util/util.h"
 
 #define CIFAR_PIXELS 3072      /* 3 planes of 32x32 */
 #define CIFAR_SIDE 32

@@ -4,7 +4,7 @@
  * which window position won, so the backward routes the gradient there. */
 #include <math.h>
 
-#include "model.h"
+#include "nn/model.h"
 
 typedef struct {
     int N, H, W, C, OH, OW, R, S, sh, sw, ph, pw, dh, dw;

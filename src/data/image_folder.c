@@ -35,7 +35,7 @@
 #include <jerror.h> /* the JWRN_ message codes */
 #include <png.h>
 
-#include "model.h"
+#include "util/util.h"
 
 #define MAX_SIDE 16384                /* larger images are refused */
 #define MAX_PIXELS (64ll << 20)       /* 64 Mpixels per image */

@@ -1,7 +1,7 @@
 /* rng.c: the library's random numbers: xoshiro256** seeded through splitmix64, used
  * for parameter initialisation. Every generator state lives in the caller's struct;
  * there is no global state and no rand(). */
-#include "model.h"
+#include "util/util.h"
 
 static uint64_t splitmix64(uint64_t *x) {
     uint64_t z = (*x += 0x9E3779B97F4A7C15ull);

@@ -9,7 +9,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "model.h"
+#include "nn/model.h"
 
 typedef struct {
     int HW, C, G;

@@ -8,7 +8,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "model.h"
+#include "nn/model.h"
 
 typedef struct {
     int N, H, W, C, OH, OW, K, R, S, G;

@@ -3,7 +3,7 @@
  * and multiply-accumulates, then the totals and the memory an image needs. */
 #include <string.h>
 
-#include "model.h"
+#include "nn/model.h"
 
 /* 1234567 -> "1,234,567" */
 static const char *thousands(char *buf, size_t len, int64_t v) {

@@ -3,7 +3,7 @@
  * entries share one pair of kernels; the node's kind picks the function. */
 #include <math.h>
 
-#include "model.h"
+#include "nn/model.h"
 
 /* Selects below read both operands unconditionally, so the loops vectorise
  * instead of branching on the sign of each element. */

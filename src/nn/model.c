@@ -1,7 +1,7 @@
 /* model.c: building a model (the builder API), planning and allocating its buffers
  * once, running forward and backward passes over a thread team, and moving named
  * parameter tensors in and out in PyTorch's layout. */
-#include "model.h"
+#include "nn/model.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -24,27 +24,6 @@ cl_status cl_fail(cl_model *m, cl_status code, const char *field, const char *fm
     va_end(ap);
     snprintf(m->err_field, sizeof m->err_field, "%s", field ? field : "");
     return code;
-}
-
-cl_status cl_errorf(char *err, size_t errlen, cl_status st, const char *fmt, ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return st;
-}
-
-char *cl_path_join(const char *dir, const char *name) {
-    size_t a = strlen(dir), b = strlen(name);
-    bool slash = a > 0 && dir[a - 1] != '/';
-    char *p = malloc(a + slash + b + 1);
-    if (!p) return NULL;
-    memcpy(p, dir, a);
-    if (slash) p[a] = '/';
-    memcpy(p + a + slash, name, b + 1);
-    return p;
 }
 
 cl_status cl_infer_same_shape(cl_model *m, cl_node *n, cl_shape *out) {

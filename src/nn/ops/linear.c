@@ -3,7 +3,7 @@
  * outputs; PyTorch's [O][I] is converted when tensors are read or written. */
 #include <math.h>
 
-#include "model.h"
+#include "nn/model.h"
 
 /* out[N][O] = bias[O] + inp[N][I] . weight[I][O]; bias may be NULL */
 static void linear_forward(cl_real *restrict out, const cl_real *restrict inp,

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model.h"
+#include "nn/model.h"
 
 static const char *real_dtype(void) { return sizeof(cl_real) == 4 ? "F32" : "F64"; }
 

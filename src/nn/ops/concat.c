@@ -3,7 +3,7 @@
  * input after another. */
 #include <string.h>
 
-#include "model.h"
+#include "nn/model.h"
 
 /* out[P][Ctot][offset + c] = inp[P][C][c] for one input */
 static void concat_forward_one(cl_real *restrict out, const cl_real *restrict inp, size_t P, int C,

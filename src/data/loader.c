@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model.h"
+#include "util/util.h"
 
 enum { SLOT_FREE, SLOT_FILLING, SLOT_READY };
 

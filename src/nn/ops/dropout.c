@@ -4,7 +4,7 @@
  * The mask is never stored: bit i of the mask is a keyed hash of the element's index
  * in the whole batch, keyed by the seed, the training step and the layer, so the
  * backward recomputes it, and it does not depend on how threads split the batch. */
-#include "model.h"
+#include "nn/model.h"
 
 static uint32_t mask_key(const cl_exec *e, const cl_node *n) {
     uint64_t seed = e->m->args.seed;

@@ -1,7 +1,7 @@
 /* add.c: element-wise sum of two tensors of the same shape (a residual connection,
  * `a + b` in PyTorch). The backward adds the gradient into both inputs, so adding a
  * tensor to itself gives twice the gradient. */
-#include "model.h"
+#include "nn/model.h"
 
 /* out[i] = a[i] + b[i] */
 CL_CLONES static void add_forward(cl_real *restrict out, const cl_real *a, const cl_real *b, size_t count) {

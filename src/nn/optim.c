@@ -4,7 +4,7 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "model.h"
+#include "nn/model.h"
 
 struct cl_optimizer {
     cl_model *m;

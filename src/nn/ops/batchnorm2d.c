@@ -8,7 +8,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "model.h"
+#include "nn/model.h"
 
 /* sums[0..C) += sum of x, sums[C..2C) += sum of x^2 over inp [M][C] */
 CL_CLONES static void batchnorm_stats(double *restrict sums, const cl_real *restrict inp, size_t M, int C) {

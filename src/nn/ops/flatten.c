@@ -1,7 +1,7 @@
 /* flatten.c: torch.nn.Flatten: CxHxW -> (C*H*W)x1x1. The output is in PyTorch's
  * (C, H, W) order, not the channels-last order of the input, so a linear layer after
  * it has exactly PyTorch's weight matrix. */
-#include "model.h"
+#include "nn/model.h"
 
 /* out[N][C*HW] (index c*HW + p) = inp[N][HW][C] (index p*C + c) */
 static void flatten_forward(cl_real *restrict out, const cl_real *restrict inp, int N, int HW, int C) {

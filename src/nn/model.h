@@ -2,7 +2,7 @@
  * per-thread execution context that every op's forward and backward receive.
  *
  * A model is a flat array of nodes in execution order. Each node is one op kind
- * (an entry of the op table, one source file per op under src/ops/), its input and
+ * (an entry of the op table, one source file per op under src/nn/ops/), its input and
  * output tensor ids, its hyper-parameters, and offsets into buffers planned once
  * by cl_model_compile(). Every thread runs every node on its own slice [n0, n1)
  * of the batch; ops that need the whole batch (BatchNorm) meet at a barrier. */
@@ -12,6 +12,7 @@
 #include <math.h>
 
 #include "cnnlab.h"
+#include "util/util.h"
 
 /* Hot loops are compiled for AVX-512, AVX2 and plain x86-64, and the best runs on
  * the machine at hand (GCC's target_clones, resolved once at load time). The
@@ -159,14 +160,6 @@ struct cl_model {
 cl_status cl_fail(cl_model *m, cl_status code, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-/* Format a message into err (when not NULL) and return st: the library's way to
- * report a failure where there is no model to hold it. */
-cl_status cl_errorf(char *err, size_t errlen, cl_status st, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-/* A malloc'ed "dir/name" (or just name when dir is empty); NULL when out of memory. */
-char *cl_path_join(const char *dir, const char *name);
-
 /* An element-wise layer's output has its input's shape. */
 cl_status cl_infer_same_shape(cl_model *m, cl_node *n, cl_shape *out);
 
@@ -203,32 +196,17 @@ static inline double *cl_team_slot(const cl_exec *e, int tid) {
     return e->m->team + (size_t)tid * e->m->team_size;
 }
 
-/* Optimizer state for checkpoints (src/optim.c): its buffers (buf2 NULL for SGD),
+/* Optimizer state for checkpoints (src/nn/optim.c): its buffers (buf2 NULL for SGD),
  * the step count, and the parameter count they hold. */
 size_t cl_optimizer_state(cl_optimizer *o, cl_real **buf1, cl_real **buf2, int64_t *step);
 void cl_optimizer_set_state_step(cl_optimizer *o, int64_t step);
-
-/* Random numbers (src/rng.c). */
-void cl_rng_seed(uint64_t s[4], uint64_t seed);
-uint64_t cl_rng_next(uint64_t s[4]);
-cl_real cl_rng_uniform(uint64_t s[4]); /* [0, 1) */
-/* A keyed hash of a counter: dropout masks independent of the thread split. */
-static inline uint32_t cl_hash32(uint32_t key, uint32_t counter) {
-    uint32_t x = counter * 0x9E3779B1u ^ key;
-    x ^= x >> 16;
-    x *= 0x7feb352du;
-    x ^= x >> 15;
-    x *= 0x846ca68bu;
-    x ^= x >> 16;
-    return x;
-}
 
 /* The geometry of one ungrouped convolution over N images. */
 typedef struct {
     int N, H, W, C, OH, OW, K, R, S, sh, sw, ph, pw, dh, dw;
 } cl_conv_shape;
 
-/* The fast direct-convolution kernels (src/ops/conv2d_direct.c). weight is
+/* The fast direct-convolution kernels (src/nn/ops/conv2d_direct.c). weight is
  * [R][S][C][K]; all accumulate into their gradients; scratch holds
  * cl_conv2d_direct_scratch(d) values. */
 size_t cl_conv2d_direct_scratch(const cl_conv_shape *d);
@@ -244,7 +222,7 @@ void cl_conv2d_direct_weight_grad(cl_real *dweight, cl_real *dbias, const cl_rea
 int cl_conv_out_size(int in, int k, int stride, int pad, int dilation);
 void cl_init_uniform(cl_model *m, cl_real *p, size_t n, cl_real bound);
 
-/* The op table (src/ops/). */
+/* The op table (src/nn/ops/). */
 extern const cl_op cl_op_conv2d, cl_op_maxpool2d, cl_op_avgpool2d, cl_op_global_avgpool,
     cl_op_batchnorm2d, cl_op_groupnorm, cl_op_layernorm, cl_op_relu, cl_op_leaky_relu,
     cl_op_gelu, cl_op_dropout,
