@@ -12,33 +12,44 @@ CC      ?= cc
 OPT     ?= -O3
 CFLAGS  ?= $(OPT) -g
 CAIRO_CFLAGS := $(shell pkg-config --cflags cairo 2>/dev/null || echo -I/usr/include/cairo)
-CL_FLAGS := -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -fopenmp -Iinclude -Isrc $(CAIRO_CFLAGS) $(CFLAGS)
+CL_FLAGS = -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -fopenmp -Iinclude -Isrc -I$(GEN) $(CAIRO_CFLAGS) $(CFLAGS)
 # zlib (gzip IDX files), libpng and libjpeg (image folders, PNG output), cairo
 # (figures), libcurl (cnnlab fetch), libarchive (unpacking archives), nettle
 # (checksums), pthreads (the batch loader) and OpenMP.
-LDLIBS  += -lcairo -lpng -ljpeg -lz -lcurl -larchive -lnettle -lpthread -lm -fopenmp
+LDLIBS  += -lcairo -lpng -ljpeg -lz -lcurl -larchive -lnettle -lprotobuf-c -lpthread -lm -fopenmp
 BUILD   ?= build
 PYTHON  ?= /usr/bin/python3
+# The ONNX schema Debian's libonnx-dev ships; protoc-c turns it into C at build time
+# (build/gen/onnx.pb-c.[ch], never committed), for the ONNX export and import.
+ONNX_PROTO ?= /usr/include/onnx/onnx.proto
+GEN     := $(BUILD)/gen
 
 LIB_SRC  := $(wildcard src/*/*.c src/nn/ops/*.c)
 CLI_SRC  := $(wildcard cli/*.c cli/draw/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
 HARNESS  := tests/harness.c
-LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(GEN)/onnx.pb-c.o
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
-LIB64_OBJ := $(LIB_SRC:%.c=$(BUILD)/f64/%.o)
+LIB64_OBJ := $(LIB_SRC:%.c=$(BUILD)/f64/%.o) $(GEN)/onnx.pb-c.o
 TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
 all: $(BUILD)/cnnlab
 
 HEADERS  := $(wildcard include/*.h src/*/*.h cli/*.h cli/draw/*.h) Makefile
 
-$(BUILD)/%.o: %.c $(HEADERS)
+$(GEN)/onnx.pb-c.c $(GEN)/onnx.pb-c.h &: $(ONNX_PROTO)
+	@mkdir -p $(GEN)
+	protoc-c --c_out=$(GEN) --proto_path=$(dir $(ONNX_PROTO)) $(notdir $(ONNX_PROTO))
+
+$(GEN)/onnx.pb-c.o: $(GEN)/onnx.pb-c.c $(GEN)/onnx.pb-c.h
+	$(CC) $(CL_FLAGS) -c $< -o $@
+
+$(BUILD)/%.o: %.c $(HEADERS) $(GEN)/onnx.pb-c.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CL_FLAGS) -c $< -o $@
 
 # The same library in double precision, for the finite-difference gradient check.
-$(BUILD)/f64/%.o: %.c $(HEADERS)
+$(BUILD)/f64/%.o: %.c $(HEADERS) $(GEN)/onnx.pb-c.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CL_FLAGS) -DCL_REAL=double -c $< -o $@
 
@@ -113,9 +124,9 @@ FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZERS  := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 FUZZ_FLAGS := -std=c11 -D_DEFAULT_SOURCE -g -O1 -fopenmp -Iinclude -Isrc -fsanitize=fuzzer,address,undefined
 
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(HEADERS)
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(HEADERS) $(GEN)/onnx.pb-c.c
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_FLAGS) $< $(LIB_SRC) -o $@ $(LDLIBS)
+	clang $(FUZZ_FLAGS) -I$(GEN) $< $(LIB_SRC) $(GEN)/onnx.pb-c.c -o $@ $(LDLIBS)
 
 fuzz: $(FUZZERS)
 	@for f in $(FUZZERS); do \

@@ -21,6 +21,8 @@ int cmd_predict(int argc, char **argv);
 int cmd_fetch(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
+int cmd_export(int argc, char **argv);
+int cmd_import(int argc, char **argv);
 
 /* ---- training options (options.c) ---- */
 

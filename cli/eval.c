@@ -183,15 +183,59 @@ static bool write_eval_csvs(const char *dir, const cli_checkpoint *ck, const cl_
 
 static void eval_usage(FILE *f) {
     fprintf(f, "usage: cnnlab eval CHECKPOINT [--data NAME|DIR] [--data-dir DIR] [--batch B]\n"
-               "                   [--threads T] [--show N] [--out DIR]\n"
+               "                   [--threads T] [--show N] [--out DIR] [--limit N]\n"
+               "                   [--pixels FILE] [--logits FILE]\n"
                "Evaluates on the test split (default: the dataset the checkpoint was trained on) and\n"
                "writes eval_confusion.csv, eval_per_class.csv and eval_misclassified.csv into --out\n"
-               "(default: the checkpoint's folder).\n");
+               "(default: the checkpoint's folder). --limit evaluates the first N test images only.\n"
+               "--pixels writes those images as raw float32 NCHW on the 0..1 scale (an exported\n"
+               "model's input) and --logits the model's raw float32 logits [N][classes], to\n"
+               "compare a deployment with cnnlab.\n");
+}
+
+/* The first n images of ds as float32 NCHW pixels on the 0..1 scale, and the model's
+ * logits for them (either path may be NULL). */
+static bool dump_pixels_logits(const cli_checkpoint *ck, const cl_dataset *ds, int n, int batch,
+                               const char *pixels_path, const char *logits_path) {
+    const int C = ds->c, K = ck->classes;
+    const size_t npix = (size_t)ds->h * ds->w, size = npix * C;
+    cl_real *x = malloc((size_t)batch * size * sizeof *x);
+    float *px = malloc(size * sizeof *px), *lg = malloc((size_t)K * sizeof *lg);
+    FILE *fp = pixels_path ? fopen(pixels_path, "wb") : NULL;
+    FILE *fl = logits_path ? fopen(logits_path, "wb") : NULL;
+    bool ok = x && px && lg && (!pixels_path || fp) && (!logits_path || fl);
+    if (pixels_path && !fp) cli_error("%s: cannot write: %s", pixels_path, strerror(errno));
+    else if (logits_path && !fl) cli_error("%s: cannot write: %s", logits_path, strerror(errno));
+    else if (!ok) cli_error("out of memory");
+    bool opened = ok;
+    for (int i0 = 0; ok && i0 < n; i0 += batch) {
+        int bn = n - i0 < batch ? n - i0 : batch;
+        for (int i = 0; i < bn; i++) {
+            const uint8_t *img = ds->images + (size_t)(i0 + i) * size;
+            cli_normalise(ck, img, npix, x + (size_t)i * size);
+            for (int c = 0; c < C; c++)
+                for (size_t p = 0; p < npix; p++) px[c * npix + p] = img[p * C + c] / 255.0f;
+            if (fp && fwrite(px, sizeof *px, size, fp) != size) ok = false;
+        }
+        const cl_real *logits = cl_model_forward(ck->m, x, bn, false);
+        for (int i = 0; fl && ok && i < bn; i++) {
+            for (int k = 0; k < K; k++) lg[k] = (float)logits[(size_t)i * K + k];
+            if (fwrite(lg, sizeof *lg, (size_t)K, fl) != (size_t)K) ok = false;
+        }
+    }
+    if (fp && fclose(fp) != 0) ok = false;
+    if (fl && fclose(fl) != 0) ok = false;
+    if (opened && !ok) cli_error("writing %s failed", pixels_path ? pixels_path : logits_path);
+    free(x);
+    free(px);
+    free(lg);
+    return ok;
 }
 
 int cmd_eval(int argc, char **argv) {
     const char *path = NULL, *data = NULL, *data_dir = NULL, *out = NULL;
-    long long batch = 100, threads = 0, show = 10;
+    const char *pixels = NULL, *logits = NULL;
+    long long batch = 100, threads = 0, show = 10, limit = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         bool has = i + 1 < argc;
@@ -201,6 +245,9 @@ int cmd_eval(int argc, char **argv) {
         } else if (!strcmp(a, "--data") && has) data = argv[++i];
         else if (!strcmp(a, "--data-dir") && has) data_dir = argv[++i];
         else if (!strcmp(a, "--out") && has) out = argv[++i];
+        else if (!strcmp(a, "--pixels") && has) pixels = argv[++i];
+        else if (!strcmp(a, "--logits") && has) logits = argv[++i];
+        else if (!strcmp(a, "--limit") && has && cli_parse_count(argv[i + 1], &limit) && limit > 0) i++;
         else if (!strcmp(a, "--batch") && has && cli_parse_count(argv[i + 1], &batch) && batch > 0) i++;
         else if (!strcmp(a, "--threads") && has && cli_parse_count(argv[i + 1], &threads)) i++;
         else if (!strcmp(a, "--show") && has && cli_parse_count(argv[i + 1], &show)) i++;
@@ -226,7 +273,9 @@ int cmd_eval(int argc, char **argv) {
     int32_t *mis = NULL;
     int rc = 1;
     if (!cli_resolve_dataset(data, data_dir, &ref) || !cli_load_dataset(&ref, CL_SPLIT_TEST, &rs, &ds) ||
-        !cli_evaluate(&ck, &ds, (int)batch, 0, &ev))
+        !cli_evaluate(&ck, &ds, (int)batch, (int)limit, &ev))
+        goto done;
+    if ((pixels || logits) && !dump_pixels_logits(&ck, &ds, ev.n, (int)batch, pixels, logits))
         goto done;
     const int K = ck.classes;
     printf("Checkpoint: %s (%lld parameters); test split of %s: %d images\n", path,

@@ -480,6 +480,58 @@ cl_model *cl_parse_model(const char *text, size_t len, const char *path,
 cl_model *cl_load_model(const char *path, const cl_shape *input_override, char *err,
                         size_t errlen);
 
+/* ---- ONNX (src/deploy/) ------------------------------------------------------ */
+
+/* Exporting a compiled model to an ONNX file in inference form (dropout left out,
+ * BatchNorm with its running statistics). Input "input" is NCHW float32 [N, C, H, W];
+ * output "logits" is [N, K] for a Kx1x1 model output (else "output", NCHW).
+ * docs/deploy.md has the op mapping. */
+typedef struct {
+    int opset;                      /* 21 (the default, when 0) or 17 */
+    const float *mean, *std;        /* per input channel on the 0..1 scale, or NULL */
+    bool normalize;                 /* with mean and std: (input - mean) / std as the
+                                       graph's first nodes, so it takes 0..1 pixels */
+    const char *const *class_names; /* [classes] for the metadata, or NULL */
+    const char *model_text;         /* the model file, for the metadata, or NULL */
+    const char *dataset;            /* for the metadata, or NULL */
+} cl_onnx_export_args;
+
+/* Write m (compiled, weights loaded) to path atomically. Errors name the file and,
+ * for a layer ONNX export cannot express, the layer. */
+cl_status cl_onnx_export(const cl_model *m, const cl_onnx_export_args *a, const char *path,
+                         char *err, size_t errlen);
+
+/* One parameter tensor of an imported model, under cnnlab's (PyTorch's) name. */
+typedef struct {
+    char name[64]; /* "layers.3.weight" */
+    int ndim;
+    int64_t dims[4];
+    float *data;   /* PyTorch layout */
+} cl_onnx_tensor;
+
+/* An ONNX graph read back as a cnnlab model: a model-file text of one layer per
+ * line (so layer i is line i's layer) and its tensors. */
+typedef struct {
+    char *model_text;
+    cl_onnx_tensor *tensors;
+    int ntensors;
+    cl_shape input;
+    bool has_normalization;   /* leading Sub/Div nodes were found and taken out */
+    float mean[8], std[8];    /* their values; else mean 0 and std 1 */
+    int classes;              /* outputs of the model */
+    char **class_names;       /* from the metadata of a cnnlab export, or NULL */
+    char dataset[64];         /* likewise, or "" */
+} cl_onnx_import;
+
+/* Read an ONNX file made of ops cnnlab has. NULL with a message naming the file
+ * and, for an op cnnlab lacks, the node and its op type. */
+cl_onnx_import *cl_onnx_import_read(const char *path, char *err, size_t errlen);
+void cl_onnx_import_free(cl_onnx_import *imp);
+/* Build the imported model, compile it with ca and set its tensors. NULL with a
+ * message on failure. */
+cl_model *cl_onnx_import_model(const cl_onnx_import *imp, cl_compile_args ca, char *err,
+                               size_t errlen);
+
 /* ---- layouts ---------------------------------------------------------------- */
 
 /* [n, C, H, W] <-> [n, H, W, C] */
