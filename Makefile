@@ -7,7 +7,8 @@
 #   make demo       train BN, GN and LN models and compare them (DEMO_EPOCHS, default 20;
 #                   DEMO_DIR, default runs/demo; DEMO_FLAGS, more train options)
 #   make fuzz       libFuzzer on the dataset parsers, FUZZ_SECONDS each (needs clang)
-#   make fixtures   regenerate tests/ref/*.bin with PyTorch (needs python3-torch)
+#   make fixtures   regenerate tests/ref/*.bin and tests/ref/onnx/ with PyTorch (needs
+#                   python3-torch; the ONNX ones also python3-onnx)
 CC      ?= cc
 OPT     ?= -O3
 CFLAGS  ?= $(OPT) -g
@@ -140,6 +141,7 @@ fuzz: $(FUZZERS)
 fixtures:
 	$(PYTHON) tests/ref/gen_fixtures.py
 	$(PYTHON) tests/ref/gen_augment.py
+	$(PYTHON) tests/ref/gen_onnx.py
 
 clean:
 	rm -rf build build-asan build-portable
