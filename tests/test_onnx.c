@@ -16,6 +16,10 @@
 #include "cnnlab.h"
 #include "harness.h"
 
+#ifndef MUTANTS
+#define MUTANTS 500
+#endif
+
 static float *read_floats(const char *path, size_t *n) {
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
@@ -174,6 +178,53 @@ int main(void) {
     else if (!strstr(err, "tests/ref/onnx/unsupported.onnx: node '/1/Sigmoid' (Sigmoid)"))
         t_fail("message: %s", err);
     cl_onnx_import_free(imp);
+    t_end();
+
+    /* hostile files: truncated and byte-mutated exports fail cleanly (or import) */
+    t_begin("%d truncated or mutated ONNX files: an error naming the file, or a model", MUTANTS);
+    size_t len = 0;
+    FILE *f = fopen("tests/ref/onnx/all_layers.onnx", "rb");
+    unsigned char *orig = NULL;
+    if (f) {
+        fseek(f, 0, SEEK_END);
+        len = (size_t)ftell(f);
+        fseek(f, 0, SEEK_SET);
+        orig = xmalloc(len);
+        if (fread(orig, 1, len, f) != len) len = 0;
+        fclose(f);
+    }
+    if (!len) t_fail("cannot read all_layers.onnx");
+    char mpath[64];
+    snprintf(mpath, sizeof mpath, "/tmp/cnnlab-test-mutant-%d.onnx", (int)getpid());
+    uint64_t r = 99;
+    for (int k = 0; len && k < MUTANTS; k++) {
+        unsigned char *b = xmalloc(len);
+        memcpy(b, orig, len);
+        size_t n = len;
+        r = r * 6364136223846793005ULL + 1442695040888963407ULL;
+        if (k % 5 == 0) n = (size_t)(r >> 33) % len; /* truncated */
+        else
+            for (int j = 0; j < 1 + k % 4; j++) {
+                r = r * 6364136223846793005ULL + 1442695040888963407ULL;
+                b[(r >> 33) % len] = (unsigned char)(r >> 20);
+            }
+        FILE *o = fopen(mpath, "wb");
+        if (o) {
+            fwrite(b, 1, n, o);
+            fclose(o);
+        }
+        free(b);
+        err[0] = 0;
+        cl_onnx_import *mi = cl_onnx_import_read(mpath, err, sizeof err);
+        if (!mi && !strstr(err, mpath)) t_fail("mutant %d: the message does not name the file: %s", k, err);
+        if (mi) {
+            cl_model *mm = cl_onnx_import_model(mi, (cl_compile_args){.max_batch = 1, .threads = 1}, err, sizeof err);
+            cl_model_free(mm);
+        }
+        cl_onnx_import_free(mi);
+    }
+    unlink(mpath);
+    free(orig);
     t_end();
 
     round_trip(21, true);

@@ -108,7 +108,7 @@ static tensor_proto *add_init(exporter *ex, const char *name, const int64_t *dim
     uint8_t *raw = ex_alloc(ex, nbytes);
     if (!t || !d || !raw) return NULL;
     onnx__tensor_proto__init(t);
-    memcpy(d, dims, (size_t)ndim * sizeof *d);
+    if (ndim) memcpy(d, dims, (size_t)ndim * sizeof *d);
     memcpy(raw, data, nbytes); /* raw_data is little-endian, as this machine */
     t->n_dims = (size_t)ndim;
     t->dims = d;

@@ -120,7 +120,7 @@ static cl_status fail(importer *im, const node_proto *n, const char *fmt, ...) {
     va_end(ap);
     if (n)
         snprintf(im->err, im->errlen, "%s: node '%s' (%s): %s", im->path, n->name ? n->name : "",
-                 n->op_type, msg);
+                 n->op_type ? n->op_type : "no op type", msg);
     else
         snprintf(im->err, im->errlen, "%s: %s", im->path, msg);
     return CL_ERR_FORMAT;
@@ -179,7 +179,7 @@ static cl_status read_tensor(importer *im, const node_proto *n, const Onnx__Tens
 
 static const Onnx__AttributeProto *attr(const node_proto *n, const char *name) {
     for (size_t i = 0; i < n->n_attribute; i++)
-        if (!strcmp(n->attribute[i]->name, name)) return n->attribute[i];
+        if (n->attribute[i]->name && !strcmp(n->attribute[i]->name, name)) return n->attribute[i];
     return NULL;
 }
 
@@ -769,6 +769,7 @@ static cl_status op_squeeze(importer *im, const node_proto *n, bool squeeze) {
     if (x < 0) return fail(im, n, "no input");
     int64_t axes[8];
     int na = attr_ints(n, "axes", axes, 8);
+    if (na > 8) return fail(im, n, "more than 8 axes");
     if (na < 0 && n->n_input > 1) {
         int av = in_value(im, n, 1, &st);
         if (st || (st = need_const(im, n, av, "axes"))) return st;
@@ -1227,6 +1228,7 @@ static cl_status op_constant(importer *im, const node_proto *n) {
 
 static cl_status op_node(importer *im, const node_proto *n) {
     const char *t = n->op_type;
+    if (!t) return fail(im, n, "a node without an op type");
     if (n->domain && n->domain[0] && strcmp(n->domain, "ai.onnx"))
         return fail(im, n, "operator domain '%s': cnnlab reads the standard ONNX operators only", n->domain);
     if (n->n_output < 1) return fail(im, n, "no output");
@@ -1279,7 +1281,8 @@ static cl_status op_node(importer *im, const node_proto *n) {
 static char *model_text(importer *im) {
     int nl = im->nlines;
     bool *named = calloc((size_t)nl + 1, sizeof *named); /* by probe tensor id; 0: the input */
-    size_t cap = 256 + strlen(im->path) + (size_t)nl * 320, len = 0;
+    /* a line: its text (< 256), names of up to CL_MAX_INPUTS inputs, from= and as= */
+    size_t cap = 512 + strlen(im->path) + (size_t)nl * 512, len = 0;
     char *text = malloc(cap);
     if (!named || !text) {
         free(named);
@@ -1293,8 +1296,9 @@ static char *model_text(importer *im) {
             if (multi || l->in[k] != (i == 0 ? 0 : im->lines[i - 1].out)) named[l->in[k]] = true;
     }
     cl_shape in = im->imp->input;
-    len += (size_t)snprintf(text + len, cap - len,
-                            "# imported from %s by cnnlab import\ninput %dx%dx%d\n", im->path, in.c, in.h, in.w);
+    len += (size_t)snprintf(text + len, cap - len, "# imported from ");
+    for (const char *c = im->path; *c; c++) text[len++] = *c == '\n' || *c == '\r' ? ' ' : *c;
+    len += (size_t)snprintf(text + len, cap - len, " by cnnlab import\ninput %dx%dx%d\n", in.c, in.h, in.w);
     for (int i = 0; i < nl; i++) {
         const layer_line *l = &im->lines[i];
         bool multi = !strcmp(l->text, "add") || !strcmp(l->text, "concat");
@@ -1400,13 +1404,18 @@ cl_onnx_import *cl_onnx_import_read(const char *path, char *err, size_t errlen) 
     for (int c = 0; c < 8 && im.imp; c++) im.imp->std[c] = 1.0f;
     /* initializers first: constants */
     for (size_t i = 0; !st && i < g->n_initializer; i++) {
+        if (!g->initializer[i]->name) {
+            st = fail(&im, NULL, "initializer %zu has no name", i);
+            break;
+        }
         value *v = new_value(&im, g->initializer[i]->name);
         st = v ? read_tensor(&im, NULL, g->initializer[i], v) : fail(&im, NULL, "out of memory");
     }
     /* the one graph input that is not an initializer: [N, C, H, W] float */
     const Onnx__ValueInfoProto *input = NULL;
     for (size_t i = 0; !st && i < g->n_input; i++)
-        if (find_value(&im, g->input[i]->name) < 0) {
+        if (!g->input[i]->name) st = fail(&im, NULL, "input %zu has no name", i);
+        else if (find_value(&im, g->input[i]->name) < 0) {
             if (input) st = fail(&im, NULL, "more than one input ('%s', '%s'); cnnlab models have one",
                                  input->name, g->input[i]->name);
             input = g->input[i];
@@ -1433,6 +1442,7 @@ cl_onnx_import *cl_onnx_import_read(const char *path, char *err, size_t errlen) 
     }
     for (size_t i = 0; !st && i < g->n_node; i++) st = op_node(&im, g->node[i]);
     if (!st && g->n_output != 1) st = fail(&im, NULL, "%zu outputs; cnnlab models have one", g->n_output);
+    if (!st && !g->output[0]->name) st = fail(&im, NULL, "the output has no name");
     if (!st) {
         int o = find_value(&im, g->output[0]->name);
         if (o < 0) st = fail(&im, NULL, "no node makes the output '%s'", g->output[0]->name);
