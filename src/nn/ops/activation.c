@@ -1,6 +1,6 @@
 /* activation.c: element-wise activations: ReLU, LeakyReLU (torch.nn.LeakyReLU,
- * negative_slope) and GELU (torch.nn.GELU, the exact erf form). Three op-table
- * entries share one pair of kernels; the node's kind picks the function. */
+ * negative_slope) and GELU (torch.nn.GELU, the exact erf form). The op of each
+ * kind shares one pair of kernels; the node's kind picks the function. */
 #include <math.h>
 
 #include "nn/model.h"
@@ -90,3 +90,13 @@ static void backward(const cl_exec *e, const cl_node *n) {
 ACTIVATION_OP(cl_op_relu, "relu", "ReLU");
 ACTIVATION_OP(cl_op_leaky_relu, "leakyrelu", "LeakyReLU");
 ACTIVATION_OP(cl_op_gelu, "gelu", "GELU");
+
+const cl_op *cl_activation_op(cl_act_kind kind) {
+    static const cl_op *const ops[] = {
+        [CL_ACT_RELU] = &cl_op_relu,
+        [CL_ACT_LEAKY_RELU] = &cl_op_leaky_relu,
+        [CL_ACT_GELU] = &cl_op_gelu,
+    };
+    if ((int)kind < 0 || (size_t)kind >= sizeof ops / sizeof *ops) return NULL;
+    return ops[kind];
+}
