@@ -31,7 +31,7 @@ const cl_layer_key cl_layer_keys[] = {
 const int cl_layer_key_count = (int)(sizeof cl_layer_keys / sizeof *cl_layer_keys);
 
 /* The activation ops (src/nn/ops/activation.c); cl_activation() finds them by kind. */
-extern const cl_op cl_op_relu, cl_op_leaky_relu, cl_op_gelu;
+extern const cl_op cl_op_relu, cl_op_leaky_relu, cl_op_gelu, cl_op_silu, cl_op_hardswish;
 
 const cl_layer_kind cl_layer_kinds[] = {
     {.keyword = "input", .positional = "the sample shape CxHxW, e.g. `input 3x32x32`",
@@ -75,6 +75,10 @@ const cl_layer_kind cl_layer_kinds[] = {
      .act = CL_ACT_LEAKY_RELU, .build = cl_build_activation},
     {.keyword = "gelu", .positional = "", .keys = "", .torch = "(exact, erf form)",
      .op = &cl_op_gelu, .act = CL_ACT_GELU, .build = cl_build_activation},
+    {.keyword = "silu", .positional = "", .keys = "", .torch = "(x * sigmoid(x))", .op = &cl_op_silu,
+     .act = CL_ACT_SILU, .build = cl_build_activation},
+    {.keyword = "hardswish", .positional = "", .keys = "", .torch = "(x * relu6(x + 3) / 6)",
+     .op = &cl_op_hardswish, .act = CL_ACT_HARDSWISH, .build = cl_build_activation},
     {.keyword = "act", .positional = "", .keys = "slope",
      .torch = "the default activation (`defaults act=...`)", .build = cl_build_activation},
     {.keyword = "dropout", .positional = "the probability", .max_pos = 1, .pos_lo = 0,

@@ -64,6 +64,8 @@ ACTIVATIONS = {
     "relu": lambda slope: nn.ReLU(),
     "leakyrelu": lambda slope: nn.LeakyReLU(slope),
     "gelu": lambda slope: nn.GELU(),
+    "silu": lambda slope: nn.SiLU(),
+    "hardswish": lambda slope: nn.Hardswish(),
 }
 
 
