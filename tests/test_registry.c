@@ -95,6 +95,34 @@ static void check_parse(void) {
     t_end();
 }
 
+/* The parser's "expected ..." messages list every keyword, activation and norm. */
+static void check_messages(void) {
+    t_begin("registry/error messages list the registry's keywords");
+    static const char *const bad[] = {"input 3x4x4\nswish\n", "input 3x4x4\nblock 4 act=swish\n",
+                                      "input 3x4x4\nblock 4 norm=rms\n", "input 3x4x4\nact\n"};
+    char err[4][1024];
+    for (int i = 0; i < 4; i++) {
+        const char *text = i < 3 ? bad[i] : "input 3x4x4\ndefaults act=none\nact\n";
+        cl_model *m = cl_parse_model(text, strlen(text), "t.net", NULL, err[i], sizeof err[i]);
+        if (m) {
+            t_fail("'%s' parsed", text);
+            cl_model_free(m);
+            err[i][0] = 0;
+        }
+    }
+    for (int i = 0; i < cl_layer_kind_count; i++) {
+        const cl_layer_kind *k = &cl_layer_kinds[i];
+        char word[64];
+        snprintf(word, sizeof word, " %s", k->keyword);
+        if (!strstr(err[0], word)) t_fail("'%s' does not list %s", err[0], k->keyword);
+        if (k->act != CL_ACT_NONE && (!strstr(err[1], word) || !strstr(err[3], k->keyword)))
+            t_fail("the act= messages do not list %s: '%s', '%s'", k->keyword, err[1], err[3]);
+        if (k->norm != CL_NORM_NONE && !strstr(err[2], word))
+            t_fail("'%s' does not list %s", err[2], k->keyword);
+    }
+    t_end();
+}
+
 static void check_docs(void) {
     t_begin("registry/the tables of " DOCS " are the registry's");
     FILE *tables = tmpfile();
@@ -135,6 +163,7 @@ int main(int argc, char **argv) {
     }
     check_keys();
     check_parse();
+    check_messages();
     check_docs();
     return t_finish();
 }

@@ -1,5 +1,7 @@
-/* parse.c: the model-file parser (docs/model-format.md). It reads one layer per line
- * and calls the public builder API, exactly as a C user would. Every error names
+/* parse.c: the model-file parser (docs/model-format.md). It reads one layer per line,
+ * finds its keyword in the layer registry (registry.c), and the entry's builder below
+ * checks the line's keys and values against the registry and calls the public
+ * builder API, exactly as a C user would. Every error names
  * file:line:col and says what was expected; hostile input (binary data, huge numbers,
  * very long lines, thousands of layers) is refused with a message, never a crash. */
 #include <ctype.h>
