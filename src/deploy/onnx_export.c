@@ -470,26 +470,28 @@ static cl_status export_linear(exporter *ex, const cl_node *n, int layer) {
     return CL_OK;
 }
 
-/* The op mapping: one entry per cnnlab op. */
+/* The op mapping: one entry per cnnlab op (activations by kind: their ops are
+ * cl_activation_op(kind)). */
 static const struct {
     const cl_op *op;
+    cl_act_kind act;
     export_fn fn;
 } op_exporters[] = {
-    {&cl_op_conv2d, export_conv},
-    {&cl_op_maxpool2d, export_maxpool},
-    {&cl_op_avgpool2d, export_avgpool},
-    {&cl_op_global_avgpool, export_gap},
-    {&cl_op_batchnorm2d, export_batchnorm},
-    {&cl_op_groupnorm, export_groupnorm},
-    {&cl_op_layernorm, export_layernorm},
-    {&cl_op_relu, export_relu},
-    {&cl_op_leaky_relu, export_leaky_relu},
-    {&cl_op_gelu, export_gelu},
-    {&cl_op_dropout, export_dropout},
-    {&cl_op_add, export_add},
-    {&cl_op_concat, export_concat},
-    {&cl_op_flatten, export_flatten},
-    {&cl_op_linear, export_linear},
+    {&cl_op_conv2d, CL_ACT_NONE, export_conv},
+    {&cl_op_maxpool2d, CL_ACT_NONE, export_maxpool},
+    {&cl_op_avgpool2d, CL_ACT_NONE, export_avgpool},
+    {&cl_op_global_avgpool, CL_ACT_NONE, export_gap},
+    {&cl_op_batchnorm2d, CL_ACT_NONE, export_batchnorm},
+    {&cl_op_groupnorm, CL_ACT_NONE, export_groupnorm},
+    {&cl_op_layernorm, CL_ACT_NONE, export_layernorm},
+    {NULL, CL_ACT_RELU, export_relu},
+    {NULL, CL_ACT_LEAKY_RELU, export_leaky_relu},
+    {NULL, CL_ACT_GELU, export_gelu},
+    {&cl_op_dropout, CL_ACT_NONE, export_dropout},
+    {&cl_op_add, CL_ACT_NONE, export_add},
+    {&cl_op_concat, CL_ACT_NONE, export_concat},
+    {&cl_op_flatten, CL_ACT_NONE, export_flatten},
+    {&cl_op_linear, CL_ACT_NONE, export_linear},
 };
 
 /* ---- the model ------------------------------------------------------------------ */
@@ -618,7 +620,8 @@ cl_status cl_onnx_export(const cl_model *m, const cl_onnx_export_args *a, const 
         const cl_node *n = &m->nodes[i];
         export_fn fn = NULL;
         for (size_t k = 0; k < sizeof op_exporters / sizeof *op_exporters; k++)
-            if (op_exporters[k].op == n->op) fn = op_exporters[k].fn;
+            if ((op_exporters[k].op ? op_exporters[k].op : cl_activation_op(op_exporters[k].act)) == n->op)
+                fn = op_exporters[k].fn;
         if (!fn) {
             st = cl_errorf(err, errlen, CL_ERR_ARG, "%s: layer %d (%s, line %d) has no ONNX mapping",
                            path, i, n->op->name, n->line);
