@@ -171,11 +171,16 @@ int main(void) {
     const char *fixtures[] = {"cifar10_bn", "cifar10_gn", "cifar10_ln", "mnist", "all_layers"};
     for (size_t i = 0; i < sizeof fixtures / sizeof *fixtures; i++) torch_fixture(fixtures[i]);
 
-    t_begin("an op cnnlab lacks: the error names the node and its op type");
+    t_begin("an op cnnlab lacks (Tanh; Sigmoid outside SiLU): the error names the node and its op type");
     char err[1024] = "";
     cl_onnx_import *imp = cl_onnx_import_read("tests/ref/onnx/unsupported.onnx", err, sizeof err);
+    if (imp) t_fail("the Tanh model imported");
+    else if (!strstr(err, "tests/ref/onnx/unsupported.onnx: node '/1/Tanh' (Tanh): cnnlab has no layer for the ONNX op Tanh"))
+        t_fail("message: %s", err);
+    cl_onnx_import_free(imp);
+    imp = cl_onnx_import_read("tests/ref/onnx/sigmoid.onnx", err, sizeof err);
     if (imp) t_fail("the Sigmoid model imported");
-    else if (!strstr(err, "tests/ref/onnx/unsupported.onnx: node '/1/Sigmoid' (Sigmoid)"))
+    else if (!strstr(err, "tests/ref/onnx/sigmoid.onnx: node '/1/Sigmoid' (Sigmoid): cnnlab has no layer for the ONNX op Sigmoid"))
         t_fail("message: %s", err);
     cl_onnx_import_free(imp);
     t_end();

@@ -45,8 +45,11 @@ check "export unknown option" 2 "unknown or incomplete option '--bogus'" -- "$CN
 check "export a missing checkpoint" 1 'nope.safetensors' -- "$CNNLAB" export "$tmp/nope.safetensors"
 check "import --help" 0 '^usage: cnnlab import MODEL.onnx' -- "$CNNLAB" import --help
 check "import an op cnnlab lacks names the node and op" 1 \
-    "unsupported.onnx: node '/1/Sigmoid' \(Sigmoid\): cnnlab has no layer for the ONNX op Sigmoid" -- \
+    "unsupported.onnx: node '/1/Tanh' \(Tanh\): cnnlab has no layer for the ONNX op Tanh" -- \
     "$CNNLAB" import tests/ref/onnx/unsupported.onnx -o "$tmp/unsupported"
+check "import a Sigmoid that is not SiLU's names the node" 1 \
+    "sigmoid.onnx: node '/1/Sigmoid' \(Sigmoid\): cnnlab has no layer for the ONNX op Sigmoid" -- \
+    "$CNNLAB" import tests/ref/onnx/sigmoid.onnx -o "$tmp/sigmoid"
 check "import a file that is not ONNX" 1 'all_layers.net: not an ONNX model' -- \
     "$CNNLAB" import tests/all_layers.net -o "$tmp/notonnx"
 
@@ -171,9 +174,12 @@ else
             fail "trained $model exported and imported back" "$(tail -n 2 "$tmp/imp.log" "$tmp/eval.log")"
         fi
     done
-    if [ "$(onnx_meta "$tmp/cifar10_bn.21.onnx" cnnlab.classes | head -n 1)" = airplane ] &&
-        onnx_meta "$tmp/cifar10_bn.21.onnx" cnnlab.model_text | grep -q '^block 16 k=3 pad=1' &&
-        onnx_meta "$tmp/cifar10_bn.21.onnx" cnnlab.mean | grep -qE '^0\.49[0-9]*,0\.48[0-9]*,0\.44[0-9]*$'; then
+    classes=$(onnx_meta "$tmp/cifar10_bn.21.onnx" cnnlab.classes)
+    text=$(onnx_meta "$tmp/cifar10_bn.21.onnx" cnnlab.model_text)
+    mean=$(onnx_meta "$tmp/cifar10_bn.21.onnx" cnnlab.mean)
+    if [ "${classes%%
+*}" = airplane ] && printf '%s\n' "$text" | grep -q '^block 16 k=3 pad=1' &&
+        printf '%s\n' "$mean" | grep -qE '^0\.49[0-9]*,0\.48[0-9]*,0\.44[0-9]*$'; then
         ok "the export's metadata holds the class names, the model text and the normalisation"
     else
         fail "export metadata" "cnnlab.classes, cnnlab.model_text or cnnlab.mean missing or wrong"

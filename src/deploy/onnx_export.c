@@ -427,6 +427,24 @@ static cl_status export_gelu(exporter *ex, const cl_node *n, int layer) {
     return CL_OK;
 }
 
+/* SiLU: x * Sigmoid(x), as torch.onnx writes nn.SiLU (ONNX has no SiLU op). */
+static cl_status export_silu(exporter *ex, const cl_node *n, int layer) {
+    const char *x = ex->vals[n->in[0]].name;
+    const char *sig = ex_printf(ex, "layers.%d.sigmoid", layer);
+    add_node(ex, "Sigmoid", ex_printf(ex, "layers.%d.Sigmoid", layer), &x, 1, sig);
+    const char *min[2] = {x, sig};
+    add_node(ex, "Mul", ex_printf(ex, "layers.%d.Mul", layer), min, 2,
+             set_out(ex, n, ex->vals[n->in[0]].rank));
+    return CL_OK;
+}
+
+static cl_status export_hardswish(exporter *ex, const cl_node *n, int layer) {
+    const char *x = ex->vals[n->in[0]].name;
+    add_node(ex, "HardSwish", ex_printf(ex, "layers.%d.HardSwish", layer), &x, 1,
+             set_out(ex, n, ex->vals[n->in[0]].rank));
+    return CL_OK;
+}
+
 /* Dropout is the identity in inference: its output is its input. */
 static cl_status export_dropout(exporter *ex, const cl_node *n, int layer) {
     (void)layer;
@@ -487,6 +505,8 @@ static const struct {
     {NULL, CL_ACT_RELU, export_relu},
     {NULL, CL_ACT_LEAKY_RELU, export_leaky_relu},
     {NULL, CL_ACT_GELU, export_gelu},
+    {NULL, CL_ACT_SILU, export_silu},
+    {NULL, CL_ACT_HARDSWISH, export_hardswish},
     {&cl_op_dropout, CL_ACT_NONE, export_dropout},
     {&cl_op_add, CL_ACT_NONE, export_add},
     {&cl_op_concat, CL_ACT_NONE, export_concat},

@@ -7,7 +7,8 @@
  * entry is a marker), or a pending pattern: a chain of ONNX nodes that together make
  * one cnnlab layer, as torch.onnx writes GroupNorm (Reshape -> InstanceNormalization
  * -> Reshape -> Mul -> Add), GELU at opset 17 (Div -> Erf -> Add -> Mul -> Mul),
- * padded average pooling (Pad -> AveragePool), nn.Linear as MatMul -> Add, and the
+ * padded average pooling (Pad -> AveragePool), nn.Linear as MatMul -> Add, SiLU as
+ * x * Sigmoid(x), and the
  * input normalisation of a cnnlab export (Sub -> Div at the input). A pending value
  * used by anything but its pattern's next node becomes its layer then, or is an
  * error naming the node. Layers are built on a probe model as they are found, so
@@ -41,6 +42,7 @@ enum {
     P_GELU_HALF, /* x * 0.5 */
     P_GELU_XERF, /* x * (1 + erf(x / sqrt(2))) */
     P_MATMUL,    /* x @ W: a linear layer without its bias yet */
+    P_SIGMOID,   /* sigmoid(x): SiLU once multiplied by x */
 };
 
 typedef struct {
@@ -370,10 +372,14 @@ static cl_status materialize(importer *im, const node_proto *user, int *vi) {
     case P_MATMUL:
         if ((st = emit_linear(im, p.node, src->tensor, p.out_features, p.gamma, NULL, &id))) return st;
         break;
+    case P_SIGMOID:
+        return fail(im, p.node, "cnnlab has no layer for the ONNX op Sigmoid (it maps only "
+                    "x * Sigmoid(x), SiLU; here node '%s' uses it)",
+                    user && user->name ? user->name : "the graph's output");
     default:
-        return fail(im, user, "input '%s' comes from node '%s' (%s), which has no cnnlab layer "
-                    "on its own and is not followed by the nodes of a pattern cnnlab maps "
-                    "(docs/deploy.md)", p.name, p.node->name ? p.node->name : "", p.node->op_type);
+        return fail(im, p.node, "no cnnlab layer on its own, and node '%s' uses it outside the "
+                    "nodes of a pattern cnnlab maps (docs/deploy.md)",
+                    user && user->name ? user->name : "the graph's output");
     }
     /* the pending value becomes this layer's activation under its own name */
     value *v = &im->vals[*vi];
@@ -636,9 +642,10 @@ static cl_status op_activation(importer *im, const node_proto *n, cl_act_kind ki
     int id = cl_activation(im->probe, xt, kind, slope);
     char sl[32];
     float_text(sl, sizeof sl, slope);
-    st = kind == CL_ACT_RELU   ? add_line(im, n, id, &xt, 1, "relu")
-         : kind == CL_ACT_GELU ? add_line(im, n, id, &xt, 1, "gelu")
-                               : add_line(im, n, id, &xt, 1, "leakyrelu slope=%s", sl);
+    st = kind == CL_ACT_RELU        ? add_line(im, n, id, &xt, 1, "relu")
+         : kind == CL_ACT_GELU      ? add_line(im, n, id, &xt, 1, "gelu")
+         : kind == CL_ACT_HARDSWISH ? add_line(im, n, id, &xt, 1, "hardswish")
+                                    : add_line(im, n, id, &xt, 1, "leakyrelu slope=%s", sl);
     return st ? st : set_act(im, n->output[0], id, im->vals[x].rank);
 }
 
@@ -995,6 +1002,12 @@ static cl_status op_arith(importer *im, const node_proto *n) {
             if (P->kind != V_PENDING) continue;
             if (P->pat == P_GELU_ERF1 && Q->kind == V_ACT && q == P->src)
                 return pending(im, n, P_GELU_XERF, P->src, NULL);
+            if (P->pat == P_SIGMOID && Q->kind == V_ACT && q == P->src) { /* x * sigmoid(x) */
+                int xt = im->vals[P->src].tensor, rank = im->vals[P->src].rank;
+                int id = cl_activation(im->probe, xt, CL_ACT_SILU, 0);
+                if ((st = add_line(im, n, id, &xt, 1, "silu"))) return st;
+                return set_act(im, n->output[0], id, rank);
+            }
             if ((P->pat == P_GELU_XERF && is_scalar(Q, 0.5)) ||
                 (P->pat == P_GELU_ERF1 && Q->kind == V_PENDING && Q->pat == P_GELU_HALF && Q->src == P->src)) {
                 int xt = im->vals[P->src].tensor, rank = im->vals[P->src].rank;
@@ -1244,6 +1257,12 @@ static cl_status op_node(importer *im, const node_proto *n) {
     if (!strcmp(t, "Relu")) return op_activation(im, n, CL_ACT_RELU);
     if (!strcmp(t, "LeakyRelu")) return op_activation(im, n, CL_ACT_LEAKY_RELU);
     if (!strcmp(t, "Gelu")) return op_activation(im, n, CL_ACT_GELU);
+    if (!strcmp(t, "HardSwish")) return op_activation(im, n, CL_ACT_HARDSWISH);
+    if (!strcmp(t, "Sigmoid")) {
+        int x;
+        if ((st = act_in(im, n, 0, &x))) return st;
+        return pending(im, n, P_SIGMOID, x, NULL);
+    }
     if (!strcmp(t, "Add") || !strcmp(t, "Sub") || !strcmp(t, "Mul") || !strcmp(t, "Div")) return op_arith(im, n);
     if (!strcmp(t, "Concat")) return op_concat(im, n);
     if (!strcmp(t, "Flatten")) return op_flatten(im, n);

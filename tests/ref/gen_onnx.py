@@ -4,8 +4,9 @@ equivalent built by netfile.py (random weights, non-trivial norm parameters and
 BatchNorm running statistics, eval mode) exported with torch.onnx.export at opset
 17 with a dynamic batch, as tests/ref/onnx/NAME.onnx, plus NAME.bin: 4 fixed input
 images (float32 NCHW on the 0..1 scale) followed by PyTorch's logits for them
-(float32 [4][classes]). Also unsupported.onnx: a Conv -> Sigmoid model, whose import
-must fail naming the Sigmoid node.
+(float32 [4][classes]). Also unsupported.onnx and sigmoid.onnx: Conv -> Tanh and
+Conv -> Sigmoid models (cnnlab maps Sigmoid only within SiLU's x * sigmoid(x)), whose
+imports must fail naming the node.
 
 Run from anywhere: `make fixtures` or `/usr/bin/python3 tests/ref/gen_onnx.py`
 (needs python3-torch and python3-onnx). Deterministic from fixed seeds.
@@ -78,9 +79,10 @@ def main():
         net, shape = netfile.build(path)
         randomize(net)
         export(name, Logits(net), shape)
-    torch.manual_seed(1)
-    export("unsupported", nn.Sequential(nn.Conv2d(1, 2, 3), nn.Sigmoid(), nn.AdaptiveAvgPool2d(1),
-                                        nn.Flatten()), (1, 8, 8))
+    for name, act in (("unsupported", nn.Tanh()), ("sigmoid", nn.Sigmoid())):
+        torch.manual_seed(1)
+        export(name, nn.Sequential(nn.Conv2d(1, 2, 3), act, nn.AdaptiveAvgPool2d(1), nn.Flatten()),
+               (1, 8, 8))
 
 
 if __name__ == "__main__":
