@@ -3,6 +3,7 @@
 // with reference outputs (cnnlab's logits) and fails above --tol.
 //   node tests/onnx_run.js MODEL.onnx INPUT.bin CxHxW OUT.bin [--ref REF.bin] [--tol 1e-4]
 //        [--normalize m0,m1,m2 s0,s1,s2]   (normalise the input first, for --no-normalize exports)
+//        [--bench N]   (also time N single-image runs, one thread: the median latency)
 const fs = require('fs');
 const path = require('path');
 const ort = require(path.join(__dirname, 'node_modules', 'onnxruntime-node'));
@@ -14,6 +15,7 @@ async function main() {
     for (let i = 0; i < args.length; i++) {
         if (args[i] === '--ref') opt.ref = args[++i];
         else if (args[i] === '--tol') opt.tol = parseFloat(args[++i]);
+        else if (args[i] === '--bench') opt.bench = parseInt(args[++i], 10);
         else if (args[i] === '--normalize') { opt.mean = args[++i].split(',').map(Number); opt.std = args[++i].split(',').map(Number); }
         else pos.push(args[i]);
     }
@@ -39,6 +41,20 @@ async function main() {
     const result = await session.run(feeds);
     const y = result[session.outputNames[0]].data;
     fs.writeFileSync(out, Buffer.from(y.buffer, y.byteOffset, y.byteLength));
+    if (opt.bench > 0) {
+        const one = {};
+        one[session.inputNames[0]] = new ort.Tensor('float32', x.slice(0, C * H * W), [1, C, H, W]);
+        for (let i = 0; i < 20; i++) await session.run(one); // warm-up
+        const ms = [];
+        for (let i = 0; i < opt.bench; i++) {
+            const t0 = process.hrtime.bigint();
+            await session.run(one);
+            ms.push(Number(process.hrtime.bigint() - t0) / 1e6);
+        }
+        ms.sort((a, b) => a - b);
+        console.log(`${path.basename(model)}: batch 1, one thread: median ${ms[ms.length >> 1].toFixed(3)} ms, ` +
+                    `min ${ms[0].toFixed(3)} ms over ${opt.bench} runs`);
+    }
     if (opt.ref) {
         const rb = fs.readFileSync(opt.ref);
         const r = new Float32Array(rb.buffer.slice(rb.byteOffset, rb.byteOffset + rb.byteLength));
