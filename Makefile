@@ -16,7 +16,7 @@ CAIRO_CFLAGS := $(shell pkg-config --cflags cairo 2>/dev/null || echo -I/usr/inc
 CL_FLAGS = -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -fopenmp -Iinclude -Isrc -I$(GEN) $(CAIRO_CFLAGS) $(CFLAGS)
 # zlib (gzip IDX files), libpng and libjpeg (image folders, PNG output), cairo
 # (figures), libcurl (cnnlab fetch), libarchive (unpacking archives), nettle
-# (checksums), pthreads (the batch loader) and OpenMP.
+# (checksums), protobuf-c (ONNX files), pthreads (the batch loader) and OpenMP.
 LDLIBS  += -lcairo -lpng -ljpeg -lz -lcurl -larchive -lnettle -lprotobuf-c -lpthread -lm -fopenmp
 BUILD   ?= build
 PYTHON  ?= /usr/bin/python3
@@ -45,12 +45,16 @@ $(GEN)/onnx.pb-c.c $(GEN)/onnx.pb-c.h &: $(ONNX_PROTO)
 $(GEN)/onnx.pb-c.o: $(GEN)/onnx.pb-c.c $(GEN)/onnx.pb-c.h
 	$(CC) $(CL_FLAGS) -c $< -o $@
 
-$(BUILD)/%.o: %.c $(HEADERS) $(GEN)/onnx.pb-c.h
+# The ONNX code (src/deploy/) includes the generated header.
+DEPLOY_SRC := $(wildcard src/deploy/*.c)
+$(DEPLOY_SRC:%.c=$(BUILD)/%.o) $(DEPLOY_SRC:%.c=$(BUILD)/f64/%.o): $(GEN)/onnx.pb-c.h
+
+$(BUILD)/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CL_FLAGS) -c $< -o $@
 
 # The same library in double precision, for the finite-difference gradient check.
-$(BUILD)/f64/%.o: %.c $(HEADERS) $(GEN)/onnx.pb-c.h
+$(BUILD)/f64/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CL_FLAGS) -DCL_REAL=double -c $< -o $@
 
