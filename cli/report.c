@@ -15,6 +15,7 @@
  * The test-set figures come from the best checkpoint (the last when there is no
  * best), evaluated again on the run's test split. */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -617,41 +618,44 @@ bool cli_write_report(const char *run_dir, const cli_report_args *a) {
     return ok;
 }
 
-static void report_usage(FILE *f) {
-    fprintf(f, "usage: cnnlab report RUN [--data NAME|DIR] [--data-dir DIR] [--show N] [--threads T]\n"
-               "  Writes the figures and report.html of a run folder (train writes them too):\n"
-               "  curves, learning rate, per-class accuracy, confusion matrix, the N most\n"
-               "  confident mistakes (default 20) and their Grad-CAM heat maps.\n");
-}
+typedef struct {
+    const char *data, *data_dir;
+    long long show, threads;
+} report_options;
 
-int cmd_report(int argc, char **argv) {
+static const cli_option report_options_table[] = {
+    {"data", OPT_TEXT, offsetof(report_options, data), "evaluate on this dataset's test split", .arg = "NAME|DIR", .def = "the run's"},
+    {"data-dir", OPT_TEXT, offsetof(report_options, data_dir), "where to look for named datasets first", .arg = "DIR"},
+    {"show", OPT_INT, offsetof(report_options, show), "the most confident mistakes drawn (with Grad-CAM)", .def = "20", .min = 0, .max = 100},
+    {"threads", OPT_INT, offsetof(report_options, threads), "compute threads (0: all cores)", .def = "all cores", .min = 0, .max = 1024},
+    {0},
+};
+
+static int cmd_report(int argc, char **argv);
+
+const cli_command report_command = {
+    .name = "report",
+    .operands = "RUN",
+    .summary = "figures and a self-contained report.html for a run folder",
+    .description =
+        "Writes the figures and report.html of a run folder again (train writes them\n"
+        "too): the loss and accuracy curves, the learning rate, per-class accuracy,\n"
+        "the confusion matrix, the N most confident mistakes and their Grad-CAM heat\n"
+        "maps, from metrics.csv and the best checkpoint evaluated again.",
+    .options = report_options_table,
+    .run = cmd_report,
+};
+
+static int cmd_report(int argc, char **argv) {
+    report_options o = {.show = 20};
     const char *dir = NULL;
-    cli_report_args a = {.show = 20};
-    for (int i = 1; i < argc; i++) {
-        const char *s = argv[i];
-        bool has = i + 1 < argc;
-        long long v;
-        if (!strcmp(s, "--help") || !strcmp(s, "-h")) {
-            report_usage(stdout);
-            return 0;
-        } else if (!strcmp(s, "--data") && has) a.data = argv[++i];
-        else if (!strcmp(s, "--data-dir") && has) a.data_dir = argv[++i];
-        else if (!strcmp(s, "--show") && has && cli_parse_count(argv[i + 1], &v) && v <= 100) {
-            a.show = (int)v;
-            i++;
-        } else if (!strcmp(s, "--threads") && has && cli_parse_count(argv[i + 1], &v) && v <= 1024) {
-            a.threads = (int)v;
-            i++;
-        } else if (s[0] != '-' && !dir) dir = s;
-        else {
-            cli_error("report: unknown or incomplete option '%s'", s);
-            report_usage(stderr);
-            return EXIT_USAGE;
-        }
-    }
+    int n = cli_parse(&report_command, &o, argc - 1, argv + 1, &dir, 1);
+    if (n < 0) return cli_parse_status(n);
     if (!dir) {
-        report_usage(stderr);
+        cli_print_usage(&report_command, stderr);
         return EXIT_USAGE;
     }
+    cli_report_args a = {.data = o.data, .data_dir = o.data_dir, .show = (int)o.show,
+                         .threads = (int)o.threads};
     return cli_write_report(dir, &a) ? 0 : 1;
 }

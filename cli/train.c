@@ -322,7 +322,7 @@ static bool resume_options(run *r, const train_options *cmdline, int argc, char 
         snprintf(r->model_text, sizeof r->model_text, "%s", text);
         /* Options given again on the command line win (e.g. --epochs to train longer). */
         const char *pos[1];
-        ok = train_options_parse(&r->o, argc, argv, pos, 1) >= 0;
+        ok = cli_parse(&train_command, &r->o, argc, argv, pos, 1) >= 0;
         snprintf(r->o.resume, sizeof r->o.resume, "%s", cmdline->resume);
         snprintf(r->model_path, sizeof r->model_path, "%s/model.net", r->dir);
     }
@@ -530,14 +530,25 @@ static void free_run(run *r) {
     if (r->metrics) fclose(r->metrics);
 }
 
-static void usage(FILE *f) {
-    fprintf(f, "usage: cnnlab train MODEL [options]\n       cnnlab train --resume RUN_DIR [options]\n\n"
-               "Writes a run folder: config.txt, model.net, metrics.csv, log.txt, last and best\n"
-               "checkpoints, and at the end the report (figures and report.html).\n\noptions:\n");
-    train_options_print_help(f);
-}
+static int cmd_train(int argc, char **argv);
 
-int cmd_train(int argc, char **argv) {
+const cli_command train_command = {
+    .name = "train",
+    .operands = "MODEL",
+    .summary = "train a model; writes a run folder with metrics, log, checkpoints and report",
+    .description =
+        "Trains on a dataset's training split and evaluates on its test split after\n"
+        "every epoch. `cnnlab train --resume RUN_DIR [options]` continues a run (options\n"
+        "given again win). Writes a run folder: config.txt, model.net, metrics.csv,\n"
+        "log.txt, last and best checkpoints, and at the end the report (figures and\n"
+        "report.html).",
+    .options = train_option_table,
+    .run = cmd_train,
+};
+
+static void usage(FILE *f) { cli_print_help(&train_command, f); }
+
+static int cmd_train(int argc, char **argv) {
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             usage(stdout);
@@ -548,7 +559,7 @@ int cmd_train(int argc, char **argv) {
     train_options cmd;
     train_options_defaults(&cmd);
     const char *pos[1] = {NULL};
-    int npos = train_options_parse(&cmd, argc - 1, argv + 1, pos, 1);
+    int npos = cli_parse(&train_command, &cmd, argc - 1, argv + 1, pos, 1);
     if (npos < 0) return EXIT_USAGE;
     bool resuming = cmd.resume[0] != 0;
     if (resuming) {
