@@ -27,6 +27,7 @@
 #include <nettle/sha2.h>
 
 #include "cli.h"
+#include "util/util.h"
 
 #define FETCH_PATH 4096
 #define FETCH_MAX_FILES 4
@@ -212,34 +213,11 @@ static bool hash_file(const char *path, char *md5, char *sha256, uint64_t *bytes
 /* Read $CNNLAB_FETCH_CHECKSUMS and check its syntax: lines "MD5  filename" (as md5sum
  * writes them; "*filename" allowed), blank lines and # comments. */
 static bool load_sums(fetch_ctx *c, const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        cli_error("CNNLAB_FETCH_CHECKSUMS=%s: cannot open it: %s", path, strerror(errno));
+    char *text, err[4400];
+    if (cl_read_file(path, "it", 1u << 24, &text, NULL, err, sizeof err) != CL_OK) {
+        cli_error("CNNLAB_FETCH_CHECKSUMS=%s", err);
         return false;
     }
-    size_t cap = 4096, len = 0;
-    char *text = malloc(cap);
-    int ch;
-    while (text && (ch = fgetc(f)) != EOF) {
-        if (len + 2 > cap) {
-            char *t = cap < (1u << 24) ? realloc(text, cap * 2) : NULL;
-            if (!t) {
-                free(text);
-                text = NULL;
-                break;
-            }
-            text = t;
-            cap *= 2;
-        }
-        text[len++] = (char)ch;
-    }
-    fclose(f);
-    if (!text) {
-        cli_error("CNNLAB_FETCH_CHECKSUMS=%s: too large (expected a few \"MD5  filename\" lines)",
-                  path);
-        return false;
-    }
-    text[len] = 0;
     int line = 1;
     for (const char *s = text; *s; line++) {
         const char *end = strchr(s, '\n');

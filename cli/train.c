@@ -66,21 +66,12 @@ __attribute__((format(printf, 2, 3))) static void say(run *r, const char *fmt, .
     }
 }
 
+/* The model file's text into buf (len bytes with the NUL). */
 static bool read_file(const char *path, char *buf, size_t len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        cli_error("%s: cannot open: %s", path, strerror(errno));
-        return false;
-    }
-    size_t n = fread(buf, 1, len - 1, f);
-    bool too_long = n == len - 1 && fgetc(f) != EOF;
-    fclose(f);
-    if (too_long) {
-        cli_error("%s: larger than %zu bytes", path, len - 1);
-        return false;
-    }
-    buf[n] = 0;
-    return true;
+    char *text = cli_read_text(path, len - 1);
+    if (text) snprintf(buf, len, "%s", text);
+    free(text);
+    return text != NULL;
 }
 
 static bool exists(const char *path) {
