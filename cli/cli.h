@@ -276,5 +276,7 @@ void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 bool cli_parse_shape(const char *s, cl_shape *out);
 /* Parse a non-negative integer, allowing "_" or "," as thousands separators. */
 bool cli_parse_count(const char *s, long long *out);
+/* The index of the largest of x[0..n) (the first on a tie): a row of logits' class. */
+int cli_argmax(const cl_real *x, int n);
 
 #endif

@@ -1,5 +1,6 @@
-/* common.c: the small helpers every command uses: the error line and the parsers
- * of a shape and of a count. (main.c only dispatches.) */
+/* common.c: the small helpers every command uses: the error line, the parsers of
+ * a shape and of a count, the arg-max of a row of logits. (main.c only
+ * dispatches.) */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -43,4 +44,11 @@ bool cli_parse_count(const char *s, long long *out) {
     if (!digits) return false;
     *out = v;
     return true;
+}
+
+int cli_argmax(const cl_real *x, int n) {
+    int best = 0;
+    for (int k = 1; k < n; k++)
+        if (x[k] > x[best]) best = k;
+    return best;
 }

@@ -67,9 +67,7 @@ bool cli_evaluate(const cli_checkpoint *ck, const cl_dataset *ds, int batch, int
         loss_sum += cl_cross_entropy(logits, labels, bn, K, 0, NULL) * bn;
         for (int i = 0; i < bn; i++) {
             softmax(logits + (size_t)i * K, K, p);
-            int best = 0;
-            for (int k = 1; k < K; k++)
-                if (p[k] > p[best]) best = k;
+            int best = cli_argmax(logits + (size_t)i * K, K);
             ev->pred[idx[i]] = best;
             ev->conf[idx[i]] = (float)p[best];
             ev->confusion[labels[i] * K + best]++;

@@ -442,12 +442,7 @@ static void evaluate(run *r, double *loss, double *acc, long *correct_out, long 
     while (cl_loader_next(r->test_loader, &x, &labels, NULL, &n)) {
         const cl_real *logits = cl_model_forward(r->m, x, n, false);
         loss_sum += cl_cross_entropy(logits, labels, n, K, 0, NULL) * n;
-        for (int i = 0; i < n; i++) {
-            int best = 0;
-            for (int k = 1; k < K; k++)
-                if (logits[i * K + k] > logits[i * K + best]) best = k;
-            correct += best == labels[i];
-        }
+        for (int i = 0; i < n; i++) correct += cli_argmax(logits + (size_t)i * K, K) == labels[i];
         total += n;
     }
     *loss = total ? loss_sum / total : 0;
@@ -482,12 +477,7 @@ static int train_epoch(run *r, double *lr_used) {
                 r->batch_in_epoch + 1, batches, r->step + 1);
             return 1;
         }
-        for (int i = 0; i < n; i++) {
-            int best = 0;
-            for (int k = 1; k < K; k++)
-                if (logits[i * K + k] > logits[i * K + best]) best = k;
-            r->correct += best == labels[i];
-        }
+        for (int i = 0; i < n; i++) r->correct += cli_argmax(logits + (size_t)i * K, K) == labels[i];
         r->loss_sum += loss * n;
         r->seen += n;
         cl_model_zero_grad(r->m);
