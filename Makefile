@@ -61,10 +61,11 @@ $(BUILD)/tests/test_gradcheck: tests/test_gradcheck.c $(HARNESS) tests/harness.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CL_FLAGS) -DCL_REAL=double -Itests $< $(HARNESS) $(BUILD)/f64/libcnnlab.a -o $@ $(LDLIBS)
 
-# The plot tests also link the figure code of the CLI.
-$(BUILD)/tests/test_plot: tests/test_plot.c $(HARNESS) tests/harness.h $(BUILD)/cli/draw/plot.o $(BUILD)/cli/draw/grid.o $(BUILD)/libcnnlab.a
+# The plot tests also link the figure code of the CLI (every file of cli/draw).
+DRAW_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard cli/draw/*.c))
+$(BUILD)/tests/test_plot: tests/test_plot.c $(HARNESS) tests/harness.h $(DRAW_OBJ) $(BUILD)/libcnnlab.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CL_FLAGS) -Itests -Icli/draw $< $(HARNESS) $(BUILD)/cli/draw/plot.o $(BUILD)/cli/draw/grid.o $(BUILD)/libcnnlab.a -o $@ $(LDLIBS)
+	$(CC) $(CL_FLAGS) -Itests -Icli/draw $< $(HARNESS) $(DRAW_OBJ) $(BUILD)/libcnnlab.a -o $@ $(LDLIBS)
 
 # Not a test (run_all.sh runs only tests/test_*): prints a PNG's size, colour count
 # and share of ink, for the shell tests of figures.
