@@ -160,9 +160,9 @@ static long data_under(const panel *p, const axis *xa, const axis *ya, const plo
     return hits;
 }
 
-bool plot_draw_lines(plot_figure *f, int index, const plot_lines *l, char *err, size_t errlen) {
-    if (!pl_check_panel(f, index, l, "line chart", err, errlen) || !check_lines(l, index, err, errlen))
-        return false;
+/* The view of a line chart: the data's range (and the reference line's), a unit
+ * range when there is nothing to show, the fixed limits, and the data margin. */
+static void lines_view(const plot_lines *l, axis *xa, axis *ya) {
     bool log = l->y_log;
     double xlo = INFINITY, xhi = -INFINITY, ylo = INFINITY, yhi = -INFINITY;
     for (int k = 0; k < l->nseries; k++)
@@ -199,108 +199,129 @@ bool plot_draw_lines(plot_figure *f, int index, const plot_lines *l, char *err, 
     pl_pad_view(&xlo, &xhi, false, 1, false, false);
     if (!(l->has_ymin && l->has_ymax))
         pl_pad_view(&ylo, &yhi, log, l->y_percent ? 0.1 : 1, l->has_ymin, l->has_ymax);
+    *xa = (axis){.lo = xlo, .hi = xhi};
+    *ya = (axis){.lo = ylo, .hi = yhi, .log = log, .percent = l->y_percent};
+}
 
+/* Layout: heights first (they set the y ticks), then the y tick labels' width sets
+ * the left margin, then the x ticks fit the width left, and the axes give back room
+ * for half of the last x label so it is not cut at the panel edge. Returns the
+ * height of a tick label's line. */
+static double lines_layout(panel *p, const plot_lines *l, axis *xa, axis *ya) {
+    cairo_t *cr = p->cr;
+    pl_set_font(cr, p->tick_font, false);
+    double tick_line = pl_line_height(cr);
+    double top = pl_title_space(p, l->title);
+    double bottom = p->tick_len + p->gap + tick_line + pl_xlabel_space(p, l->xlabel) + p->pad;
+    pl_set_axes(p, 0, top, 0, bottom);
+    pl_make_ticks(ya, (int)clampd(p->ah / (35 * p->s), 2, 10), false);
+    pl_set_font(cr, p->tick_font, false);
+    double left =
+        p->pad + pl_ylabel_space(p, l->ylabel) + pl_widest_tick(cr, ya) + p->gap + p->tick_len + 1;
+    double right = 2 * p->pad;
+    pl_set_axes(p, left, top, right, bottom);
+    pl_fit_x_ticks(p, xa, l->x_integer);
+    if (xa->nticks > 0) {
+        char buf[64];
+        pl_tick_text(xa, xa->ticks[xa->nticks - 1], buf, sizeof buf);
+        pl_set_font(cr, p->tick_font, false);
+        double overhang = pl_px_x(p, xa, xa->ticks[xa->nticks - 1]) + pl_text_width(cr, buf) / 2 -
+                          (p->x + p->w - p->gap);
+        if (overhang > 0) {
+            pl_set_axes(p, left, top, right + overhang, bottom);
+            pl_fit_x_ticks(p, xa, l->x_integer);
+        }
+    }
+    return tick_line;
+}
+
+/* The grey dashed reference line, when it is inside the axes. */
+static void draw_hline(panel *p, const axis *ya, const plot_lines *l) {
+    if (!l->has_hline || (l->y_log && l->hline <= 0)) return;
+    cairo_t *cr = p->cr;
+    double y = pl_px_y(p, ya, l->hline);
+    if (y < p->ay - 2 || y > p->ay + p->ah + 2) return;
+    set_grey(cr, REFERENCE_GREY);
+    double lw = 1.5 * p->s, dashes[2] = {3.7 * lw, 1.6 * lw};
+    cairo_set_line_width(cr, lw);
+    cairo_set_dash(cr, dashes, 2, 0);
+    cairo_move_to(cr, p->ax, y);
+    cairo_line_to(cr, p->ax + p->aw, y);
+    cairo_stroke(cr);
+    cairo_set_dash(cr, NULL, 0, 0);
+}
+
+/* The legend: labelled series, then the reference line, in the chosen corner (or
+ * the one hiding the least of the lines). False when out of memory. */
+static bool lines_legend(panel *p, const axis *xa, const axis *ya, const plot_lines *l) {
+    int nentries = 0;
+    for (int k = 0; k < l->nseries; k++) nentries += has_text(l->series[k].label);
+    nentries += l->has_hline && has_text(l->hline_label);
+    if (!nentries) return true;
+    legend_entry *entries = calloc((size_t)nentries, sizeof *entries);
+    if (!entries) return false;
+    int n = 0;
+    for (int k = 0; k < l->nseries; k++) {
+        const plot_series *s = &l->series[k];
+        if (!has_text(s->label)) continue;
+        entries[n] = (legend_entry){
+            .label = s->label, .dashed = s->dashed, .markers = s->markers, .line_w = 2 * p->s};
+        plot_color(s->color, entries[n].rgb);
+        n++;
+    }
+    if (l->has_hline && has_text(l->hline_label))
+        entries[n++] = (legend_entry){.label = l->hline_label,
+                                      .dashed = true,
+                                      .line_w = 1.5 * p->s,
+                                      .rgb = {REFERENCE_GREY, REFERENCE_GREY, REFERENCE_GREY}};
+    double inset = 0.5 * p->legend_font;
+    legend_box b = pl_measure_legend(p, entries, n, 0.6 * p->aw, p->ah - 2 * inset);
+    if (b.rows > 0) {
+        int corner = l->legend;
+        if (corner == LEGEND_BEST) {
+            long fewest = -1;
+            for (int c = 0; c < 4; c++) {
+                double x, y;
+                pl_legend_corner(p, &b, c, &x, &y);
+                long hits = data_under(p, xa, ya, l, x, y, b.w, b.h);
+                if (fewest < 0 || hits < fewest) {
+                    fewest = hits;
+                    corner = c;
+                }
+            }
+        }
+        double x, y;
+        pl_legend_corner(p, &b, corner, &x, &y);
+        pl_draw_legend(p, entries, n, &b, x, y);
+    }
+    free(entries);
+    return true;
+}
+
+bool plot_draw_lines(plot_figure *f, int index, const plot_lines *l, char *err, size_t errlen) {
+    if (!pl_check_panel(f, index, l, "line chart", err, errlen) || !check_lines(l, index, err, errlen))
+        return false;
+    axis xa, ya;
+    lines_view(l, &xa, &ya);
     panel p;
     pl_begin_panel(f, index, &p);
     cairo_t *cr = p.cr;
-    axis xa = {.lo = xlo, .hi = xhi},
-         ya = {.lo = ylo, .hi = yhi, .log = log, .percent = l->y_percent};
-
-    /* Layout: heights first (they set the y ticks), then the y tick labels' width
-     * sets the left margin, then the x ticks fit the width left, and the axes give
-     * back room for half of the last x label so it is not cut at the panel edge. */
-    pl_set_font(cr, p.tick_font, false);
-    double tick_line = pl_line_height(cr);
-    double top = pl_title_space(&p, l->title);
-    double bottom = p.tick_len + p.gap + tick_line + pl_xlabel_space(&p, l->xlabel) + p.pad;
-    pl_set_axes(&p, 0, top, 0, bottom);
-    pl_make_ticks(&ya, (int)clampd(p.ah / (35 * p.s), 2, 10), false);
-    pl_set_font(cr, p.tick_font, false);
-    double left =
-        p.pad + pl_ylabel_space(&p, l->ylabel) + pl_widest_tick(cr, &ya) + p.gap + p.tick_len + 1;
-    double right = 2 * p.pad;
-    pl_set_axes(&p, left, top, right, bottom);
-    pl_fit_x_ticks(&p, &xa, l->x_integer);
-    if (xa.nticks > 0) {
-        char buf[64];
-        pl_tick_text(&xa, xa.ticks[xa.nticks - 1], buf, sizeof buf);
-        pl_set_font(cr, p.tick_font, false);
-        double overhang =
-            pl_px_x(&p, &xa, xa.ticks[xa.nticks - 1]) + pl_text_width(cr, buf) / 2 - (p.x + p.w - p.gap);
-        if (overhang > 0) {
-            pl_set_axes(&p, left, top, right + overhang, bottom);
-            pl_fit_x_ticks(&p, &xa, l->x_integer);
-        }
-    }
+    double tick_line = lines_layout(&p, l, &xa, &ya);
 
     pl_draw_x_grid(&p, &xa);
     pl_draw_y_grid(&p, &ya);
     cairo_save(cr);
     cairo_rectangle(cr, p.ax, p.ay, p.aw, p.ah);
     cairo_clip(cr);
-    if (l->has_hline && (!log || l->hline > 0)) {
-        double y = pl_px_y(&p, &ya, l->hline);
-        if (y >= p.ay - 2 && y <= p.ay + p.ah + 2) {
-            set_grey(cr, REFERENCE_GREY);
-            double lw = 1.5 * p.s, dashes[2] = {3.7 * lw, 1.6 * lw};
-            cairo_set_line_width(cr, lw);
-            cairo_set_dash(cr, dashes, 2, 0);
-            cairo_move_to(cr, p.ax, y);
-            cairo_line_to(cr, p.ax + p.aw, y);
-            cairo_stroke(cr);
-            cairo_set_dash(cr, NULL, 0, 0);
-        }
-    }
-    for (int k = 0; k < l->nseries; k++) draw_series(&p, &xa, &ya, &l->series[k], log);
+    draw_hline(&p, &ya, l);
+    for (int k = 0; k < l->nseries; k++) draw_series(&p, &xa, &ya, &l->series[k], l->y_log);
     cairo_restore(cr);
     pl_draw_spines(&p);
     pl_draw_y_ticks(&p, &ya);
     pl_draw_x_ticks(&p, &xa);
     pl_draw_titles(&p, l->title, l->xlabel, l->ylabel,
-                p.ay + p.ah + 1 + p.tick_len + p.gap + tick_line + p.gap, 0);
-
-    /* The legend: labelled series, then the reference line. */
-    int nentries = 0;
-    for (int k = 0; k < l->nseries; k++) nentries += has_text(l->series[k].label);
-    nentries += l->has_hline && has_text(l->hline_label);
-    legend_entry *entries = nentries ? calloc((size_t)nentries, sizeof *entries) : NULL;
-    if (entries) {
-        int n = 0;
-        for (int k = 0; k < l->nseries; k++) {
-            const plot_series *s = &l->series[k];
-            if (!has_text(s->label)) continue;
-            entries[n] = (legend_entry){
-                .label = s->label, .dashed = s->dashed, .markers = s->markers, .line_w = 2 * p.s};
-            plot_color(s->color, entries[n].rgb);
-            n++;
-        }
-        if (l->has_hline && has_text(l->hline_label))
-            entries[n++] = (legend_entry){.label = l->hline_label,
-                                          .dashed = true,
-                                          .line_w = 1.5 * p.s,
-                                          .rgb = {REFERENCE_GREY, REFERENCE_GREY, REFERENCE_GREY}};
-        double inset = 0.5 * p.legend_font;
-        legend_box b = pl_measure_legend(&p, entries, n, 0.6 * p.aw, p.ah - 2 * inset);
-        if (b.rows > 0) {
-            int corner = l->legend;
-            if (corner == LEGEND_BEST) {
-                long fewest = -1;
-                for (int c = 0; c < 4; c++) {
-                    double x, y;
-                    pl_legend_corner(&p, &b, c, &x, &y);
-                    long hits = data_under(&p, &xa, &ya, l, x, y, b.w, b.h);
-                    if (fewest < 0 || hits < fewest) {
-                        fewest = hits;
-                        corner = c;
-                    }
-                }
-            }
-            double x, y;
-            pl_legend_corner(&p, &b, corner, &x, &y);
-            pl_draw_legend(&p, entries, n, &b, x, y);
-        }
-        free(entries);
-    } else if (nentries) {
+                   p.ay + p.ah + 1 + p.tick_len + p.gap + tick_line + p.gap, 0);
+    if (!lines_legend(&p, &xa, &ya, l)) {
         cairo_restore(cr);
         snprintf(err, errlen, "plot panel %d: out of memory", index);
         return false;
