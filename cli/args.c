@@ -145,7 +145,8 @@ bool cli_option_set(const cli_option *table, const char *command, void *opts, co
     switch (o->kind) {
     case OPT_STR:
         if (strlen(value) >= CLI_STR_LEN) {
-            cli_error("%s: --%s: value too long (at most %d bytes)", command, name, CLI_STR_LEN - 1);
+            cli_error("%s: --%s: value too long (at most %d bytes)", command, name,
+                      CLI_STR_LEN - 1);
             return false;
         }
         snprintf(field, CLI_STR_LEN, "%s", value);

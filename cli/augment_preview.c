@@ -31,15 +31,21 @@ typedef struct {
 #define P(field) offsetof(preview_options, field)
 
 static const cli_option preview_options_table[] = {
-    {"aug", OPT_TEXT, P(aug), "the augmentation, e.g. crop:4:reflect,hflip,cutout:8 (docs/augmentation.md); required", .arg = "SPEC"},
+    {"aug", OPT_TEXT, P(aug),
+     "the augmentation, e.g. crop:4:reflect,hflip,cutout:8 (docs/augmentation.md); required",
+     .arg = "SPEC"},
     {"data-dir", OPT_TEXT, P(data_dir), "where to look for named datasets first", .arg = "DIR"},
     {"data", OPT_TEXT, P(data_dir), "the same as --data-dir", .arg = "DIR"},
     {"grid", OPT_TEXT, P(grid), "the PNG to write", .arg = "OUT.png", .def = "augment-preview.png"},
     {"out", OPT_TEXT, P(grid), "the same as --grid (also -o)", .arg = "OUT.png", .short_name = 'o'},
     {"n", OPT_INT, P(n), "training images, one per row", .def = "8", .min = 1, .max = MAX_N},
-    {"k", OPT_INT, P(k), "augmented versions of each, epochs 1..K", .arg = "K", .def = "5", .min = 1, .max = MAX_K},
-    {"seed", OPT_INT, P(seed), "picks the images and seeds the augmentation as train --seed", .arg = "S", .def = "1", .min = 0, .max = 1125899906842624.0},
-    {"scale", OPT_INT, P(scale), "enlarge the images F times", .arg = "F", .def = "cells of about 96 pixels", .min = 1, .max = 64},
+    {"k", OPT_INT, P(k),
+     "augmented versions of each, epochs 1..K", .arg = "K", .def = "5", .min = 1,
+     .max = MAX_K},
+    {"seed", OPT_INT, P(seed), "picks the images and seeds the augmentation as train --seed",
+     .arg = "S", .def = "1", .min = 0, .max = 1125899906842624.0},
+    {"scale", OPT_INT, P(scale), "enlarge the images F times", .arg = "F",
+     .def = "cells of about 96 pixels", .min = 1, .max = 64},
     {0},
 };
 
@@ -209,7 +215,8 @@ static int cmd_augment_preview(int argc, char **argv) {
     cl_dataset ds;
     memset(&ds, 0, sizeof ds);
     int rc = 1;
-    if (cli_open_dataset(dataset, o.data_dir, CL_SPLIT_TRAIN, &ds) && write_preview(&o, dataset, &ds, aug))
+    if (cli_open_dataset(dataset, o.data_dir, CL_SPLIT_TRAIN, &ds) &&
+        write_preview(&o, dataset, &ds, aug))
         rc = 0;
     cl_dataset_free(&ds);
     cl_augment_free(aug);

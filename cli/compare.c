@@ -309,8 +309,10 @@ typedef struct {
 } compare_options;
 
 static const cli_option compare_options_table[] = {
-    {"out", OPT_TEXT, offsetof(compare_options, out), "the folder to write into", .arg = "DIR", .def = "compare beside the first run"},
-    {"target", OPT_DOUBLE, offsetof(compare_options, target), "the test accuracy whose first epoch is reported (e.g. 0.994 for MNIST)", .arg = "ACC", .def = "0.7", .min = 0, .max = 1, .min_open = true},
+    {"out", OPT_TEXT, offsetof(compare_options, out), "the folder to write into", .arg = "DIR",
+     .def = "compare beside the first run"},
+    {"target", OPT_DOUBLE, offsetof(compare_options, target), "the test accuracy whose first epoch is reported (e.g. 0.994 for MNIST)",
+     .arg = "ACC", .def = "0.7", .min = 0, .max = 1, .min_open = true},
     {0},
 };
 

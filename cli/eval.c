@@ -188,12 +188,16 @@ typedef struct {
 #define E(field) offsetof(eval_options, field)
 
 static const cli_option eval_options_table[] = {
-    {"data", OPT_TEXT, E(data), "the dataset whose test split to use", .arg = "NAME|DIR", .def = "the checkpoint's"},
+    {"data", OPT_TEXT, E(data), "the dataset whose test split to use", .arg = "NAME|DIR",
+     .def = "the checkpoint's"},
     {"data-dir", OPT_TEXT, E(data_dir), "where to look for named datasets first", .arg = "DIR"},
     {"batch", OPT_INT, E(batch), "batch size", .def = "100", .min = 1, .max = 65536},
-    {"threads", OPT_INT, E(threads), "compute threads (0: all cores)", .def = "all cores", .min = 0, .max = 1024},
-    {"show", OPT_INT, E(show), "print the N most confident mistakes", .def = "10", .min = 0, .max = 1000000},
-    {"out", OPT_TEXT, E(out), "folder for the CSV files", .arg = "DIR", .def = "the checkpoint's folder"},
+    {"threads", OPT_INT, E(threads), "compute threads (0: all cores)", .def = "all cores", .min = 0,
+     .max = 1024},
+    {"show", OPT_INT, E(show), "print the N most confident mistakes", .def = "10", .min = 0,
+     .max = 1000000},
+    {"out", OPT_TEXT, E(out), "folder for the CSV files", .arg = "DIR",
+     .def = "the checkpoint's folder"},
     {0},
 };
 
@@ -294,7 +298,8 @@ typedef struct {
 } predict_options;
 
 static const cli_option predict_options_table[] = {
-    {"top", OPT_INT, offsetof(predict_options, top), "classes shown per image", .arg = "K", .def = "3", .min = 1, .max = 100000},
+    {"top", OPT_INT, offsetof(predict_options, top), "classes shown per image", .arg = "K",
+     .def = "3", .min = 1, .max = 100000},
     {0},
 };
 

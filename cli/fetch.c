@@ -721,7 +721,8 @@ typedef struct {
 } fetch_options;
 
 static const cli_option fetch_options_table[] = {
-    {"data-dir", OPT_TEXT, offsetof(fetch_options, data_dir), "the data folder", .arg = "DIR", .def = "$CNNLAB_DATA, else ./data"},
+    {"data-dir", OPT_TEXT, offsetof(fetch_options, data_dir), "the data folder", .arg = "DIR",
+     .def = "$CNNLAB_DATA, else ./data"},
     {0},
 };
 

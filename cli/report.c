@@ -624,10 +624,14 @@ typedef struct {
 } report_options;
 
 static const cli_option report_options_table[] = {
-    {"data", OPT_TEXT, offsetof(report_options, data), "evaluate on this dataset's test split", .arg = "NAME|DIR", .def = "the run's"},
-    {"data-dir", OPT_TEXT, offsetof(report_options, data_dir), "where to look for named datasets first", .arg = "DIR"},
-    {"show", OPT_INT, offsetof(report_options, show), "the most confident mistakes drawn (with Grad-CAM)", .def = "20", .min = 0, .max = 100},
-    {"threads", OPT_INT, offsetof(report_options, threads), "compute threads (0: all cores)", .def = "all cores", .min = 0, .max = 1024},
+    {"data", OPT_TEXT, offsetof(report_options, data), "evaluate on this dataset's test split",
+     .arg = "NAME|DIR", .def = "the run's"},
+    {"data-dir", OPT_TEXT, offsetof(report_options, data_dir), "where to look for named datasets first",
+     .arg = "DIR"},
+    {"show", OPT_INT, offsetof(report_options, show), "the most confident mistakes drawn (with Grad-CAM)",
+     .def = "20", .min = 0, .max = 100},
+    {"threads", OPT_INT, offsetof(report_options, threads), "compute threads (0: all cores)",
+     .def = "all cores", .min = 0, .max = 1024},
     {0},
 };
 

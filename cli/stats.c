@@ -65,10 +65,14 @@ typedef struct {
 } stats_options;
 
 static const cli_option stats_options_table[] = {
-    {"data", OPT_TEXT, offsetof(stats_options, data), "the dataset, instead of the DATASET operand", .arg = "NAME|DIR"},
-    {"data-dir", OPT_TEXT, offsetof(stats_options, data_dir), "where to look for named datasets first", .arg = "DIR"},
-    {"grid", OPT_TEXT, offsetof(stats_options, grid), "write a PNG grid of --per-class training images of every class", .arg = "OUT.png"},
-    {"per-class", OPT_INT, offsetof(stats_options, per_class), "images per class in the grid", .def = "8", .min = 1, .max = 100},
+    {"data", OPT_TEXT, offsetof(stats_options, data), "the dataset, instead of the DATASET operand",
+     .arg = "NAME|DIR"},
+    {"data-dir", OPT_TEXT, offsetof(stats_options, data_dir), "where to look for named datasets first",
+     .arg = "DIR"},
+    {"grid", OPT_TEXT, offsetof(stats_options, grid), "write a PNG grid of --per-class training images of every class",
+     .arg = "OUT.png"},
+    {"per-class", OPT_INT, offsetof(stats_options, per_class), "images per class in the grid",
+     .def = "8", .min = 1, .max = 100},
     {0},
 };
 

@@ -12,7 +12,8 @@ typedef struct {
 } summary_options;
 
 static const cli_option summary_options_table[] = {
-    {"input", OPT_SHAPE, offsetof(summary_options, input), "replace the model file's input shape", .arg = "CxHxW"},
+    {"input", OPT_SHAPE, offsetof(summary_options, input), "replace the model file's input shape",
+     .arg = "CxHxW"},
     {"max-params", OPT_INT, offsetof(summary_options, max_params),
      "exit 1 if the model has more trainable parameters than N", .min = 0, .max = 1e12},
     {0},
