@@ -422,29 +422,25 @@ static void html_pre_file(FILE *f, const report *r, const char *file) {
     free(text);
 }
 
-static bool write_html(const report *r) {
-    char path[4400];
-    path_in(r, path, sizeof path, "report.html");
-    cli_atomic_file out;
-    FILE *f = cli_atomic_open(&out, path);
-    if (!f) return false;
-    const cli_metrics *m = &r->metrics;
-    const train_options *o = &r->ck.options;
-    char title[400];
-    snprintf(title, sizeof title, "cnnlab run %s", r->name);
-    html_begin(f, title);
-    fputs("<h1>", f);
-    html_text(f, title);
-    fputs("</h1>\n<p class=\"facts\">", f);
-    char model[1024] = "", dataset[256] = "";
-    cli_run_config(r->dir, "model", model, sizeof model);
-    cli_run_config(r->dir, "dataset", dataset, sizeof dataset);
+/* The index of the epoch with the best test accuracy (the first on a tie; -1 when
+ * there is none) and the seconds of all epochs. */
+static int best_epoch(const cli_metrics *m, double *total_s) {
     int best = -1;
-    double total_s = 0;
+    *total_s = 0;
     for (int i = 0; i < m->n; i++) {
         if (best < 0 || m->test_acc[i] > m->test_acc[best]) best = i;
-        total_s += m->seconds[i];
+        *total_s += m->seconds[i];
     }
+    return best;
+}
+
+/* The paragraph under the title: model, dataset, recipe, best and final accuracy. */
+static void html_facts(FILE *f, const report *r, const char *model, int best, double total_s) {
+    const cli_metrics *m = &r->metrics;
+    const train_options *o = &r->ck.options;
+    char dataset[256] = "";
+    cli_run_config(r->dir, "dataset", dataset, sizeof dataset);
+    fputs("<p class=\"facts\">", f);
     fprintf(f, "Model <b>");
     html_text(f, model);
     fprintf(f, "</b> (%lld parameters) on <b>", (long long)cl_model_param_count(r->ck.m));
@@ -462,21 +458,10 @@ static bool write_html(const report *r) {
                 100 * m->test_acc[best], m->epoch[best], 100 * m->test_acc[m->n - 1], total_s,
                 total_s / m->n);
     fputs("</p>\n", f);
+}
 
-    bool ok = true;
-    fputs("<h2>Training curves</h2>\n", f);
-    html_figure(f, r, "curves.png", "Loss and accuracy per epoch, on the training set (with "
-                "augmentation and dropout, averaged over the epoch) and on the test set.", &ok);
-    html_figure(f, r, "lr.png", "The learning-rate schedule, step by step.", &ok);
-
-    fprintf(f, "<h2>Test set, epoch %d checkpoint</h2>\n<p>Average loss %.4f, accuracy %ld/%d "
-               "(%.2f%%), from <code>",
-            r->ck_epoch, r->ev.loss, r->ev.correct, r->ev.n, 100.0 * r->ev.correct / r->ev.n);
-    html_text(f, strrchr(r->ck_path, '/') ? strrchr(r->ck_path, '/') + 1 : r->ck_path);
-    fputs("</code>.</p>\n", f);
-    html_figure(f, r, "per_class.png", "Test accuracy per class.", &ok);
-    html_figure(f, r, "confusion.png", "Confusion matrix: rows are the true classes, columns the "
-                "predictions; colour is the fraction of the row.", &ok);
+/* Per class: correct, total, accuracy and the class it is most often taken for. */
+static void html_class_table(FILE *f, const report *r) {
     fputs("<table>\n<tr><th class=\"l\">class</th><th>correct</th><th>total</th><th>accuracy</th>"
           "<th class=\"l\">most often taken for</th></tr>\n", f);
     const int K = r->ck.classes;
@@ -498,32 +483,38 @@ static bool write_html(const report *r) {
         fputs("</td></tr>\n", f);
     }
     fputs("</table>\n", f);
+}
 
+/* The misclassified images: their count, figures and table. */
+static void html_mistakes(FILE *f, const report *r, bool *ok) {
     fprintf(f, "<h2>Misclassified images</h2>\n<p>%d of %d test images are misclassified.</p>\n",
             r->nmis, r->ev.n);
-    if (r->shown > 0) {
-        html_figure(f, r, "misclassified.png", "The most confident mistakes: true class \u2192 "
-                    "predicted class (its softmax probability).", &ok);
-        if (r->has_gradcam) {
-            char cap[512];
-            snprintf(cap, sizeof cap, "Grad-CAM: where the network looked when it predicted the "
-                     "wrong class. Red is where evidence for the prediction was found (gradients "
-                     "of the predicted logit over %s).", r->gradcam_layer);
-            html_figure(f, r, "gradcam.png", cap, &ok);
-        }
-        fputs("<table>\n<tr><th>#</th><th>test index</th><th class=\"l\">true</th>"
-              "<th class=\"l\">predicted</th><th>probability</th></tr>\n", f);
-        for (int k = 0; k < r->shown; k++) {
-            int i = r->mis[k];
-            fprintf(f, "<tr><td>%d</td><td>%d</td><td class=\"l\">", k + 1, i);
-            html_text(f, r->ck.class_names[r->test->labels[i]]);
-            fputs("</td><td class=\"l\">", f);
-            html_text(f, r->ck.class_names[r->ev.pred[i]]);
-            fprintf(f, "</td><td>%.3f</td></tr>\n", r->ev.conf[i]);
-        }
-        fputs("</table>\n", f);
+    if (r->shown <= 0) return;
+    html_figure(f, r, "misclassified.png", "The most confident mistakes: true class \u2192 "
+                "predicted class (its softmax probability).", ok);
+    if (r->has_gradcam) {
+        char cap[512];
+        snprintf(cap, sizeof cap, "Grad-CAM: where the network looked when it predicted the "
+                 "wrong class. Red is where evidence for the prediction was found (gradients "
+                 "of the predicted logit over %s).", r->gradcam_layer);
+        html_figure(f, r, "gradcam.png", cap, ok);
     }
+    fputs("<table>\n<tr><th>#</th><th>test index</th><th class=\"l\">true</th>"
+          "<th class=\"l\">predicted</th><th>probability</th></tr>\n", f);
+    for (int k = 0; k < r->shown; k++) {
+        int i = r->mis[k];
+        fprintf(f, "<tr><td>%d</td><td>%d</td><td class=\"l\">", k + 1, i);
+        html_text(f, r->ck.class_names[r->test->labels[i]]);
+        fputs("</td><td class=\"l\">", f);
+        html_text(f, r->ck.class_names[r->ev.pred[i]]);
+        fprintf(f, "</td><td>%.3f</td></tr>\n", r->ev.conf[i]);
+    }
+    fputs("</table>\n", f);
+}
 
+/* The metrics table (the best epoch marked), then the model's summary and file. */
+static void html_metrics_and_model(FILE *f, const report *r, const char *model, int best) {
+    const cli_metrics *m = &r->metrics;
     fputs("<h2>Metrics per epoch</h2>\n<table>\n<tr><th>epoch</th><th>lr</th><th>train loss</th>"
           "<th>train acc.</th><th>test loss</th><th>test acc.</th><th>seconds</th></tr>\n", f);
     for (int i = 0; i < m->n; i++)
@@ -545,6 +536,42 @@ static bool write_html(const report *r) {
     free(summary);
     fputs("</pre>\n<p>The model file:</p>\n", f);
     html_pre_file(f, r, "model.net");
+}
+
+static bool write_html(const report *r) {
+    char path[4400];
+    path_in(r, path, sizeof path, "report.html");
+    cli_atomic_file out;
+    FILE *f = cli_atomic_open(&out, path);
+    if (!f) return false;
+    char title[400], model[1024] = "";
+    snprintf(title, sizeof title, "cnnlab run %s", r->name);
+    html_begin(f, title);
+    fputs("<h1>", f);
+    html_text(f, title);
+    fputs("</h1>\n", f);
+    cli_run_config(r->dir, "model", model, sizeof model);
+    double total_s;
+    int best = best_epoch(&r->metrics, &total_s);
+    html_facts(f, r, model, best, total_s);
+
+    bool ok = true;
+    fputs("<h2>Training curves</h2>\n", f);
+    html_figure(f, r, "curves.png", "Loss and accuracy per epoch, on the training set (with "
+                "augmentation and dropout, averaged over the epoch) and on the test set.", &ok);
+    html_figure(f, r, "lr.png", "The learning-rate schedule, step by step.", &ok);
+
+    fprintf(f, "<h2>Test set, epoch %d checkpoint</h2>\n<p>Average loss %.4f, accuracy %ld/%d "
+               "(%.2f%%), from <code>",
+            r->ck_epoch, r->ev.loss, r->ev.correct, r->ev.n, 100.0 * r->ev.correct / r->ev.n);
+    html_text(f, strrchr(r->ck_path, '/') ? strrchr(r->ck_path, '/') + 1 : r->ck_path);
+    fputs("</code>.</p>\n", f);
+    html_figure(f, r, "per_class.png", "Test accuracy per class.", &ok);
+    html_figure(f, r, "confusion.png", "Confusion matrix: rows are the true classes, columns the "
+                "predictions; colour is the fraction of the row.", &ok);
+    html_class_table(f, r);
+    html_mistakes(f, r, &ok);
+    html_metrics_and_model(f, r, model, best);
     fputs("<h2>Configuration</h2>\n", f);
     html_pre_file(f, r, "config.txt");
     html_end(f);
