@@ -17,15 +17,22 @@ enum { EXIT_USAGE = 2 };
  * Every command is one table of options and one function. To add a command `foo`:
  *   1. write cli/foo.c with a struct of its options, a `static const cli_option
  *      foo_options[]` table (one row per option: name, kind, field offset, help,
- *      then designated extras: .arg, .min/.max, .def), the function
- *      `static int cmd_foo(int argc, char **argv)` that calls cli_parse() first,
- *      and `const cli_command foo_command = {...}` naming all of them; the table
- *      ends with an empty row {0};
+ *      then designated extras: .arg, .def, .min/.max; give at least one of them,
+ *      e.g. `.def = "off"` for a flag, or -Wextra warns of missing initializers),
+ *      ending with an empty row {0}; the function `static int cmd_foo(int argc,
+ *      char **argv)`, which starts with
+ *          foo_opts o = {defaults};
+ *          const char *operands[N];
+ *          int n = cli_parse(&foo_command, &o, argc - 1, argv + 1, operands, N);
+ *          if (n < 0) return cli_parse_status(n);   (0 after --help, else 2)
+ *      and `const cli_command foo_command = {.name, .operands, .summary,
+ *      .description, .options, .run = cmd_foo}`;
  *   2. declare `extern const cli_command foo_command;` below;
  *   3. add `&foo_command` to the list in cli/commands.c.
  * `cnnlab foo --help`, `cnnlab help --man`, `cnnlab help --bash-completion` and the
  * option checks of tests/test_options.sh then all include it; describe it in the
- * README's command reference (the test checks every option is mentioned there).
+ * README's command reference under a heading "### `cnnlab foo ...`" (the test
+ * checks that every option of the table is mentioned in that section).
  * To add an option, add a row to the command's table (and its field). */
 
 typedef enum {
