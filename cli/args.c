@@ -49,7 +49,10 @@ static void range_text(const cli_option *o, char *buf, size_t len) {
         snprintf(buf, len, "any number");
         return;
     }
-    snprintf(buf, len, "%.15g%s to %.15g", lo, o->min_open ? " (excluded)" : "", hi);
+    if (o->kind == OPT_INT)
+        snprintf(buf, len, "%lld to %lld", (long long)lo, (long long)hi);
+    else
+        snprintf(buf, len, "%g%s to %g", lo, o->min_open ? " (excluded)" : "", hi);
 }
 
 void cli_option_notes(const cli_option *o, char *buf, size_t len) {
@@ -58,8 +61,10 @@ void cli_option_notes(const cli_option *o, char *buf, size_t len) {
     buf[0] = 0;
     if (!o->def && !ranged) return;
     char range[96] = "";
-    if (ranged)
-        snprintf(range, sizeof range, "%s%.15g..%.15g", o->min_open ? ">" : "", lo, hi);
+    if (ranged && o->kind == OPT_INT)
+        snprintf(range, sizeof range, "%lld..%lld", (long long)lo, (long long)hi);
+    else if (ranged)
+        snprintf(range, sizeof range, "%s%g..%g", o->min_open ? ">" : "", lo, hi);
     snprintf(buf, len, "(%s%s%s%s)", ranged ? range : "", ranged && o->def ? "; " : "",
              o->def ? "default " : "", o->def ? o->def : "");
 }
@@ -228,13 +233,37 @@ void cli_print_usage(const cli_command *c, FILE *f) {
     fprintf(f, "usage: cnnlab %s %s [options] (cnnlab %s --help)\n", c->name, c->operands, c->name);
 }
 
+/* text in lines of at most 80 columns, the first after `column` columns already
+ * written, the others indented to it; words are never split. */
+static void print_wrapped(FILE *f, const char *text, int column) {
+    int at = column;
+    while (*text) {
+        while (*text == ' ') text++;
+        size_t word = strcspn(text, " ");
+        if (!word) break;
+        if (at > column && at + 1 + (int)word > 80) {
+            fprintf(f, "\n%*s", column, "");
+            at = column;
+        } else if (at > column) {
+            fputc(' ', f);
+            at++;
+        }
+        fwrite(text, 1, word, f);
+        at += (int)word;
+        text += word;
+    }
+    fputc('\n', f);
+}
+
 void cli_print_options(const cli_command *c, FILE *f) {
     for (const cli_option *o = c->options; o->name; o++) {
-        char left[64], notes[160];
+        char left[64], notes[160], line[512];
         snprintf(left, sizeof left, "--%s%s%s", o->name, o->kind == OPT_FLAG ? "" : " ",
                  cli_option_arg(o));
         cli_option_notes(o, notes, sizeof notes);
-        fprintf(f, "  %-22s %s%s%s\n", left, o->help, notes[0] ? " " : "", notes);
+        snprintf(line, sizeof line, "%s%s%s", o->help, notes[0] ? " " : "", notes);
+        fprintf(f, "  %-22s ", left);
+        print_wrapped(f, line, 25);
     }
     fprintf(f, "  %-22s %s\n", "-h, --help", "print this help and exit");
 }

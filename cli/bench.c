@@ -52,8 +52,8 @@ typedef struct {
 static const cli_option bench_options_table[] = {
     {"batch", OPT_INT, offsetof(bench_options, batch), "training batch size", .def = "128",
      .min = 1, .max = 65536},
-    {"threads", OPT_INT, offsetof(bench_options, threads), "compute threads (0: all cores)",
-     .def = "all cores", .min = 0, .max = 1024},
+    {"threads", OPT_INT, offsetof(bench_options, threads), "compute threads",
+     .def = "0, all cores", .min = 0, .max = 1024},
     {"steps", OPT_INT, offsetof(bench_options, steps), "timed training steps (inference: a third)",
      .def = "30", .min = 1, .max = 1000000},
     {"infer-batch", OPT_INT, offsetof(bench_options, infer_batch), "inference batch size",

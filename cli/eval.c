@@ -192,7 +192,7 @@ static const cli_option eval_options_table[] = {
      .def = "the checkpoint's"},
     {"data-dir", OPT_TEXT, E(data_dir), "where to look for named datasets first", .arg = "DIR"},
     {"batch", OPT_INT, E(batch), "batch size", .def = "100", .min = 1, .max = 65536},
-    {"threads", OPT_INT, E(threads), "compute threads (0: all cores)", .def = "all cores", .min = 0,
+    {"threads", OPT_INT, E(threads), "compute threads", .def = "0, all cores", .min = 0,
      .max = 1024},
     {"show", OPT_INT, E(show), "print the N most confident mistakes", .def = "10", .min = 0,
      .max = 1000000},

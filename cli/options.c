@@ -23,7 +23,7 @@ const cli_option train_option_table[] = {
     {"batch", OPT_INT, F(batch), "batch size", .def = "128", .min = 1, .max = 65536},
     {"seed", OPT_INT, F(seed), "random seed for initialisation, shuffling, augmentation, dropout",
      .def = "1"},
-    {"threads", OPT_INT, F(threads), "compute threads (0: all cores)", .def = "all cores", .min = 0,
+    {"threads", OPT_INT, F(threads), "compute threads", .def = "0, all cores", .min = 0,
      .max = 1024},
     {"workers", OPT_INT, F(workers), "data-loading threads", .def = "1"},
     {"out", OPT_STR, F(out), "run folder", .arg = "DIR",

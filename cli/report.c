@@ -657,8 +657,8 @@ static const cli_option report_options_table[] = {
      .arg = "DIR"},
     {"show", OPT_INT, offsetof(report_options, show), "the most confident mistakes drawn (with Grad-CAM)",
      .def = "20", .min = 0, .max = 100},
-    {"threads", OPT_INT, offsetof(report_options, threads), "compute threads (0: all cores)",
-     .def = "all cores", .min = 0, .max = 1024},
+    {"threads", OPT_INT, offsetof(report_options, threads), "compute threads",
+     .def = "0, all cores", .min = 0, .max = 1024},
     {0},
 };
 
