@@ -15,8 +15,8 @@ CAIRO_CFLAGS := $(shell pkg-config --cflags cairo 2>/dev/null || echo -I/usr/inc
 CL_FLAGS := -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -fopenmp -Iinclude -Isrc $(CAIRO_CFLAGS) $(CFLAGS)
 # zlib (gzip IDX files), libpng and libjpeg (image folders, PNG output), cairo
 # (figures), libcurl (cnnlab fetch), libarchive (unpacking archives), nettle
-# (checksums), pthreads (the batch loader) and OpenMP.
-LDLIBS  += -lcairo -lpng -ljpeg -lz -lcurl -larchive -lnettle -lpthread -lm -fopenmp
+# (checksums), jansson (safetensors headers), pthreads (the batch loader) and OpenMP.
+LDLIBS  += -ljansson -lcairo -lpng -ljpeg -lz -lcurl -larchive -lnettle -lpthread -lm -fopenmp
 BUILD   ?= build
 PYTHON  ?= /usr/bin/python3
 
