@@ -129,6 +129,7 @@ fuzz: $(FUZZERS)
 fixtures:
 	$(PYTHON) tests/ref/gen_fixtures.py
 	$(PYTHON) tests/ref/gen_augment.py
+	$(PYTHON) tests/ref/gen_gn_precision.py
 
 clean:
 	rm -rf build build-asan build-portable
