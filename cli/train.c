@@ -72,6 +72,12 @@ static bool read_file(const char *path, char *buf, size_t len) {
         cli_error("%s: cannot open: %s", path, strerror(errno));
         return false;
     }
+    struct stat sb;
+    if (fstat(fileno(f), &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        cli_error("%s: is a directory, not a model file", path);
+        fclose(f);
+        return false;
+    }
     size_t n = fread(buf, 1, len - 1, f);
     bool too_long = n == len - 1 && fgetc(f) != EOF;
     fclose(f);
