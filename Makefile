@@ -6,7 +6,8 @@
 #   make check      all three (what CI runs)
 #   make demo       train BN, GN and LN models and compare them (DEMO_EPOCHS, default 20;
 #                   DEMO_DIR, default runs/demo; DEMO_FLAGS, more train options)
-#   make fuzz       libFuzzer on the dataset parsers, FUZZ_SECONDS each (needs clang)
+#   make fuzz       libFuzzer on the dataset, image, model-file and safetensors parsers,
+#                   FUZZ_SECONDS each (needs clang)
 #   make fixtures   regenerate tests/ref/*.bin with PyTorch (needs python3-torch)
 CC      ?= cc
 OPT     ?= -O3
@@ -106,7 +107,8 @@ demo: $(BUILD)/cnnlab
 	done
 	$(BUILD)/cnnlab compare $(DEMO_DIR)/cifar10_bn $(DEMO_DIR)/cifar10_gn $(DEMO_DIR)/cifar10_ln
 
-# Coverage-guided fuzzing of the dataset parsers and the image decoders with
+# Coverage-guided fuzzing of the dataset parsers, the image decoders, the model-file
+# parser and the safetensors reader (with checkpoint loading) with
 # libFuzzer (clang): each target in tests/fuzz/ runs FUZZ_SECONDS from its corpus.
 FUZZ_SECONDS ?= 60
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
