@@ -1,5 +1,6 @@
 """gen_gn_precision.py: tests/ref/gn_precision.bin, the float32 precision of the
-gradients of LayerNorm / GroupNorm(1, C) networks on 32x32 inputs (issue 12, defect 11).
+gradients of LayerNorm / GroupNorm(1, C) networks on 32x32 inputs (issue 12, defect 11):
+two small networks and models/cifar10_ln.net.
 
 For each case: the input, labels and parameters (float32 values), the float64
 gradients of the mean cross entropy (the reference; train mode), and for every
@@ -38,11 +39,15 @@ gap
 conv 10 k=1
 """
 
+# name, model text, batch: the small networks, then models/cifar10_ln.net itself (a
+# network the issue measured).
+with open(os.path.join(HERE, "..", "..", "models", "cifar10_ln.net")) as f:
+    CIFAR10_LN = f.read()
 CASES = (
-    ("ln_32x32", "LayerNorm over (C,H,W) = GroupNorm(1, C)", "ln"),
-    ("gn4_32x32", "GroupNorm(4, C)", "gn"),
+    ("ln_32x32", TEXT.format(title="LayerNorm over (C,H,W) = GroupNorm(1, C)", norm="ln"), 8),
+    ("gn4_32x32", TEXT.format(title="GroupNorm(4, C)", norm="gn"), 8),
+    ("cifar10_ln", CIFAR10_LN, 16),
 )
-BATCH = 16
 
 
 def grads(net, state, x, labels, dtype):
@@ -59,9 +64,8 @@ def rel_err(got, want):
     return ((got - want).abs().max() / want.abs().max()).item()
 
 
-def make_case(name, title, norm):
+def make_case(name, text, batch):
     torch.manual_seed(zlib.crc32(name.encode()))
-    text = TEXT.format(title=title, norm=norm)
     net, _ = netfile.build(text)
     # Trained-looking affine parameters, not PyTorch's 1 and 0.
     with torch.no_grad():
@@ -71,8 +75,8 @@ def make_case(name, title, norm):
                 m.bias.normal_(0, 0.3)
     state = {k: v.detach().float().clone() for k, v in net.state_dict().items()}
     # Normalised CIFAR-like inputs: per-pixel values with a common offset per image.
-    x = (torch.randn(BATCH, 3, 32, 32) + 0.5 * torch.randn(BATCH, 1, 1, 1)).float()
-    labels = torch.randint(0, 10, (BATCH,))
+    x = (torch.randn(batch, 3, 32, 32) + 0.5 * torch.randn(batch, 1, 1, 1)).float()
+    labels = torch.randint(0, 10, (batch,))
     g64 = grads(net, state, x, labels, torch.float64)
     # The reference as the C test sees it (stored as float32).
     g64r = {k: v.float().double() for k, v in g64.items()}

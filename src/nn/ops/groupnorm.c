@@ -67,8 +67,10 @@ CL_CLONES static void groupnorm_forward(cl_real *restrict out, cl_real *restrict
     }
 }
 
-/* One sample: accumulates dinp[HW][C] (if not NULL), dgamma and dbeta from dout,
- * with xhat = (x - mean) * rstd and dxhat = dout * gamma:
+/* One sample: accumulates dinp[HW][C] (if not NULL), and dgamma and dbeta from dout
+ * (per-element affine: into dgamma and dbeta; per channel: into the double sums in
+ * acc, which backward() adds to them), with xhat = (x - mean) * rstd and
+ * dxhat = dout * gamma:
  *     dinp = rstd * (dxhat - mean_g(dxhat) - xhat * mean_g(dxhat * xhat)). */
 CL_CLONES static void groupnorm_backward(cl_real *restrict dinp, cl_real *restrict dgamma,
                                cl_real *restrict dbeta, const cl_real *restrict dout,
@@ -100,11 +102,10 @@ CL_CLONES static void groupnorm_backward(cl_real *restrict dinp, cl_real *restri
             }
         }
     } else {
-        /* per channel: dgamma and dbeta sum HW values of each sample; in float these
+        /* per channel: dgamma and dbeta sum HW values of every sample; in float these
            sums lost up to 10x PyTorch's precision at 32x32 (issue 12), so they are
-           summed in double and added to the gradients once per sample */
+           summed in double across the thread's samples (see backward()) */
         double *sg = acc + 2 * C + 2 * d->G, *sb = sg + C;
-        memset(sg, 0, 2 * (size_t)C * sizeof(double));
         for (int p = 0; p < d->HW; p++)
             for (int c = 0; c < C; c++) {
                 size_t i = (size_t)p * C + c;
@@ -115,10 +116,6 @@ CL_CLONES static void groupnorm_backward(cl_real *restrict dinp, cl_real *restri
                 acc[c] += dy * gamma[c];
                 acc[C + c] += dy * gamma[c] * xhat;
             }
-        for (int c = 0; c < C; c++) {
-            dgamma[c] += (cl_real)sg[c];
-            dbeta[c] += (cl_real)sb[c];
-        }
     }
     if (!dinp) return;
     const double count = (double)Cg * d->HW;
@@ -219,9 +216,16 @@ static void backward(const cl_exec *e, const cl_node *n) {
     const cl_real *stats = cl_node_saved(e, n);
     cl_real *dinp = cl_dinp(e, n->in[0]);
     double *acc = cl_team_slot(e, e->tid);
+    double *sg = acc + 2 * d.C + 2 * d.G, *sb = sg + d.C; /* per-channel affine gradients */
+    memset(sg, 0, 2 * (size_t)d.C * sizeof(double));
     for (int i = 0; i < e->n1 - e->n0; i++)
         groupnorm_backward(dinp ? dinp + i * size : NULL, dgamma, dgamma + A, dout + i * size,
                            inp + i * size, stats + i * n->nsaved, gamma, acc, &d);
+    if (!d.elementwise)
+        for (int c = 0; c < d.C; c++) {
+            dgamma[c] += (cl_real)sg[c];
+            dgamma[A + c] += (cl_real)sb[c];
+        }
 }
 
 const cl_op cl_op_groupnorm = {
