@@ -1,11 +1,13 @@
 /* test_nan.c: NaN goes through the activations as it does in PyTorch (issue 12,
  * defect 4): torch.relu keeps NaN (a model with one NaN weight must give NaN, not
- * quietly clip it to 0), LeakyReLU and GELU too, and their gradients at NaN, 0, -0
+ * quietly clip it to 0), LeakyReLU, GELU, SiLU and Hardswish too, and their gradients at NaN, 0, -0
  * and either sign equal torch's. Expected values printed by torch 2 for the input
  * [nan, -0., 0., -1., 2.] and an output gradient of 3:
  *   relu        [nan, -0., 0., 0., 2.]          grad [3, 0, 0, 0, 3]
  *   leaky 0.1   [nan, -0., 0., -0.1, 2.]        grad [0.3, 0.3, 0.3, 0.3, 3]
- *   gelu        [nan, 0., 0., -0.1587, 1.9545]  grad [nan, 1.5, 1.5, -0.2499, 3.2557] */
+ *   gelu        [nan, 0., 0., -0.1587, 1.9545]  grad [nan, 1.5, 1.5, -0.2499, 3.2557]
+ *   silu        [nan, -0., 0., -0.2689, 1.7616] grad [nan, 1.5, 1.5, 0.2170, 3.2724]
+ *   hardswish   [nan, -0., 0., -0.3333, 1.6667] grad [3, 1.5, 1.5, 0.5, 3.5] */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -59,5 +61,10 @@ int main(void) {
     check("leakyrelu", CL_ACT_LEAKY_RELU, 0.1f, leaky_y, leaky_dx, true);
     /* GELU(-0) is -0 * 0.5 = -0 here and 0 in torch: the sign of a zero is not kept */
     check("gelu", CL_ACT_GELU, 0, gelu_y, gelu_dx, false);
+    const double silu_y[] = {NAN, -0.0, 0.0, -0.268941, 1.761594},
+                 silu_dx[] = {NAN, 1.5, 1.5, 0.216988, 3.272353};
+    const double hsw_y[] = {NAN, -0.0, 0.0, -1.0 / 3, 5.0 / 3}, hsw_dx[] = {3, 1.5, 1.5, 0.5, 3.5};
+    check("silu", CL_ACT_SILU, 0, silu_y, silu_dx, true);
+    check("hardswish", CL_ACT_HARDSWISH, 0, hsw_y, hsw_dx, true);
     return t_finish();
 }
