@@ -427,7 +427,7 @@ bool cl_loader_next(cl_loader *l, const cl_real **x, const int32_t **labels,
 #define CL_ST_NAME_LEN 128
 #define CL_ST_MAX_DIMS 8
 #define CL_ST_MAX_META 64
-#define CL_ST_META_LEN 8192
+#define CL_ST_META_LEN 65536 /* a metadata key or value, with its NUL: a 64 KB model text fits */
 
 typedef struct {
     char name[CL_ST_NAME_LEN];
@@ -461,7 +461,8 @@ const char *cl_safetensors_meta(const cl_safetensors *st, const char *key);
 
 /* Save m's tensors under PyTorch state_dict names and layouts (float32;
  * num_batches_tracked int64) and, when o is not NULL, the optimizer's state under
- * "optimizer.", with string metadata (nmeta key, value pairs). Atomic. */
+ * "optimizer.", with string metadata (nmeta key, value pairs). Atomic. A model or
+ * optimizer state holding NaN or Inf is not saved (CL_ERR_STATE naming the tensor). */
 cl_status cl_model_save(const cl_model *m, cl_optimizer *o, const char *path,
                         const char *const *meta, int nmeta, char *err, size_t errlen);
 /* Load every tensor of m by name (shapes must match; nothing changes on error) and,
