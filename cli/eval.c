@@ -183,15 +183,16 @@ static bool write_eval_csvs(const char *dir, const cli_checkpoint *ck, const cl_
 
 static void eval_usage(FILE *f) {
     fprintf(f, "usage: cnnlab eval CHECKPOINT [--data NAME|DIR] [--data-dir DIR] [--batch B]\n"
-               "                   [--threads T] [--show N] [--out DIR]\n"
-               "Evaluates on the test split (default: the dataset the checkpoint was trained on) and\n"
+               "                   [--threads T] [--show N] [--out DIR] [--test-subset N]\n"
+               "Evaluates on the test split (default: the dataset the checkpoint was trained on; with\n"
+               "--test-subset, its first N images) and\n"
                "writes eval_confusion.csv, eval_per_class.csv and eval_misclassified.csv into --out\n"
                "(default: the checkpoint's folder).\n");
 }
 
 int cmd_eval(int argc, char **argv) {
     const char *path = NULL, *data = NULL, *data_dir = NULL, *out = NULL;
-    long long batch = 100, threads = 0, show = 10;
+    long long batch = 100, threads = 0, show = 10, subset = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         bool has = i + 1 < argc;
@@ -204,6 +205,9 @@ int cmd_eval(int argc, char **argv) {
         else if (!strcmp(a, "--batch") && has && cli_parse_count(argv[i + 1], &batch) && batch > 0) i++;
         else if (!strcmp(a, "--threads") && has && cli_parse_count(argv[i + 1], &threads)) i++;
         else if (!strcmp(a, "--show") && has && cli_parse_count(argv[i + 1], &show)) i++;
+        else if (!strcmp(a, "--test-subset") && has && cli_parse_count(argv[i + 1], &subset) &&
+                 subset <= 2000000000)
+            i++;
         else if (a[0] != '-' && !path) path = a;
         else {
             cli_error("eval: unknown or incomplete option '%s'", a);
@@ -226,7 +230,7 @@ int cmd_eval(int argc, char **argv) {
     int32_t *mis = NULL;
     int rc = 1;
     if (!cli_resolve_dataset(data, data_dir, &ref) || !cli_load_dataset(&ref, CL_SPLIT_TEST, &rs, &ds) ||
-        !cli_evaluate(&ck, &ds, (int)batch, 0, &ev))
+        !cli_evaluate(&ck, &ds, (int)batch, (int)subset, &ev))
         goto done;
     const int K = ck.classes;
     printf("Checkpoint: %s (%lld parameters); test split of %s: %d images\n", path,
