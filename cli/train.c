@@ -42,6 +42,10 @@ static void on_stop_signal(int sig) {
         _exit(128 + sig);
     }
     stop_signal = sig;
+    static const char first[] = "\ncnnlab: stopping at the end of this step (a second signal stops at once)\n";
+    if (write(STDERR_FILENO, first, sizeof first - 1) < 0) {
+        /* the stop message follows anyway */
+    }
 }
 
 static const char *signal_name(int sig) {
@@ -456,7 +460,8 @@ static bool line_value(const char *text, const char *key, char *buf, size_t len)
 
 /* --resume: whether the checkpoint belongs to the run recorded in its folder (model.net,
  * the dataset and options in config.txt); else print what differs. Options given again
- * on the command line are not compared: they are meant to change. A folder without
+ * on the command line are not compared: they are meant to change; nor are --out and
+ * --data-dir, which move with the folders. A folder without
  * model.net or config.txt has nothing to compare. */
 static bool check_belongs(const char *dir, const char *path, const char *text, const char *dataset,
                           const char *opts, int argc, char **argv) {
@@ -505,7 +510,10 @@ static bool check_belongs(const char *dir, const char *path, const char *text, c
                     bool in_a = line_value(ta, key, va, sizeof va);
                     if (t == 1 && in_a) continue; /* compared already */
                     line_value(tb, key, vb, sizeof vb);
-                    if (strcmp(va, vb) != 0 && !given(argc, argv, key) && shown++ < 4 && k < sizeof what)
+                    /* where the run and the data lie may move with their folders */
+                    bool place = !strcmp(key, "out") || !strcmp(key, "data-dir");
+                    if (strcmp(va, vb) != 0 && !place && !given(argc, argv, key) && shown++ < 4 &&
+                        k < sizeof what)
                         k += (size_t)snprintf(what + k, sizeof what - k,
                                               "\n  option %s is %s in it, %s in config.txt", key, va, vb);
                 }
@@ -793,7 +801,7 @@ static void say_last_good(run *r) {
     if (exists(last))
         say(r, "The last good checkpoint is %s (after epoch %d).\n", last, r->epoch);
     else
-        say(r, "No checkpoint was written: no epoch finished.\n");
+        say(r, "No checkpoint was written: no epoch finished with finite losses.\n");
 }
 
 /* What a second signal prints before the process ends at once (during is "" or the
