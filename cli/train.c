@@ -862,7 +862,8 @@ static bool same_folder(const char *a, const char *b) {
 /* One epoch's training, evaluation, metrics row and checkpoints. Returns -1 to go on,
  * else the exit status. */
 static int run_epoch(run *r) {
-    double t0 = now_seconds(), lr = cl_schedule_lr(&r->sched, r->epoch, r->step);
+    /* the lr of the step last taken, for an epoch resumed after all its batches */
+    double t0 = now_seconds(), lr = cl_schedule_lr(&r->sched, r->epoch, r->step - (r->batch_in_epoch > 0));
     int status = train_epoch(r, &lr);
     if (status == 1) {
         say_last_good(r);
