@@ -1,9 +1,9 @@
 #!/bin/sh
 # test_kill.sh: a training run under fire. A small MNIST run (dropout in every block,
 # augmentation, one thread) is started and hit by SIGKILL, SIGTERM or SIGINT at a
-# random moment (seeded: the same rounds every time), then resumed, for ROUNDS rounds
-# (20; 6 under CNNLAB_QUICK, the sanitized and portable builds). After each round the
-# last checkpoint must load (`cnnlab eval` works on it). At the end an undisturbed
+# random moment (seeded: the same rounds every time), then resumed, for 20 rounds
+# (under CNNLAB_QUICK, the sanitized and portable builds: 6 rounds of a smaller run;
+# KILL_ROUNDS and KILL_SEED override). After each round the last checkpoint must load (`cnnlab eval` works on it). At the end an undisturbed
 # resume finishes the run, whose metrics.csv must equal the uninterrupted run's,
 # seconds aside, with no temporary file left. The moments scale with the length of
 # the uninterrupted run, so every round lands in setup, training, evaluation,
@@ -32,12 +32,14 @@ seed=${KILL_SEED:-12}
 
 sed 's/^defaults .*/defaults norm=bn act=relu dropout=0.1/' models/mnist.net >"$tmp/net"
 common="$tmp/net --data mnist --epochs 3 --train-subset 1024 --test-subset 256 --batch 32 --threads 1 --aug crop:2"
+# the sanitized build runs several times slower: a smaller run
+[ -n "$CNNLAB_QUICK" ] && common="$tmp/net --data mnist --epochs 2 --train-subset 384 --test-subset 128 --batch 32 --threads 1 --aug crop:2"
 
 t0=$(now_ms)
 "$CNNLAB" train $common --out "$tmp/ref" >"$tmp/ref.log" 2>&1
 rc=$?
 span=$(($(now_ms) - t0))
-if [ $rc -ne 0 ] || [ "$(wc -l <"$tmp/ref/metrics.csv")" -ne 4 ]; then
+if [ $rc -ne 0 ] || [ "$(wc -l <"$tmp/ref/metrics.csv")" -lt 3 ]; then
     fail "uninterrupted run" "exit status $rc: $(tail -n 2 "$tmp/ref.log")"
     echo "$passed passed, $failed failed"
     exit 1
