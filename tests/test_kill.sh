@@ -3,8 +3,8 @@
 # augmentation, one thread) is started and hit by SIGKILL, SIGTERM or SIGINT at a
 # random moment (seeded: the same rounds every time), then resumed, for 20 rounds
 # (under CNNLAB_QUICK, the sanitized and portable builds: 6 rounds of a smaller run;
-# KILL_ROUNDS and KILL_SEED override). After each round the last checkpoint must load (`cnnlab eval` works on it). At the end an undisturbed
-# resume finishes the run, whose metrics.csv must equal the uninterrupted run's,
+# KILL_ROUNDS and KILL_SEED override). After each round the last checkpoint must
+# load (`cnnlab eval` works on it). At the end an undisturbed resume finishes the run, whose metrics.csv must equal the uninterrupted run's,
 # seconds aside, with no temporary file left. The moments scale with the length of
 # the uninterrupted run, so every round lands in setup, training, evaluation,
 # checkpointing or the report on a fast machine as on a slow one.
