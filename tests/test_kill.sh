@@ -4,10 +4,11 @@
 # random moment (seeded: the same rounds every time), then resumed, for 20 rounds
 # (under CNNLAB_QUICK, the sanitized and portable builds: 6 rounds of a smaller run;
 # KILL_ROUNDS and KILL_SEED override). After each round the last checkpoint must
-# load (`cnnlab eval` works on it). At the end an undisturbed resume finishes the run, whose metrics.csv must equal the uninterrupted run's,
-# seconds aside, with no temporary file left. The moments scale with the length of
-# the uninterrupted run, so every round lands in setup, training, evaluation,
-# checkpointing or the report on a fast machine as on a slow one.
+# load (`cnnlab eval` works on it). At the end an undisturbed resume finishes the
+# run, whose metrics.csv must equal the uninterrupted run's, seconds aside, with no
+# temporary file left. The moments scale with the length of the uninterrupted run,
+# so the rounds land in setup, training, evaluation, checkpointing or the report on a
+# fast machine as on a slow one.
 # Prints "ok - NAME" / "FAIL - NAME: ..." and "N passed, N failed".
 cd "$(dirname "$0")/.." || exit 2
 CNNLAB=${BUILD:-build}/cnnlab
