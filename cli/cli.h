@@ -87,8 +87,9 @@ void cli_normalise(const cli_checkpoint *ck, const uint8_t *img, size_t npix, cl
  * exit, kill -9 included). Returns the lock's descriptor, or -1 after printing the
  * error, which names the process holding the lock. */
 int cli_lock_run_folder(const char *dir);
-/* Remove NAME.tmp and NAME.tmp.PID files (left by a killed atomic writer) from DIR,
- * except those of a live process. Call it holding the lock. Returns the count. */
+/* Remove NAME.tmp.PID files (left by a killed checkpoint writer) whose process is
+ * gone, and NAME.tmp files (cli_atomic_open's, which name no process), from DIR.
+ * Call it holding the lock. Returns the count. */
 int cli_remove_stale_temporaries(const char *dir);
 /* Checked parsing of checkpoint metadata values: the whole text must parse, in range
  * and finite; false otherwise (the caller names the key). */
