@@ -155,6 +155,13 @@ bool train_options_schedule(const train_options *o, int batches, cl_schedule *s)
             return false;
         }
         a.total_steps = (int)o->epochs * batches;
+        if (a.total_steps < 2) {
+            cli_error("--sched onecycle needs at least 2 steps in all, and %lld epoch%s of %d "
+                      "batch%s make %d: train more epochs, use more images or a smaller --batch, "
+                      "or choose another --sched", o->epochs, o->epochs == 1 ? "" : "s", batches,
+                      batches == 1 ? "" : "es", a.total_steps);
+            return false;
+        }
     }
     if (a.kind == CL_SCHED_COSINE && a.t_max == 0) a.t_max = (int)o->epochs;
     if (a.kind == CL_SCHED_MULTISTEP) {
@@ -167,5 +174,20 @@ bool train_options_schedule(const train_options *o, int batches, cl_schedule *s)
         cli_error("--sched %s: %s", o->sched, err);
         return false;
     }
+    return true;
+}
+
+/* What PyTorch's optimizers refuse: a negative learning rate, momentum or weight decay. */
+bool train_options_check(const train_options *o) {
+    const struct {
+        const char *name;
+        float v;
+    } nonneg[] = {{"lr", o->lr}, {"momentum", o->momentum}, {"weight-decay", o->weight_decay}};
+    for (size_t i = 0; i < sizeof nonneg / sizeof *nonneg; i++)
+        if (nonneg[i].v < 0) { /* NaN: not given, a default follows */
+            cli_error("--%s must be 0 or more (as in torch.optim), got %g", nonneg[i].name,
+                      (double)nonneg[i].v);
+            return false;
+        }
     return true;
 }
