@@ -62,6 +62,7 @@ typedef struct {
      * number. */
     double min, max;
     bool min_open;
+    const char *choices; /* OPT_STR, OPT_TEXT: the only values allowed, "a|b|c", or NULL */
     char short_name;     /* also accepted as "-x VALUE", or 0 */
     size_t count_offset; /* OPT_LIST: of the int that receives the count */
     int max_items;       /* OPT_LIST: capacity */
