@@ -1,22 +1,12 @@
 /* checkpoint.c: opening a checkpoint written by `cnnlab train` for eval, predict and
  * report: its metadata (model text, dataset, class names, normalisation) and the
  * model rebuilt from the text with the weights loaded. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
-
-static bool meta_floats(const cl_safetensors *sf, const char *key, float *v, int n) {
-    const char *s = cl_safetensors_meta(sf, key);
-    for (int i = 0; s && i < n; i++) {
-        char *end;
-        v[i] = strtof(s, &end);
-        if (end == s) return false;
-        s = *end == ',' ? end + 1 : end;
-    }
-    return s != NULL;
-}
 
 bool cli_open_checkpoint(const char *path, cl_compile_args ca, cli_checkpoint *ck) {
     memset(ck, 0, sizeof *ck);
@@ -55,14 +45,25 @@ bool cli_open_checkpoint(const char *path, cl_compile_args ca, cli_checkpoint *c
         ck->class_names[k] = strndup(s, len);
         s += len + (s[len] == '\n');
     }
-    bool ok = ck->class_names && meta_floats(sf, "cnnlab.mean", ck->mean, ck->input.c) &&
-              meta_floats(sf, "cnnlab.std", ck->std, ck->input.c);
+    bool ok = ck->class_names &&
+              cli_meta_floats(cl_safetensors_meta(sf, "cnnlab.mean"), ck->mean, ck->input.c) &&
+              cli_meta_floats(cl_safetensors_meta(sf, "cnnlab.std"), ck->std, ck->input.c);
     cl_safetensors_free(sf);
     if (!ok) {
-        cli_error("%s: incomplete cnnlab metadata (normalisation)", path);
+        cli_error("%s: incomplete cnnlab metadata: cnnlab.mean and cnnlab.std must hold %d "
+                  "numbers each", path, ck->input.c);
         cli_close_checkpoint(ck);
         return false;
     }
+    /* The normalisation divides by std: every command refuses what training never writes. */
+    for (int c = 0; c < ck->input.c; c++)
+        if (!(ck->std[c] > 0) || !isfinite(ck->std[c]) || !isfinite(ck->mean[c])) {
+            cli_error("%s: the stored normalisation of channel %d (mean %g, std %g) is not "
+                      "usable: std must be positive and both finite (a damaged or edited "
+                      "checkpoint)", path, c, ck->mean[c], ck->std[c]);
+            cli_close_checkpoint(ck);
+            return false;
+        }
     if (cl_model_compile(ck->m, ca) != CL_OK) {
         cli_error("%s", cl_model_error(ck->m));
         cli_close_checkpoint(ck);

@@ -2,6 +2,7 @@
  * (src/deploy/onnx_import.c) and writes DIR/model.net and DIR/model.safetensors, a
  * checkpoint with the metadata eval, predict, export and train --init read. */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,32 +14,31 @@ typedef struct {
     const char *data;
 } import_options;
 
-/* The options, in the style of options.c: name, alias, where it goes, help. */
-typedef struct {
-    const char *name, *alias;
-    size_t offset;
-    const char *help;
-} import_spec;
-
+/* One row per option (cli.h). */
 #define IF(field) offsetof(import_options, field)
-static const import_spec import_specs[] = {
-    {"out", "o", IF(out), "the folder to write (default: the file's name without .onnx)"},
-    {"data", NULL, IF(data), "the dataset eval should use (default: the export's, else "
-                             "guessed from the input shape and classes)"},
+static const cli_option import_options_table[] = {
+    {"out", OPT_TEXT, IF(out), "the folder to write (also -o)", .arg = "DIR",
+     .def = "the file's name without .onnx", .short_name = 'o'},
+    {"data", OPT_TEXT, IF(data), "the dataset eval should use", .arg = "NAME|DIR",
+     .def = "the export's, else guessed from the input shape and classes"},
+    {0},
 };
 
-static void import_usage(FILE *f) {
-    fprintf(f, "usage: cnnlab import MODEL.onnx [-o DIR] [--data NAME|DIR]\n"
-               "Reads an ONNX model made of ops cnnlab has (a cnnlab export, or torch.onnx.export\n"
-               "of the PyTorch equivalent of a model file) and writes DIR/model.net and\n"
-               "DIR/model.safetensors, for eval, predict, export and train --init. The input\n"
-               "normalisation is taken from leading Sub/Div nodes when the graph has them, else\n"
-               "mean 0 and std 1 (the model then sees pixels on the 0..1 scale).\n");
-    for (size_t i = 0; i < sizeof import_specs / sizeof *import_specs; i++)
-        fprintf(f, "  %s%s%s--%-8s %s\n", import_specs[i].alias ? "-" : "",
-                import_specs[i].alias ? import_specs[i].alias : "", import_specs[i].alias ? ", " : "    ",
-                import_specs[i].name, import_specs[i].help);
-}
+static int cmd_import(int argc, char **argv);
+
+const cli_command import_command = {
+    .name = "import",
+    .operands = "MODEL.onnx",
+    .summary = "an ONNX model (e.g. from torch.onnx.export) as a model file and checkpoint",
+    .description =
+        "Reads an ONNX model made of ops cnnlab has (a cnnlab export, or torch.onnx.export\n"
+        "of the PyTorch equivalent of a model file) and writes DIR/model.net and\n"
+        "DIR/model.safetensors, for eval, predict, export and train --init. The input\n"
+        "normalisation is taken from leading Sub/Div nodes when the graph has them, else\n"
+        "mean 0 and std 1 (the model then sees pixels on the 0..1 scale).",
+    .options = import_options_table,
+    .run = cmd_import,
+};
 
 /* A dataset for models that do not say: by input shape and class count. */
 static const char *guess_dataset(cl_shape in, int classes) {
@@ -55,38 +55,14 @@ static bool write_text(const char *path, const char *text) {
     return cli_atomic_close(&a, true);
 }
 
-int cmd_import(int argc, char **argv) {
+static int cmd_import(int argc, char **argv) {
     import_options o = {0};
     const char *path = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            import_usage(stdout);
-            return 0;
-        }
-        if (a[0] != '-' || !a[1]) {
-            if (path) {
-                cli_error("import: unexpected argument '%s'", a);
-                return EXIT_USAGE;
-            }
-            path = a;
-            continue;
-        }
-        const char *name = a + 1 + (a[1] == '-');
-        const import_spec *s = NULL;
-        for (size_t k = 0; k < sizeof import_specs / sizeof *import_specs; k++)
-            if (!strcmp(import_specs[k].name, name) ||
-                (a[1] != '-' && import_specs[k].alias && !strcmp(import_specs[k].alias, name)))
-                s = &import_specs[k];
-        if (!s || i + 1 >= argc) {
-            cli_error("import: unknown or incomplete option '%s'", a);
-            import_usage(stderr);
-            return EXIT_USAGE;
-        }
-        *(const char **)((char *)&o + s->offset) = argv[++i];
-    }
-    if (!path) {
-        import_usage(stderr);
+    int n = cli_parse(&import_command, &o, argc - 1, argv + 1, &path, 1);
+    if (n < 0) return cli_parse_status(n);
+    if (n == 0) {
+        cli_error("import: which ONNX file?");
+        cli_print_usage(&import_command, stderr);
         return EXIT_USAGE;
     }
     char dir[4096];

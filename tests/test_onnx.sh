@@ -40,7 +40,10 @@ check() {
 # -- the command line (no runtime needed) --
 check "export --help" 0 '^usage: cnnlab export CHECKPOINT' -- "$CNNLAB" export --help
 check "export without a checkpoint" 2 'which checkpoint' -- "$CNNLAB" export
-check "export --opset 13" 2 'opset 17 or 21' -- "$CNNLAB" export x.safetensors --opset 13
+check "export --opset 13" 2 "--opset: expected one of 17\\|21, got '13'" -- "$CNNLAB" export x.safetensors --opset 13
+check "export --format: the choices named" 2 "--format: expected one of onnx" -- "$CNNLAB" export x.safetensors --format tflite
+check "export -o is --out" 1 'nope.safetensors' -- "$CNNLAB" export "$tmp/nope.safetensors" -o "$tmp/x.onnx"
+check "import without a file" 2 'which ONNX file' -- "$CNNLAB" import
 check "export unknown option" 2 "unknown or incomplete option '--bogus'" -- "$CNNLAB" export x --bogus
 check "export a missing checkpoint" 1 'nope.safetensors' -- "$CNNLAB" export "$tmp/nope.safetensors"
 check "import --help" 0 '^usage: cnnlab import MODEL.onnx' -- "$CNNLAB" import --help
@@ -140,7 +143,7 @@ else
             continue
         fi
         ck=$run/best.safetensors
-        if ! "$CNNLAB" eval "$ck" --limit 100 --pixels "$tmp/px.bin" --logits "$tmp/ref.bin" --out "$tmp" \
+        if ! "$CNNLAB" eval "$ck" --test-subset 100 --pixels "$tmp/px.bin" --logits "$tmp/ref.bin" --out "$tmp" \
             >"$tmp/eval.log" 2>&1; then
             fail "eval $model" "$(tail -n 3 "$tmp/eval.log")"
             continue
@@ -166,7 +169,7 @@ else
         fi
         # import the opset-17 export back: the same logits, bit for bit
         if "$CNNLAB" import "$tmp/$model.17.onnx" -o "$tmp/back_$model" >"$tmp/imp.log" 2>&1 &&
-            "$CNNLAB" eval "$tmp/back_$model/model.safetensors" --data $data --limit 100 \
+            "$CNNLAB" eval "$tmp/back_$model/model.safetensors" --data $data --test-subset 100 \
                 --logits "$tmp/back.bin" --out "$tmp" >"$tmp/eval.log" 2>&1 &&
             cmp -s "$tmp/back.bin" "$tmp/ref.bin"; then
             ok "trained $model exported at opset 17 and imported back: the same logits, bit for bit"
