@@ -82,7 +82,7 @@ tests: $(TESTS) $(BUILD)/cnnlab $(BUILD)/tests/pngstat
 # "N passed, N failed" and fails if any did.
 test: tests
 	@BUILD=$(BUILD) sh tests/run_all.sh $(TESTS) tests/test_cli.sh tests/test_fetch.sh tests/test_train.sh tests/test_report.sh \
-	    tests/test_symbols.sh
+	    tests/test_symbols.sh tests/test_install.sh tests/test_deb.sh
 
 # fontconfig (under cairo's text) keeps a few hundred bytes until exit: not ours.
 asan:
@@ -235,10 +235,11 @@ uninstall:
 
 # The Debian packages (cnnlab, libcnnlab0, libcnnlab-dev) from a copy of the tracked
 # files, so the working tree is not touched: build/deb/*.deb and the .changes file.
+DEB_FLAGS ?= -Jauto
 deb:
 	rm -rf $(BUILD)/deb && mkdir -p $(BUILD)/deb/src
 	git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t $(BUILD)/deb/src
-	cd $(BUILD)/deb/src && dpkg-buildpackage -us -uc -b
+	cd $(BUILD)/deb/src && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL dpkg-buildpackage -us -uc -b $(DEB_FLAGS)
 
 # The packages the tests need beyond .ci/packages (run as root).
 test-deps:
