@@ -147,9 +147,11 @@ LIB_LDLIBS := -lpng -ljpeg -lz -lpthread -lm
 
 # Library objects are position-independent (the same objects go into libcnnlab.a and
 # libcnnlab.so) with hidden symbols, so the .so exports only what include/cnnlab.h
-# marks CL_API. Debian's gcc already builds everything -fPIE; with hidden symbols
-# -fPIC adds nothing to the kernels' code, and -O3 and the target clones are unchanged.
-$(LIB_OBJ): CL_FLAGS += -fPIC -fvisibility=hidden
+# marks CL_API; -fno-semantic-interposition lets the library call its own public
+# functions directly, as before. Debian's gcc already builds everything -fPIE: the
+# kernels' machine code is the same instruction for instruction (objdump -d of
+# every src/nn/ops object), -O3 and the target clones are unchanged.
+$(LIB_OBJ): CL_FLAGS += -fPIC -fvisibility=hidden -fno-semantic-interposition
 
 # GCC exports the target_clones dispatchers (ifuncs) whatever their visibility, so a
 # version script, made from the CL_API lines of include/cnnlab.h, keeps everything
