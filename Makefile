@@ -235,12 +235,19 @@ uninstall:
 	    $(addprefix $(DESTDIR)$(modelsdir)/,$(notdir $(MODELS)))
 	-rmdir $(DESTDIR)$(modelsdir) $(DESTDIR)$(datadir)/cnnlab 2>/dev/null
 
-# The Debian packages (cnnlab, libcnnlab0, libcnnlab-dev) from a copy of the tracked
-# files, so the working tree is not touched: build/deb/*.deb and the .changes file.
+# The Debian packages (cnnlab, libcnnlab0, libcnnlab-dev) from a copy of the source
+# files (git's tracked and untracked, not ignored, files; outside git, the tree less
+# build output), so the working tree is not touched: build/deb/*.deb and .changes.
 DEB_FLAGS ?= -Jauto
 deb:
 	rm -rf $(BUILD)/deb && mkdir -p $(BUILD)/deb/src
-	git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t $(BUILD)/deb/src
+	if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
+	    git ls-files --cached --others --exclude-standard | while read -r f; do [ ! -e "$$f" ] || echo "$$f"; done | \
+	        xargs -d '\n' cp -P --parents -t $(BUILD)/deb/src; \
+	else \
+	    tar -c --exclude=./build --exclude=./build-asan --exclude=./build-portable --exclude=./runs \
+	        --exclude=./data . | tar -x -C $(BUILD)/deb/src; \
+	fi
 	cd $(BUILD)/deb/src && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL dpkg-buildpackage -us -uc -b $(DEB_FLAGS)
 
 # The packages the tests need beyond .ci/packages (run as root).
