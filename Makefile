@@ -141,9 +141,10 @@ VERSION  := $(shell sed -n 's/^.define CNNLAB_VERSION "\([0-9.]*\)"$$/\1/p' incl
 SOMAJOR  := $(firstword $(subst ., ,$(VERSION)))
 SONAME   := libcnnlab.so.$(SOMAJOR)
 SHLIB    := $(BUILD)/libcnnlab.so.$(VERSION)
-# What the library itself links (the CLI's cairo, curl, libarchive and nettle stay out):
-# zlib, libpng, libjpeg, pthreads, libm; OpenMP comes with -fopenmp in CL_FLAGS.
-LIB_LDLIBS := -lpng -ljpeg -lz -lpthread -lm
+# The .so is linked with LDLIBS and --as-needed, so it records only the libraries it
+# calls (today zlib, libpng, libjpeg, libm and OpenMP; not the CLI's cairo, curl,
+# libarchive or nettle). cnnlab.pc.in's Requires.private / Libs.private list them for
+# static linking: tests/test_install.sh links the static library through it.
 
 # Library objects are position-independent (the same objects go into libcnnlab.a and
 # libcnnlab.so) with hidden symbols, so the .so exports only what include/cnnlab.h
@@ -165,7 +166,7 @@ $(BUILD)/libcnnlab.map: include/cnnlab.h
 # use internal functions that the .so hides).
 $(SHLIB): $(LIB_OBJ) $(BUILD)/libcnnlab.map
 	$(CC) $(CL_FLAGS) -shared -Wl,-soname,$(SONAME) -Wl,--version-script,$(BUILD)/libcnnlab.map \
-	    -Wl,--no-undefined -Wl,--as-needed $(LDFLAGS) $(LIB_OBJ) -o $@ $(LIB_LDLIBS)
+	    -Wl,--no-undefined -Wl,--as-needed $(LDFLAGS) $(LIB_OBJ) -o $@ $(LDLIBS)
 
 $(BUILD)/$(SONAME): $(SHLIB)
 	ln -sf $(notdir $<) $@
