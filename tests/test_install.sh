@@ -139,7 +139,9 @@ if command -v man >/dev/null 2>&1; then
     # lintian's check: groff's warnings on stderr, none allowed.
     LC_ALL=C.UTF-8 MANROFFSEQ='' MANWIDTH=80 man --warnings -E UTF-8 -l -Tutf8 -Z "$page" \
         >"$tmp/man.out" 2>"$tmp/man.err"
-    if [ ! -s "$tmp/man.err" ] && grep -q 'cnnlab' "$tmp/man.out"; then
+    if ! head -n 5 "$page" | grep -q '^\.TH CNNLAB 1'; then
+        fail "cnnlab.1 is not a manual page (no .TH CNNLAB 1 line):"; show "$page" 5
+    elif [ ! -s "$tmp/man.err" ] && grep -q 'cnnlab' "$tmp/man.out"; then
         ok "man -l renders cnnlab.1 without warnings"
     else
         fail "man -l cnnlab.1:"; show "$tmp/man.err"
