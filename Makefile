@@ -10,6 +10,10 @@
 #                   FUZZ_SECONDS each (needs clang)
 #   make fixtures   regenerate tests/ref/*.bin and tests/ref/onnx/ with PyTorch (needs
 #                   python3-torch; the ONNX ones also python3-onnx)
+#   make install    install under PREFIX (default /usr/local; also DESTDIR, bindir, libdir,
+#                   includedir, datadir, mandir); make uninstall removes it again
+#   make deb        the Debian packages in build/deb/ (dpkg-buildpackage -us -uc -b)
+#   make test-deps  install the packages the tests need (.ci/packages-test; as root)
 CC      ?= cc
 OPT     ?= -O3
 CFLAGS  ?= $(OPT) -g
@@ -69,7 +73,7 @@ $(BUILD)/libcnnlab.a: $(LIB_OBJ)
 	ar rcs $@ $^
 
 $(BUILD)/cnnlab: $(CLI_OBJ) $(BUILD)/libcnnlab.a
-	$(CC) $(CL_FLAGS) $^ -o $@ $(LDLIBS)
+	$(CC) $(CL_FLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
 $(BUILD)/tests/%: tests/%.c $(HARNESS) tests/harness.h $(BUILD)/libcnnlab.a
 	@mkdir -p $(dir $@)
@@ -96,7 +100,8 @@ tests: $(TESTS) $(BUILD)/cnnlab $(BUILD)/tests/pngstat
 # Runs every test binary from the repository root, then the CLI tests; prints
 # "N passed, N failed" and fails if any did.
 test: tests
-	@BUILD=$(BUILD) sh tests/run_all.sh $(TESTS) tests/test_cli.sh tests/test_options.sh tests/test_fetch.sh tests/test_train.sh tests/test_reliability.sh tests/test_kill.sh tests/test_report.sh tests/test_files.sh tests/test_onnx.sh
+	@BUILD=$(BUILD) sh tests/run_all.sh $(TESTS) tests/test_cli.sh tests/test_options.sh tests/test_fetch.sh tests/test_train.sh tests/test_reliability.sh tests/test_kill.sh tests/test_report.sh \
+	    tests/test_files.sh tests/test_symbols.sh tests/test_install.sh tests/test_deb.sh tests/test_onnx.sh
 
 # fontconfig (under cairo's text) keeps a few hundred bytes until exit: not ours.
 asan:
@@ -152,7 +157,133 @@ fixtures:
 	$(PYTHON) tests/ref/gen_onnx.py
 	$(PYTHON) tests/ref/gen_gn_precision.py
 
+# ---- the shared library, installation and the Debian package ------------------------
+# The version is set once, in include/cnnlab.h (CNNLAB_VERSION "MAJOR.MINOR.PATCH").
+VERSION  := $(shell sed -n 's/^.define CNNLAB_VERSION "\([0-9.]*\)"$$/\1/p' include/cnnlab.h)
+SOMAJOR  := $(firstword $(subst ., ,$(VERSION)))
+SONAME   := libcnnlab.so.$(SOMAJOR)
+SHLIB    := $(BUILD)/libcnnlab.so.$(VERSION)
+# The .so is linked with LDLIBS and --as-needed, so it records only the libraries it
+# calls (today zlib, libpng, libjpeg, libm and OpenMP; not the CLI's cairo, curl,
+# libarchive or nettle). cnnlab.pc.in's Requires.private / Libs.private list them for
+# static linking: tests/test_install.sh links the static library through it.
+
+# Library objects are position-independent (the same objects go into libcnnlab.a and
+# libcnnlab.so) with hidden symbols, so the .so exports only what include/cnnlab.h
+# marks CL_API; -fno-semantic-interposition lets the library call its own public
+# functions directly, as before. Debian's gcc already builds everything -fPIE: the
+# kernels' machine code is the same instruction for instruction (objdump -d of
+# every src/nn/ops object), -O3 and the target clones are unchanged.
+$(LIB_OBJ): CL_FLAGS += -fPIC -fvisibility=hidden -fno-semantic-interposition
+
+# GCC exports the target_clones dispatchers (ifuncs) whatever their visibility, so a
+# version script, made from the CL_API lines of include/cnnlab.h, keeps everything
+# else local.
+$(BUILD)/libcnnlab.map: include/cnnlab.h
+	@mkdir -p $(dir $@)
+	{ echo '{ global:'; grep -E '^CL_API ' $< | sed -E 's/^[^(]*[^a-z0-9_](cl_[a-z0-9_]+) *\(.*/    \1;/'; \
+	  echo '  local: *;'; echo '};'; } > $@
+
+# bin/cnnlab stays linked to libcnnlab.a (no run-time path to set up, and the CLI may
+# use internal functions that the .so hides).
+$(SHLIB): $(LIB_OBJ) $(BUILD)/libcnnlab.map
+	$(CC) $(CL_FLAGS) -shared -Wl,-soname,$(SONAME) -Wl,--version-script,$(BUILD)/libcnnlab.map \
+	    -Wl,--no-undefined -Wl,--as-needed $(LDFLAGS) $(LIB_OBJ) -o $@ $(LDLIBS)
+
+$(BUILD)/$(SONAME): $(SHLIB)
+	ln -sf $(notdir $<) $@
+
+$(BUILD)/libcnnlab.so: $(BUILD)/$(SONAME)
+	ln -sf $(notdir $<) $@
+
+shared: $(SHLIB) $(BUILD)/$(SONAME) $(BUILD)/libcnnlab.so
+all: shared
+tests: shared
+
+# The man page and the bash completion come from the commands' option tables, as
+# --help does, so they cannot drift from the program.
+$(BUILD)/cnnlab.1: $(BUILD)/cnnlab
+	$(BUILD)/cnnlab help --man > $@.tmp || { rm -f $@.tmp; echo "cnnlab help --man failed" >&2; exit 1; }
+	mv $@.tmp $@
+
+$(BUILD)/cnnlab.bash: $(BUILD)/cnnlab
+	$(BUILD)/cnnlab help --bash-completion > $@.tmp || { rm -f $@.tmp; echo "cnnlab help --bash-completion failed" >&2; exit 1; }
+	mv $@.tmp $@
+
+doc: $(BUILD)/cnnlab.1 $(BUILD)/cnnlab.bash
+
+# GNU installation directories; PREFIX and prefix are the same thing.
+PREFIX       ?= /usr/local
+prefix       ?= $(PREFIX)
+exec_prefix  ?= $(prefix)
+bindir       ?= $(exec_prefix)/bin
+libdir       ?= $(exec_prefix)/lib
+includedir   ?= $(prefix)/include
+datarootdir  ?= $(prefix)/share
+datadir      ?= $(datarootdir)
+mandir       ?= $(datarootdir)/man
+man1dir      ?= $(mandir)/man1
+pkgconfigdir ?= $(libdir)/pkgconfig
+bashcompdir  ?= $(datarootdir)/bash-completion/completions
+modelsdir    ?= $(datadir)/cnnlab/models
+INSTALL      ?= install
+MODELS       := $(wildcard models/*.net)
+
+# cnnlab.pc is written at install time, since it names the installation directories.
+$(BUILD)/cnnlab.pc: cnnlab.pc.in include/cnnlab.h FORCE
+	@mkdir -p $(dir $@)
+	sed -e 's|@prefix@|$(prefix)|' -e 's|@libdir@|$(libdir)|' -e 's|@includedir@|$(includedir)|' \
+	    -e 's|@VERSION@|$(VERSION)|' cnnlab.pc.in > $@
+
+install: all doc $(BUILD)/cnnlab.pc
+	$(INSTALL) -d $(DESTDIR)$(bindir) $(DESTDIR)$(libdir) $(DESTDIR)$(pkgconfigdir) \
+	    $(DESTDIR)$(includedir) $(DESTDIR)$(man1dir) $(DESTDIR)$(bashcompdir) $(DESTDIR)$(modelsdir)
+	$(INSTALL) -m 755 $(BUILD)/cnnlab $(DESTDIR)$(bindir)/cnnlab
+	$(INSTALL) -m 644 $(SHLIB) $(DESTDIR)$(libdir)/libcnnlab.so.$(VERSION)
+	ln -sf libcnnlab.so.$(VERSION) $(DESTDIR)$(libdir)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(libdir)/libcnnlab.so
+	$(INSTALL) -m 644 $(BUILD)/libcnnlab.a $(DESTDIR)$(libdir)/libcnnlab.a
+	$(INSTALL) -m 644 $(BUILD)/cnnlab.pc $(DESTDIR)$(pkgconfigdir)/cnnlab.pc
+	$(INSTALL) -m 644 include/cnnlab.h $(DESTDIR)$(includedir)/cnnlab.h
+	$(INSTALL) -m 644 $(BUILD)/cnnlab.1 $(DESTDIR)$(man1dir)/cnnlab.1
+	$(INSTALL) -m 644 $(BUILD)/cnnlab.bash $(DESTDIR)$(bashcompdir)/cnnlab
+	$(INSTALL) -m 644 $(MODELS) $(DESTDIR)$(modelsdir)
+
+# Removes exactly what install put there, and the models folder if it is then empty.
+uninstall:
+	rm -f $(DESTDIR)$(bindir)/cnnlab $(DESTDIR)$(libdir)/libcnnlab.so.$(VERSION) \
+	    $(DESTDIR)$(libdir)/$(SONAME) $(DESTDIR)$(libdir)/libcnnlab.so $(DESTDIR)$(libdir)/libcnnlab.a \
+	    $(DESTDIR)$(pkgconfigdir)/cnnlab.pc $(DESTDIR)$(includedir)/cnnlab.h \
+	    $(DESTDIR)$(man1dir)/cnnlab.1 $(DESTDIR)$(bashcompdir)/cnnlab \
+	    $(addprefix $(DESTDIR)$(modelsdir)/,$(notdir $(MODELS)))
+	-rmdir $(DESTDIR)$(modelsdir) $(DESTDIR)$(datadir)/cnnlab 2>/dev/null
+
+# The Debian packages (cnnlab, libcnnlab0, libcnnlab-dev) from a copy of the source
+# files (git's tracked and untracked, not ignored, files; outside git, the tree less
+# build output), so the working tree is not touched: build/deb/*.deb and .changes.
+DEB_FLAGS ?= -Jauto
+deb:
+	rm -rf $(BUILD)/deb && mkdir -p $(BUILD)/deb/src
+	if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
+	    git ls-files --cached --others --exclude-standard | while read -r f; do [ ! -e "$$f" ] || echo "$$f"; done | \
+	        xargs -d '\n' cp -P --parents -t $(BUILD)/deb/src; \
+	else \
+	    tar -c --exclude=./build --exclude=./build-asan --exclude=./build-portable --exclude=./runs \
+	        --exclude=./data . | tar -x -C $(BUILD)/deb/src; \
+	fi
+	cd $(BUILD)/deb/src && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL dpkg-buildpackage -us -uc -b $(DEB_FLAGS)
+
+# The packages the tests need beyond .ci/packages (run as root). npm comes with some
+# nodejs builds (nodesource's, which conflicts with Debian's npm) and apart from
+# Debian's, so it is installed only when missing.
+test-deps:
+	apt-get install -y --no-install-recommends $$(cat .ci/packages-test)
+	command -v npm >/dev/null || apt-get install -y --no-install-recommends npm
+
+FORCE:
+
 clean:
 	rm -rf build build-asan build-portable
 
-.PHONY: all tests test asan portable check demo fuzz fixtures clean
+.PHONY: all tests test asan portable check demo fuzz fixtures clean shared doc install uninstall deb \
+        test-deps FORCE

@@ -26,7 +26,19 @@
 extern "C" {
 #endif
 
+/* The one place the version is set: the Makefile (shared-library file name and
+ * soname, cnnlab.pc) and `cnnlab --version` read it from here; debian/changelog must
+ * agree (tests/test_deb.sh checks). */
 #define CNNLAB_VERSION "0.1.0"
+
+/* CL_API marks the public functions. The library is compiled with
+ * -fvisibility=hidden, so these are the only symbols libcnnlab.so exports
+ * (tests/test_symbols.sh checks that the two lists are equal). */
+#if defined(__GNUC__) || defined(__clang__)
+#define CL_API __attribute__((visibility("default")))
+#else
+#define CL_API
+#endif
 
 /* The element type of every tensor: float (float32, as PyTorch's default). The
  * finite-difference gradient check builds the whole library with -DCL_REAL=double so
@@ -95,41 +107,41 @@ typedef enum {
 
 /* Create an empty model whose input samples have the given shape. NULL only when
  * out of memory. */
-cl_model *cl_model_new(cl_shape input);
-void cl_model_free(cl_model *m);
+CL_API cl_model *cl_model_new(cl_shape input);
+CL_API void cl_model_free(cl_model *m);
 
 /* The last error's message ("" if none). Valid until the next call on m. */
-const char *cl_model_error(const cl_model *m);
+CL_API const char *cl_model_error(const cl_model *m);
 /* The option the last error is about ("groups", "k", ...), or "" if none. */
-const char *cl_model_error_field(const cl_model *m);
+CL_API const char *cl_model_error_field(const cl_model *m);
 
 /* The input tensor's id (always 0). */
-int cl_input(const cl_model *m);
+CL_API int cl_input(const cl_model *m);
 
 /* Layers. Each returns the output tensor's id, or -1 on error. */
-int cl_conv2d(cl_model *m, int x, cl_conv2d_args a);
-int cl_maxpool2d(cl_model *m, int x, cl_conv2d_args a);
-int cl_avgpool2d(cl_model *m, int x, cl_conv2d_args a); /* count_include_pad=True */
-int cl_global_avgpool(cl_model *m, int x);              /* AdaptiveAvgPool2d(1) */
-int cl_norm(cl_model *m, int x, cl_norm_args a);        /* BatchNorm2d, GroupNorm, LayerNorm */
-int cl_activation(cl_model *m, int x, cl_act_kind kind, float negative_slope);
-int cl_dropout(cl_model *m, int x, float p); /* inverted dropout; identity in eval mode */
-int cl_add(cl_model *m, int a, int b);       /* residual add; shapes must match */
-int cl_concat(cl_model *m, const int *xs, int n); /* along channels; H and W must match */
-int cl_flatten(cl_model *m, int x);          /* CxHxW -> (C*H*W)x1x1 in PyTorch's C,H,W order */
-int cl_linear(cl_model *m, int x, int out_features, bool no_bias); /* input must be Cx1x1 */
+CL_API int cl_conv2d(cl_model *m, int x, cl_conv2d_args a);
+CL_API int cl_maxpool2d(cl_model *m, int x, cl_conv2d_args a);
+CL_API int cl_avgpool2d(cl_model *m, int x, cl_conv2d_args a); /* count_include_pad=True */
+CL_API int cl_global_avgpool(cl_model *m, int x);              /* AdaptiveAvgPool2d(1) */
+CL_API int cl_norm(cl_model *m, int x, cl_norm_args a);        /* BatchNorm2d, GroupNorm, LayerNorm */
+CL_API int cl_activation(cl_model *m, int x, cl_act_kind kind, float negative_slope);
+CL_API int cl_dropout(cl_model *m, int x, float p); /* inverted dropout; identity in eval mode */
+CL_API int cl_add(cl_model *m, int a, int b);       /* residual add; shapes must match */
+CL_API int cl_concat(cl_model *m, const int *xs, int n); /* along channels; H and W must match */
+CL_API int cl_flatten(cl_model *m, int x);          /* CxHxW -> (C*H*W)x1x1 in PyTorch's C,H,W order */
+CL_API int cl_linear(cl_model *m, int x, int out_features, bool no_bias); /* input must be Cx1x1 */
 
 /* Give tensor x a name (for skip connections and the summary). Names are unique. */
-cl_status cl_model_set_name(cl_model *m, int x, const char *name);
+CL_API cl_status cl_model_set_name(cl_model *m, int x, const char *name);
 /* The id of the tensor with this name, or -1. */
-int cl_model_find(const cl_model *m, const char *name);
+CL_API int cl_model_find(const cl_model *m, const char *name);
 
 /* The shape of tensor x, and the model's output (the last layer's tensor). */
-cl_shape cl_model_shape(const cl_model *m, int x);
-int cl_model_output(const cl_model *m);
+CL_API cl_shape cl_model_shape(const cl_model *m, int x);
+CL_API int cl_model_output(const cl_model *m);
 
 /* Remember which model-file line made the next layers (shown in the summary). */
-void cl_model_set_source_line(cl_model *m, int line);
+CL_API void cl_model_set_source_line(cl_model *m, int line);
 
 /* ---- inspection ----------------------------------------------------------- */
 
@@ -148,14 +160,14 @@ typedef struct {
     int line;           /* model-file line, or 0 */
 } cl_layer_info;
 
-int cl_model_layer_count(const cl_model *m);
-cl_layer_info cl_model_layer(const cl_model *m, int i);
-int64_t cl_model_param_count(const cl_model *m);  /* trainable */
-int64_t cl_model_buffer_count(const cl_model *m); /* non-trainable */
+CL_API int cl_model_layer_count(const cl_model *m);
+CL_API cl_layer_info cl_model_layer(const cl_model *m, int i);
+CL_API int64_t cl_model_param_count(const cl_model *m);  /* trainable */
+CL_API int64_t cl_model_buffer_count(const cl_model *m); /* non-trainable */
 
 /* Write the torchsummary-style table (layers, output shapes, parameters, receptive
  * fields, MACs, activation memory) to f. title names the model (or NULL). */
-void cl_model_print_summary(const cl_model *m, const char *title, FILE *f);
+CL_API void cl_model_print_summary(const cl_model *m, const char *title, FILE *f);
 
 /* ---- compiling and running ----------------------------------------------- */
 
@@ -173,35 +185,35 @@ typedef struct {
 
 /* Plan every buffer, allocate them once and initialise parameters as PyTorch does
  * (kaiming-uniform weights with a=sqrt(5), uniform biases, norm weight 1 bias 0). */
-cl_status cl_model_compile(cl_model *m, cl_compile_args a);
+CL_API cl_status cl_model_compile(cl_model *m, cl_compile_args a);
 
 /* Forward a batch of n samples, NHWC float32 [n, H, W, C]. train selects batch
  * statistics and active dropout. Returns the output activations [n, H, W, C]
  * (logits [n, classes] for a Cx1x1 output), owned by the model, or NULL on error. */
-const cl_real *cl_model_forward(cl_model *m, const cl_real *x, int n, bool train);
+CL_API const cl_real *cl_model_forward(cl_model *m, const cl_real *x, int n, bool train);
 
 /* Backward from dout, the gradient of the loss with respect to the last forward's
  * output, same layout. Parameter gradients are accumulated (+=) into the gradient
  * buffer, as PyTorch's .backward() does; call cl_model_zero_grad() between steps. */
-cl_status cl_model_backward(cl_model *m, const cl_real *dout);
-void cl_model_zero_grad(cl_model *m);
+CL_API cl_status cl_model_backward(cl_model *m, const cl_real *dout);
+CL_API void cl_model_zero_grad(cl_model *m);
 
 /* The number of training forwards so far. It keys the dropout masks, so a run
  * resumed from a checkpoint sets it back to draw the same masks. */
-uint64_t cl_model_step(const cl_model *m);
-void cl_model_set_step(cl_model *m, uint64_t step);
+CL_API uint64_t cl_model_step(const cl_model *m);
+CL_API void cl_model_set_step(cl_model *m, uint64_t step);
 
 /* The input gradient [n, H, W, C] of the last backward (needs input_grad). */
-const cl_real *cl_model_input_grad(const cl_model *m);
+CL_API const cl_real *cl_model_input_grad(const cl_model *m);
 /* The activations of any tensor after forward, and its gradient after backward (NULL
  * unless compiled with keep_activation_grads, or for the input with input_grad). */
-const cl_real *cl_model_activation(const cl_model *m, int x);
-const cl_real *cl_model_activation_grad(const cl_model *m, int x);
+CL_API const cl_real *cl_model_activation(const cl_model *m, int x);
+CL_API const cl_real *cl_model_activation_grad(const cl_model *m, int x);
 
 /* Flat parameter, gradient and buffer arrays (kernel layout), for optimizers. */
-cl_real *cl_model_params(cl_model *m, size_t *count);
-cl_real *cl_model_grads(cl_model *m, size_t *count);
-cl_real *cl_model_buffers(cl_model *m, size_t *count);
+CL_API cl_real *cl_model_params(cl_model *m, size_t *count);
+CL_API cl_real *cl_model_grads(cl_model *m, size_t *count);
+CL_API cl_real *cl_model_buffers(cl_model *m, size_t *count);
 
 /* ---- named parameter tensors (PyTorch state_dict) ---------------------------- */
 
@@ -214,21 +226,21 @@ typedef struct {
     int layer;         /* index in cl_model_layer */
 } cl_tensor_info;
 
-int cl_model_tensor_count(const cl_model *m);
-cl_tensor_info cl_model_tensor(const cl_model *m, int i);
-int cl_model_find_tensor(const cl_model *m, const char *name);
+CL_API int cl_model_tensor_count(const cl_model *m);
+CL_API cl_tensor_info cl_model_tensor(const cl_model *m, int i);
+CL_API int cl_model_find_tensor(const cl_model *m, const char *name);
 /* Copy tensor i out of / into the model in PyTorch layout (numel values). */
-cl_status cl_model_get_tensor(const cl_model *m, int i, cl_real *dst);
-cl_status cl_model_set_tensor(cl_model *m, int i, const cl_real *src);
+CL_API cl_status cl_model_get_tensor(const cl_model *m, int i, cl_real *dst);
+CL_API cl_status cl_model_set_tensor(cl_model *m, int i, const cl_real *src);
 /* The gradient of tensor i in PyTorch layout. */
-cl_status cl_model_get_tensor_grad(const cl_model *m, int i, cl_real *dst);
+CL_API cl_status cl_model_get_tensor_grad(const cl_model *m, int i, cl_real *dst);
 
 /* ---- loss ------------------------------------------------------------------ */
 
 /* Cross entropy over logits [n, classes] (log-softmax + NLL, fused and stable), mean
  * over the batch, with PyTorch's label_smoothing. Writes dlogits = d(loss)/d(logits)
  * [n, classes] when dlogits is not NULL. Returns the loss. */
-double cl_cross_entropy(const cl_real *logits, const int32_t *labels, int n, int classes,
+CL_API double cl_cross_entropy(const cl_real *logits, const int32_t *labels, int n, int classes,
                         float label_smoothing, cl_real *dlogits);
 
 /* ---- optimizers (torch.optim semantics) ------------------------------------ */
@@ -248,12 +260,12 @@ typedef struct cl_optimizer cl_optimizer;
 
 /* An optimizer over all of m's trainable parameters; its state (momentum buffers,
  * Adam moments) has the parameters' flat layout. NULL when out of memory. */
-cl_optimizer *cl_optimizer_new(cl_model *m, cl_optim_args a);
-void cl_optimizer_free(cl_optimizer *o);
+CL_API cl_optimizer *cl_optimizer_new(cl_model *m, cl_optim_args a);
+CL_API void cl_optimizer_free(cl_optimizer *o);
 /* One step with learning rate lr (schedules set it per step). */
-void cl_optimizer_step(cl_optimizer *o, float lr);
+CL_API void cl_optimizer_step(cl_optimizer *o, float lr);
 /* Momentum-like hyper-parameter changes (OneCycle cycles momentum or beta1). */
-void cl_optimizer_set_momentum(cl_optimizer *o, float momentum);
+CL_API void cl_optimizer_set_momentum(cl_optimizer *o, float momentum);
 
 /* ---- learning-rate schedules (torch.optim.lr_scheduler semantics) ------------ */
 
@@ -299,15 +311,15 @@ typedef struct {
 } cl_schedule;
 
 /* Fill defaults and check the arguments; returns CL_ERR_ARG with a message. */
-cl_status cl_schedule_init(cl_schedule *s, cl_sched_args a, char *err, size_t errlen);
+CL_API cl_status cl_schedule_init(cl_schedule *s, cl_sched_args a, char *err, size_t errlen);
 /* The learning rate for batch `step` (counted from 0 over the whole run) of epoch
  * `epoch` (from 0). */
-double cl_schedule_lr(const cl_schedule *s, int epoch, long step);
+CL_API double cl_schedule_lr(const cl_schedule *s, int epoch, long step);
 /* OneCycle's momentum (or Adam's beta1) for that batch; a negative value when the
  * schedule leaves momentum alone. */
-double cl_schedule_momentum(const cl_schedule *s, long step);
+CL_API double cl_schedule_momentum(const cl_schedule *s, long step);
 /* End of an epoch with its test loss (ReduceLROnPlateau's step(metric)). */
-void cl_schedule_epoch_end(cl_schedule *s, double metric);
+CL_API void cl_schedule_epoch_end(cl_schedule *s, double metric);
 
 /* ---- datasets ---------------------------------------------------------------- */
 
@@ -327,27 +339,27 @@ typedef enum { CL_SPLIT_TRAIN = 0, CL_SPLIT_TEST } cl_split;
 
 /* CIFAR-10 binary batches in dir (data_batch_1..5.bin, test_batch.bin and
  * batches.meta.txt for the class names). */
-cl_status cl_load_cifar10(const char *dir, cl_split split, cl_dataset *out, char *err,
+CL_API cl_status cl_load_cifar10(const char *dir, cl_split split, cl_dataset *out, char *err,
                           size_t errlen);
 /* CIFAR-100 binary (train.bin, test.bin, fine_label_names.txt and
  * coarse_label_names.txt); fine selects the 100 fine labels, else the 20 coarse. */
-cl_status cl_load_cifar100(const char *dir, cl_split split, bool fine, cl_dataset *out,
+CL_API cl_status cl_load_cifar100(const char *dir, cl_split split, bool fine, cl_dataset *out,
                            char *err, size_t errlen);
 /* A pair of IDX files (MNIST, Fashion-MNIST), gzip-compressed or raw. */
-cl_status cl_load_idx(const char *images_path, const char *labels_path, cl_dataset *out,
+CL_API cl_status cl_load_idx(const char *images_path, const char *labels_path, cl_dataset *out,
                       char *err, size_t errlen);
 /* MNIST-style IDX files in dir: train-images-idx3-ubyte[.gz] and friends, or the
  * t10k- files for the test split. class_names: "0".."9" when NULL. */
-cl_status cl_load_mnist_dir(const char *dir, cl_split split, const char *const *class_names,
+CL_API cl_status cl_load_mnist_dir(const char *dir, cl_split split, const char *const *class_names,
                             cl_dataset *out, char *err, size_t errlen);
 /* One subfolder per class (sorted by name), PNG and JPEG images. All images must
  * have the size of the first unless resize_h, resize_w > 0 (bilinear resize). */
-cl_status cl_load_image_folder(const char *dir, int resize_h, int resize_w, cl_dataset *out,
+CL_API cl_status cl_load_image_folder(const char *dir, int resize_h, int resize_w, cl_dataset *out,
                                char *err, size_t errlen);
-void cl_dataset_free(cl_dataset *ds);
+CL_API void cl_dataset_free(cl_dataset *ds);
 /* Decode one PNG or JPEG into a malloc'ed out[h][w][c]: c = 3 for RGB, 1 for grey
  * (ITU-R 601 luma), resized (bilinear, align_corners=False) when its size differs. */
-cl_status cl_load_image(const char *path, int c, int h, int w, uint8_t **out, char *err,
+CL_API cl_status cl_load_image(const char *path, int c, int h, int w, uint8_t **out, char *err,
                         size_t errlen);
 
 /* Per-channel statistics on the 0..1 scale (population variance, as numpy). */
@@ -355,7 +367,7 @@ typedef struct {
     double min, max, mean, std, var;
 } cl_channel_stats;
 /* stats[c] for each channel; class_counts[classes] (either may be NULL). */
-void cl_dataset_stats(const cl_dataset *ds, cl_channel_stats *stats, int64_t *class_counts);
+CL_API void cl_dataset_stats(const cl_dataset *ds, cl_channel_stats *stats, int64_t *class_counts);
 
 /* ---- augmentation ------------------------------------------------------------ */
 
@@ -387,15 +399,15 @@ typedef struct {
 
 typedef struct cl_augment cl_augment;
 
-cl_augment *cl_augment_new(void);
-void cl_augment_free(cl_augment *a);
-cl_status cl_augment_add(cl_augment *a, cl_aug t);
+CL_API cl_augment *cl_augment_new(void);
+CL_API void cl_augment_free(cl_augment *a);
+CL_API cl_status cl_augment_add(cl_augment *a, cl_aug t);
 /* Parse a comma-separated pipeline and append it, e.g.
  * "crop:4:reflect,hflip,cutout:8" (see docs/augmentation.md). */
-cl_status cl_augment_parse(cl_augment *a, const char *spec, char *err, size_t errlen);
-int cl_augment_count(const cl_augment *a);
+CL_API cl_status cl_augment_parse(cl_augment *a, const char *spec, char *err, size_t errlen);
+CL_API int cl_augment_count(const cl_augment *a);
 /* Apply every transform to img [h][w][c] in place. scratch holds h*w*c bytes. */
-void cl_augment_apply(const cl_augment *a, uint8_t *img, int h, int w, int c, uint64_t seed,
+CL_API void cl_augment_apply(const cl_augment *a, uint8_t *img, int h, int w, int c, uint64_t seed,
                       uint64_t key, uint8_t *scratch);
 
 /* ---- batches ------------------------------------------------------------------ */
@@ -419,14 +431,14 @@ typedef struct {
 
 typedef struct cl_loader cl_loader;
 
-cl_loader *cl_loader_new(cl_loader_args a, char *err, size_t errlen);
-void cl_loader_free(cl_loader *l);
-int cl_loader_batches(const cl_loader *l); /* batches per epoch */
+CL_API cl_loader *cl_loader_new(cl_loader_args a, char *err, size_t errlen);
+CL_API void cl_loader_free(cl_loader *l);
+CL_API int cl_loader_batches(const cl_loader *l); /* batches per epoch */
 /* Begin epoch (from 0); batches are drawn with cl_loader_next until it returns false. */
-void cl_loader_start(cl_loader *l, int epoch);
+CL_API void cl_loader_start(cl_loader *l, int epoch);
 /* The next batch: x [n][h][w][c] normalised, labels [n], indices [n] into the dataset.
  * The pointers stay valid until the following call. */
-bool cl_loader_next(cl_loader *l, const cl_real **x, const int32_t **labels,
+CL_API bool cl_loader_next(cl_loader *l, const cl_real **x, const int32_t **labels,
                     const int32_t **indices, int *n);
 
 /* ---- safetensors files -------------------------------------------------------- */
@@ -455,17 +467,17 @@ typedef struct {
 /* Write tensors and string metadata (meta holds nmeta key, value pairs of UTF-8 text,
  * keys distinct, values of any length) atomically: a temporary file, flushed to disk,
  * then renamed over path. */
-cl_status cl_safetensors_write(const char *path, const cl_st_tensor *t, int n,
+CL_API cl_status cl_safetensors_write(const char *path, const cl_st_tensor *t, int n,
                                const char *const *meta, int nmeta, char *err, size_t errlen);
 /* Read and validate a whole file; NULL with a message naming the file and the offset. */
-cl_safetensors *cl_safetensors_read(const char *path, char *err, size_t errlen);
-void cl_safetensors_free(cl_safetensors *st);
-const cl_st_tensor *cl_safetensors_find(const cl_safetensors *st, const char *name);
+CL_API cl_safetensors *cl_safetensors_read(const char *path, char *err, size_t errlen);
+CL_API void cl_safetensors_free(cl_safetensors *st);
+CL_API const cl_st_tensor *cl_safetensors_find(const cl_safetensors *st, const char *name);
 /* The metadata value of key, or NULL. */
-const char *cl_safetensors_meta(const cl_safetensors *st, const char *key);
+CL_API const char *cl_safetensors_meta(const cl_safetensors *st, const char *key);
 /* The number of metadata entries and the key of entry i (0 <= i < count), in file order. */
-int cl_safetensors_meta_count(const cl_safetensors *st);
-const char *cl_safetensors_meta_key(const cl_safetensors *st, int i);
+CL_API int cl_safetensors_meta_count(const cl_safetensors *st);
+CL_API const char *cl_safetensors_meta_key(const cl_safetensors *st, int i);
 
 /* ---- checkpoints ---------------------------------------------------------------- */
 
@@ -473,23 +485,23 @@ const char *cl_safetensors_meta_key(const cl_safetensors *st, int i);
  * num_batches_tracked int64) and, when o is not NULL, the optimizer's state under
  * "optimizer.", with string metadata (nmeta key, value pairs). Atomic. A model or
  * optimizer state holding NaN or Inf is not saved (CL_ERR_STATE naming the tensor). */
-cl_status cl_model_save(const cl_model *m, cl_optimizer *o, const char *path,
+CL_API cl_status cl_model_save(const cl_model *m, cl_optimizer *o, const char *path,
                         const char *const *meta, int nmeta, char *err, size_t errlen);
 /* Load every tensor of m by name (shapes must match; nothing changes on error) and,
  * when o is not NULL, the optimizer state. Files exported from PyTorch with
  * safetensors.torch.save_file(model.state_dict()) load too. A NaN or Inf in any tensor
  * is an error naming the tensor. */
-cl_status cl_model_load(cl_model *m, cl_optimizer *o, const char *path, char *err, size_t errlen);
+CL_API cl_status cl_model_load(cl_model *m, cl_optimizer *o, const char *path, char *err, size_t errlen);
 
 /* ---- model files ---------------------------------------------------------- */
 
 /* Parse a model file's text and build the model. path names the file in messages.
  * input_override, when not NULL, replaces the file's input shape. On error returns
  * NULL and writes "path:line:col: message" into err. */
-cl_model *cl_parse_model(const char *text, size_t len, const char *path,
+CL_API cl_model *cl_parse_model(const char *text, size_t len, const char *path,
                          const cl_shape *input_override, char *err, size_t errlen);
 /* Read and parse a model file. */
-cl_model *cl_load_model(const char *path, const cl_shape *input_override, char *err,
+CL_API cl_model *cl_load_model(const char *path, const cl_shape *input_override, char *err,
                         size_t errlen);
 
 /* ---- ONNX (src/deploy/) ------------------------------------------------------ */
@@ -547,8 +559,8 @@ cl_model *cl_onnx_import_model(const cl_onnx_import *imp, cl_compile_args ca, ch
 /* ---- layouts ---------------------------------------------------------------- */
 
 /* [n, C, H, W] <-> [n, H, W, C] */
-void cl_nchw_to_nhwc(cl_real *dst, const cl_real *src, int n, int c, int h, int w);
-void cl_nhwc_to_nchw(cl_real *dst, const cl_real *src, int n, int c, int h, int w);
+CL_API void cl_nchw_to_nhwc(cl_real *dst, const cl_real *src, int n, int c, int h, int w);
+CL_API void cl_nhwc_to_nchw(cl_real *dst, const cl_real *src, int n, int c, int h, int w);
 
 #ifdef __cplusplus
 }
