@@ -24,9 +24,12 @@ LIB_SRC  := $(wildcard src/*/*.c src/nn/ops/*.c)
 CLI_SRC  := $(wildcard cli/*.c cli/draw/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
 HARNESS  := tests/harness.c
-LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+# `cnnlab export --format c` copies src/deploy/kernels.h into the model.c it writes:
+# the library holds that file's text as a generated array of bytes.
+KERNELS_TEXT := $(BUILD)/gen/deploy_kernels_text.c
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(KERNELS_TEXT:.c=.o)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
-LIB64_OBJ := $(LIB_SRC:%.c=$(BUILD)/f64/%.o)
+LIB64_OBJ := $(LIB_SRC:%.c=$(BUILD)/f64/%.o) $(KERNELS_TEXT:.c=.o)
 TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
 all: $(BUILD)/cnnlab
@@ -35,6 +38,15 @@ HEADERS  := $(wildcard include/*.h src/*/*.h cli/*.h cli/draw/*.h) Makefile
 
 $(BUILD)/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
+	$(CC) $(CL_FLAGS) -c $< -o $@
+
+$(KERNELS_TEXT): src/deploy/kernels.h
+	@mkdir -p $(dir $@)
+	{ echo '/* generated from src/deploy/kernels.h by the Makefile */'; \
+	  echo 'const char cl_deploy_kernels_text[] = {'; \
+	  od -An -v -tx1 $< | sed 's/[0-9a-f][0-9a-f]/0x&,/g'; echo '0};'; } > $@
+
+$(KERNELS_TEXT:.c=.o): $(KERNELS_TEXT)
 	$(CC) $(CL_FLAGS) -c $< -o $@
 
 # The same library in double precision, for the finite-difference gradient check.
@@ -113,9 +125,9 @@ FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZERS  := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 FUZZ_FLAGS := -std=c11 -D_DEFAULT_SOURCE -g -O1 -fopenmp -Iinclude -Isrc -fsanitize=fuzzer,address,undefined
 
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(HEADERS)
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(KERNELS_TEXT) $(HEADERS)
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_FLAGS) $< $(LIB_SRC) -o $@ $(LDLIBS)
+	clang $(FUZZ_FLAGS) $< $(LIB_SRC) $(KERNELS_TEXT) -o $@ $(LDLIBS)
 
 fuzz: $(FUZZERS)
 	@for f in $(FUZZERS); do \

@@ -21,6 +21,9 @@ int cmd_predict(int argc, char **argv);
 int cmd_fetch(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
+int cmd_export(int argc, char **argv);
+/* `cnnlab export --format c` (export_c.c); cmd_export dispatches to it. */
+int cmd_export_c(int argc, char **argv);
 
 /* ---- training options (options.c) ---- */
 
@@ -91,6 +94,11 @@ typedef struct {
 bool cli_evaluate(const cli_checkpoint *ck, const cl_dataset *ds, int batch, int limit,
                   cli_eval *ev);
 void cli_eval_free(cli_eval *ev);
+/* `cnnlab eval --int8` (export_c.c): the float32 and int8 accuracies of the exported
+ * network on the whole test split, the int8 one calibrated on `calib` training images
+ * of data (NULL: the checkpoint's). Returns the exit code. */
+int cli_eval_int8(const cli_checkpoint *ck, const cl_dataset *test, const char *data,
+                  const char *data_dir, int calib, int threads);
 /* The misclassified indices, most confident first (malloc'ed); returns the count. */
 int cli_misclassified(const cli_eval *ev, const cl_dataset *ds, int32_t **out);
 

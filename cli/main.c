@@ -72,6 +72,9 @@ static void usage(FILE *f) {
             "        a self-contained report.html for a run folder (train writes them too)\n"
             "  compare RUN... [--out DIR] [--target ACC]\n"
             "        runs side by side: a table, overlaid curves, compare.png and compare.html\n"
+            "  export CHECKPOINT --format c -o DIR [--int8] [--calib N]\n"
+            "        the trained network as one dependency-free C file (model.c, model.h),\n"
+            "        float32 or int8\n"
             "  bench MODEL [--batch B] [--threads T] [--steps N] [--infer-batch B]\n"
             "        training and inference throughput on synthetic data\n"
             "  version\n"
@@ -96,6 +99,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "predict")) return cmd_predict(argc - 1, argv + 1);
     if (!strcmp(cmd, "report")) return cmd_report(argc - 1, argv + 1);
     if (!strcmp(cmd, "compare")) return cmd_compare(argc - 1, argv + 1);
+    if (!strcmp(cmd, "export")) return cmd_export(argc - 1, argv + 1);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("cnnlab %s\n", CNNLAB_VERSION);
         return 0;
