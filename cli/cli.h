@@ -95,9 +95,9 @@ bool cli_evaluate(const cli_checkpoint *ck, const cl_dataset *ds, int batch, int
                   cli_eval *ev);
 void cli_eval_free(cli_eval *ev);
 /* `cnnlab eval --int8` (export_c.c): the float32 and int8 accuracies of the exported
- * network on the whole test split, the int8 one calibrated on `calib` training images
- * of data (NULL: the checkpoint's). Returns the exit code. */
-int cli_eval_int8(const cli_checkpoint *ck, const cl_dataset *test, const char *data,
+ * network on the first `limit` test images (0: all), the int8 one calibrated on
+ * `calib` training images of data (NULL: the checkpoint's). Returns the exit code. */
+int cli_eval_int8(const cli_checkpoint *ck, const cl_dataset *test, int limit, const char *data,
                   const char *data_dir, int calib, int threads);
 /* The misclassified indices, most confident first (malloc'ed); returns the count. */
 int cli_misclassified(const cli_eval *ev, const cl_dataset *ds, int32_t **out);

@@ -184,17 +184,18 @@ static bool write_eval_csvs(const char *dir, const cli_checkpoint *ck, const cl_
 static void eval_usage(FILE *f) {
     fprintf(f, "usage: cnnlab eval CHECKPOINT [--data NAME|DIR] [--data-dir DIR] [--batch B]\n"
                "                   [--threads T] [--show N] [--out DIR]\n"
-               "                   [--int8 [--calib N]]\n"
+               "                   [--test-subset N] [--int8 [--calib N]]\n"
                "Evaluates on the test split (default: the dataset the checkpoint was trained on) and\n"
                "writes eval_confusion.csv, eval_per_class.csv and eval_misclassified.csv into --out\n"
-               "(default: the checkpoint's folder). --int8 instead compares the exported float32\n"
+               "(default: the checkpoint's folder). --test-subset N evaluates only the first N test\n"
+               "images. --int8 instead compares the exported float32\n"
                "network with its int8 quantization (`cnnlab export --int8`), calibrated on N\n"
                "training images (--calib, default 1000), on the whole test split.\n");
 }
 
 int cmd_eval(int argc, char **argv) {
     const char *path = NULL, *data = NULL, *data_dir = NULL, *out = NULL;
-    long long batch = 100, threads = 0, show = 10, calib = 1000;
+    long long batch = 100, threads = 0, show = 10, calib = 1000, test_subset = 0;
     bool int8 = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -209,6 +210,7 @@ int cmd_eval(int argc, char **argv) {
         else if (!strcmp(a, "--threads") && has && cli_parse_count(argv[i + 1], &threads)) i++;
         else if (!strcmp(a, "--show") && has && cli_parse_count(argv[i + 1], &show)) i++;
         else if (!strcmp(a, "--int8")) int8 = true;
+        else if (!strcmp(a, "--test-subset") && has && cli_parse_count(argv[i + 1], &test_subset)) i++;
         else if (!strcmp(a, "--calib") && has && cli_parse_count(argv[i + 1], &calib) && calib > 0) i++;
         else if (a[0] != '-' && !path) path = a;
         else {
@@ -234,10 +236,10 @@ int cmd_eval(int argc, char **argv) {
     if (!cli_resolve_dataset(data, data_dir, &ref) || !cli_load_dataset(&ref, CL_SPLIT_TEST, &rs, &ds))
         goto done;
     if (int8) {
-        rc = cli_eval_int8(&ck, &ds, data, data_dir, (int)calib, (int)threads);
+        rc = cli_eval_int8(&ck, &ds, (int)test_subset, data, data_dir, (int)calib, (int)threads);
         goto done;
     }
-    if (!cli_evaluate(&ck, &ds, (int)batch, 0, &ev)) goto done;
+    if (!cli_evaluate(&ck, &ds, (int)batch, (int)test_subset, &ev)) goto done;
     const int K = ck.classes;
     printf("Checkpoint: %s (%lld parameters); test split of %s: %d images\n", path,
            (long long)cl_model_param_count(ck.m), data, ev.n);

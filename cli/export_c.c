@@ -151,9 +151,10 @@ done:
     return rc;
 }
 
-int cli_eval_int8(const cli_checkpoint *ck, const cl_dataset *test, const char *data,
+int cli_eval_int8(const cli_checkpoint *ck, const cl_dataset *test, int limit, const char *data,
                   const char *data_dir, int calib, int threads) {
     if (!same_input(ck, test)) return 1;
+    const int n = limit > 0 && limit < test->n ? limit : test->n;
     cl_deploy_graph *g = deploy_graph(ck);
     if (!g) return 1;
     cl_quant *q = int8_network(ck, g, data, data_dir, calib);
@@ -177,7 +178,7 @@ int cli_eval_int8(const cli_checkpoint *ck, const cl_dataset *test, const char *
             oom = true;
         } else {
 #pragma omp for schedule(dynamic, 16)
-            for (int i = 0; i < test->n; i++) {
+            for (int i = 0; i < n; i++) {
                 image_chw(test, i, pixels);
                 cl_deploy_forward(g, pixels, logits, arena, NULL, NULL);
                 int fbest = 0;
@@ -198,13 +199,13 @@ int cli_eval_int8(const cli_checkpoint *ck, const cl_dataset *test, const char *
     if (oom) {
         cli_error("out of memory");
     } else {
-        double fa = 100.0 * float_correct / test->n, qa = 100.0 * int8_correct / test->n;
+        double fa = 100.0 * float_correct / n, qa = 100.0 * int8_correct / n;
         printf("int8 (calibrated on %d training images; weights %zu bytes, float32 %zu):\n",
                q->calib_images, q->weight_bytes, cl_deploy_weight_bytes(g));
         printf("  float32: %ld/%d (%.2f%%)\n  int8:    %ld/%d (%.2f%%), %+.2f points; the two "
                "agree on %.2f%% of the images (%.1f s)\n",
-               float_correct, test->n, fa, int8_correct, test->n, qa, qa - fa,
-               100.0 * agree / test->n, now_seconds() - t0);
+               float_correct, n, fa, int8_correct, n, qa, qa - fa, 100.0 * agree / n,
+               now_seconds() - t0);
         rc = 0;
     }
     cl_quant_free(q);

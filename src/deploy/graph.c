@@ -10,9 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define DK_USE_FLOAT
-#include "deploy/deploy.h"
 #include "nn/model.h"
+#define DK_USE_FLOAT
+#define DK_TARGET CL_CLONES
+#include "deploy/deploy.h"
 
 typedef struct {
     const cl_model *m;

@@ -45,6 +45,12 @@
 #define DK_USE_DEQUANTIZE
 #endif
 
+/* The library compiles the convolutions once per CPU level (GCC's target_clones,
+ * as its own kernels); in model.c this is empty. */
+#ifndef DK_TARGET
+#define DK_TARGET
+#endif
+
 /* Convolution geometry: input c x h x w, output k x oh x ow, kernel kh x kw,
  * stride, padding, dilation, groups; relu: clamp the output at 0. */
 typedef struct {
@@ -93,7 +99,7 @@ static void dk_normalize(float *x, const float *pixels, const float *mean, const
 #ifdef DK_USE_CONV
 /* out[k][oh][ow] = bias[k] + sum over (c, r, s) of w[k][c][r][s] *
  * in[g*C/G + c][oh*sh - ph + r*dh][ow*sw - pw + s*dw]; bias may be NULL. */
-static void dk_conv_f32(float *out, const float *in, const float *w, const float *bias,
+DK_TARGET static void dk_conv_f32(float *out, const float *in, const float *w, const float *bias,
                         const dk_conv *g) {
     const int cg = g->c / g->groups, kg = g->k / g->groups, plane = g->oh * g->ow;
     int k, c, r, s, oh, ow, i;
@@ -292,7 +298,7 @@ static void dk_quantize_input(int8_t *q, const float *pixels, const float *mean,
  * with outf instead (the network's last layer), the float acc * fscale[k] (at
  * least 0 when relu).
  * acc holds oh*ow int32 values. */
-static void dk_conv_q8(int8_t *out8, float *outf, const int8_t *in, const int8_t *w,
+DK_TARGET static void dk_conv_q8(int8_t *out8, float *outf, const int8_t *in, const int8_t *w,
                        const int32_t *bias, const int32_t *mult, const int8_t *shift,
                        const float *fscale, int32_t zp_in, int32_t zp_out, const dk_conv *g,
                        int32_t *acc) {

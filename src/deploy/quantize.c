@@ -6,7 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nn/model.h"
 #define DK_USE_INT8
+#define DK_TARGET CL_CLONES
 #include "deploy/quantize.h"
 
 /* Asymmetric per-tensor parameters mapping [lo, hi] (widened to hold 0) onto
