@@ -102,7 +102,7 @@ static void dk_normalize(float *x, const float *pixels, const float *mean, const
 DK_TARGET static void dk_conv_f32(float *out, const float *in, const float *w, const float *bias,
                         const dk_conv *g) {
     const int cg = g->c / g->groups, kg = g->k / g->groups, plane = g->oh * g->ow;
-    int k, c, r, s, oh, ow, i;
+    int k, c, r, s, oh, i;
     for (k = 0; k < g->k; k++) {
         float *o = out + k * plane;
         const int c0 = (k / kg) * cg;
@@ -116,13 +116,15 @@ DK_TARGET static void dk_conv_f32(float *out, const float *in, const float *w, c
                     int ow0, ow1;
                     dk_valid_range(g->ow, g->w, g->sw, g->pw, s * g->dw, &ow0, &ow1);
                     for (oh = oh0; oh < oh1; oh++) {
-                        const float *ip = in + ((c0 + c) * g->h + oh * g->sh - g->ph + r * g->dh) * g->w
+                        const float *restrict ip = in + ((c0 + c) * g->h + oh * g->sh - g->ph + r * g->dh) * g->w
                                           + ow0 * g->sw - g->pw + s * g->dw;
-                        float *op = o + oh * g->ow;
+                        float *restrict op = o + oh * g->ow + ow0;
+                        const int n = ow1 - ow0;
+                        int j;
                         if (g->sw == 1) /* contiguous: the loop vectorises */
-                            for (ow = ow0; ow < ow1; ow++) op[ow] += wv * ip[ow - ow0];
+                            for (j = 0; j < n; j++) op[j] += wv * ip[j];
                         else
-                            for (ow = ow0; ow < ow1; ow++) op[ow] += wv * ip[(ow - ow0) * g->sw];
+                            for (j = 0; j < n; j++) op[j] += wv * ip[j * g->sw];
                     }
                 }
             }
@@ -303,7 +305,7 @@ DK_TARGET static void dk_conv_q8(int8_t *out8, float *outf, const int8_t *in, co
                        const float *fscale, int32_t zp_in, int32_t zp_out, const dk_conv *g,
                        int32_t *acc) {
     const int cg = g->c / g->groups, kg = g->k / g->groups, plane = g->oh * g->ow;
-    int k, c, r, s, oh, ow, i;
+    int k, c, r, s, oh, i;
     for (k = 0; k < g->k; k++) {
         const int c0 = (k / kg) * cg;
         for (i = 0; i < plane; i++) acc[i] = bias[k];
@@ -316,13 +318,15 @@ DK_TARGET static void dk_conv_q8(int8_t *out8, float *outf, const int8_t *in, co
                     int ow0, ow1;
                     dk_valid_range(g->ow, g->w, g->sw, g->pw, s * g->dw, &ow0, &ow1);
                     for (oh = oh0; oh < oh1; oh++) {
-                        const int8_t *ip = in + ((c0 + c) * g->h + oh * g->sh - g->ph + r * g->dh) * g->w
+                        const int8_t *restrict ip = in + ((c0 + c) * g->h + oh * g->sh - g->ph + r * g->dh) * g->w
                                            + ow0 * g->sw - g->pw + s * g->dw;
-                        int32_t *ap = acc + oh * g->ow;
+                        int32_t *restrict ap = acc + oh * g->ow + ow0;
+                        const int n = ow1 - ow0;
+                        int j;
                         if (g->sw == 1)
-                            for (ow = ow0; ow < ow1; ow++) ap[ow] += wv * (ip[ow - ow0] - zp_in);
+                            for (j = 0; j < n; j++) ap[j] += wv * (ip[j] - zp_in);
                         else
-                            for (ow = ow0; ow < ow1; ow++) ap[ow] += wv * (ip[(ow - ow0) * g->sw] - zp_in);
+                            for (j = 0; j < n; j++) ap[j] += wv * (ip[j * g->sw] - zp_in);
                     }
                 }
             }
