@@ -20,6 +20,7 @@
 #include "cnnlab.h"
 #include "deploy/quantize.h"
 #include "harness.h"
+#include "io/registry.h"
 
 #define NTEST 100
 #define NCALIB 100
@@ -28,7 +29,7 @@
 
 /* Every layer kind: conv (groups, dilation, stride, no bias), BatchNorm folded and
  * standalone, GroupNorm, LayerNorm per channel and per element, ReLU fused and
- * standalone, LeakyReLU, GELU, max and average pooling with padding, gap, dropout,
+ * standalone, LeakyReLU, GELU, SiLU, Hardswish, max and average pooling with padding, gap, dropout,
  * add, concat, flatten, linear (last: float logits from int32 in int8). */
 static const char *every_kind =
     "input 3x16x16\n"
@@ -50,6 +51,9 @@ static const char *every_kind =
     "gap\n"
     "flatten\n"
     "linear 20\n"
+    "silu\n"
+    "linear 20\n"
+    "hardswish\n"
     "gelu\n"
     "dropout 0.2\n"
     "linear 10\n";
@@ -351,9 +355,27 @@ done:
     free(work);
 }
 
+/* A layer kind added to the registry without an export form fails here (and
+ * `cnnlab export` would refuse models that use it). */
+static void test_every_kind_exports(void) {
+    t_begin("deploy: every layer kind of the registry has an export form");
+    int n = 0;
+    for (int i = 0; i < cl_layer_kind_count; i++) {
+        const cl_layer_kind *k = &cl_layer_kinds[i];
+        if (!k->op) continue;
+        n++;
+        if (!cl_deploy_supports(k->op->name))
+            t_fail("'%s' (op %s) has no entry in src/deploy/graph.c's lowerings", k->keyword,
+                   k->op->name);
+    }
+    if (n < 15) t_fail("only %d layer kinds with an op in the registry", n);
+    t_end();
+}
+
 int main(void) {
     mkdir("build", 0777);
     mkdir("build/tests", 0777);
+    test_every_kind_exports();
     static const model_case cases[] = {
         {"cifar10_bn", "models/cifar10_bn.net", NULL, "cifar10"},
         {"cifar10_gn", "models/cifar10_gn.net", NULL, "cifar10"},

@@ -26,7 +26,7 @@ typedef enum {
     CL_DEPLOY_AVGPOOL, /* avgpool2d and gap */
     CL_DEPLOY_AFFINE,  /* a BatchNorm that follows no convolution */
     CL_DEPLOY_NORM,    /* GroupNorm, LayerNorm */
-    CL_DEPLOY_ACT,     /* relu, leakyrelu, gelu (DK_RELU, ...) */
+    CL_DEPLOY_ACT,     /* relu, leakyrelu, gelu, silu, hardswish (DK_RELU, ...) */
     CL_DEPLOY_ADD,
     CL_DEPLOY_CONCAT,
 } cl_deploy_kind;
@@ -39,7 +39,7 @@ typedef struct {
     dk_conv conv;   /* CONV */
     dk_pool pool;   /* MAXPOOL, AVGPOOL */
     dk_norm norm;   /* NORM */
-    int act;        /* ACT: DK_RELU, DK_LEAKY_RELU, DK_GELU */
+    int act;        /* ACT: DK_RELU, DK_LEAKY_RELU, DK_GELU, DK_SILU, DK_HARDSWISH */
     float slope;    /* ACT: LeakyReLU's negative slope */
     /* CONV: weight [K][C/groups][kh][kw] and bias [K] (NULL: none); AFFINE: scale
      * and shift [C]; NORM: gamma and beta ([C], or [C][H][W] when elementwise) */
@@ -78,6 +78,8 @@ typedef struct {
 cl_deploy_graph *cl_deploy_build(const cl_model *m, const float *mean, const float *std,
                                  char *err, size_t errlen);
 void cl_deploy_free(cl_deploy_graph *g);
+/* Whether the export has a form for op (a cl_op name: "conv2d", "gelu", ...). */
+bool cl_deploy_supports(const char *op);
 
 /* Bytes of the float32 weights, biases and other per-layer constants. */
 size_t cl_deploy_weight_bytes(const cl_deploy_graph *g);

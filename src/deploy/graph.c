@@ -219,9 +219,15 @@ static cl_status lower_norm(lower_ctx *c, int layer) {
 
 static cl_status lower_act(lower_ctx *c, int layer) {
     const cl_node *n = &c->m->nodes[layer];
-    int kind = n->a.act.kind == CL_ACT_RELU ? DK_RELU
-               : n->a.act.kind == CL_ACT_LEAKY_RELU ? DK_LEAKY_RELU
-                                                   : DK_GELU;
+    int kind;
+    switch (n->a.act.kind) {
+    case CL_ACT_RELU: kind = DK_RELU; break;
+    case CL_ACT_LEAKY_RELU: kind = DK_LEAKY_RELU; break;
+    case CL_ACT_GELU: kind = DK_GELU; break;
+    case CL_ACT_SILU: kind = DK_SILU; break;
+    case CL_ACT_HARDSWISH: kind = DK_HARDSWISH; break;
+    default: return fail(c, "layer %d (%s): the export has no form for this activation", layer, n->op->name);
+    }
     cl_deploy_node *conv = sole_conv_producer(c, n->in[0]);
     if (kind == DK_RELU && conv && !conv->conv.relu) {
         conv->conv.relu = 1;
@@ -281,6 +287,7 @@ static const struct {
     {"batchnorm2d", lower_batchnorm, false}, {"groupnorm", lower_norm, false},
     {"layernorm", lower_norm, false},   {"relu", lower_act, false},
     {"leakyrelu", lower_act, false},    {"gelu", lower_act, false},
+    {"silu", lower_act, false},         {"hardswish", lower_act, false},
     {"maxpool2d", lower_pool, false},   {"avgpool2d", lower_pool, false},
     {"gap", lower_gap, false},          {"add", lower_add, false},
     {"concat", lower_concat, false},    {"dropout", lower_identity, true},
@@ -291,6 +298,10 @@ static int lowering_of(const char *op) {
     for (size_t i = 0; i < sizeof lowerings / sizeof lowerings[0]; i++)
         if (!strcmp(lowerings[i].op, op)) return (int)i;
     return -1;
+}
+
+bool cl_deploy_supports(const char *op) {
+    return lowering_of(op) >= 0;
 }
 
 typedef struct {

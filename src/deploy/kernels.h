@@ -69,7 +69,7 @@ typedef struct {
     float eps;
 } dk_norm;
 
-enum { DK_RELU = 1, DK_LEAKY_RELU = 2, DK_GELU = 3 };
+enum { DK_RELU = 1, DK_LEAKY_RELU = 2, DK_GELU = 3, DK_SILU = 4, DK_HARDSWISH = 5 };
 
 #if defined(DK_USE_CONV) || defined(DK_USE_QCONV)
 /* The outputs ow of one kernel column whose input column ow*stride - pad + s*dil
@@ -233,14 +233,23 @@ static void dk_groupnorm_f32(float *out, const float *in, const float *gamma, co
 #endif
 
 #ifdef DK_USE_ACT
-/* out[i] = f(in[i]): ReLU, LeakyReLU(slope), GELU (erf form); may run in place */
+/* out[i] = f(in[i]): ReLU, LeakyReLU(slope), GELU (erf form), SiLU, Hardswish;
+ * may run in place */
 static void dk_act_f32(float *out, const float *in, int count, int kind, float slope) {
     int i;
     for (i = 0; i < count; i++) {
-        float x = in[i];
-        if (kind == DK_RELU) out[i] = x > 0 ? x : 0;
-        else if (kind == DK_LEAKY_RELU) out[i] = x > 0 ? x : x * slope;
-        else out[i] = 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
+        float x = in[i], t;
+        switch (kind) {
+        case DK_RELU: out[i] = x > 0 ? x : 0; break;
+        case DK_LEAKY_RELU: out[i] = x > 0 ? x : x * slope; break;
+        case DK_GELU: out[i] = 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); break;
+        case DK_SILU: out[i] = x / (1.0f + expf(-x)); break;
+        default: /* DK_HARDSWISH: x * relu6(x + 3) / 6 */
+            t = x + 3;
+            t = t > 0 ? t : 0;
+            t = t < 6 ? t : 6;
+            out[i] = x * t / 6;
+        }
     }
 }
 #endif

@@ -71,7 +71,9 @@ static void observe(void *ctx, int t, const float *x, size_t n) {
 static double act_value(int kind, float slope, double x) {
     if (kind == DK_RELU) return x > 0 ? x : 0;
     if (kind == DK_LEAKY_RELU) return x > 0 ? x : x * slope;
-    return 0.5 * x * (1.0 + erf(x * M_SQRT1_2));
+    if (kind == DK_GELU) return 0.5 * x * (1.0 + erf(x * M_SQRT1_2));
+    if (kind == DK_SILU) return x / (1.0 + exp(-x));
+    return x * fmin(fmax(x + 3, 0), 6) / 6; /* DK_HARDSWISH */
 }
 
 static bool quantize_conv(const cl_quant *q, const cl_deploy_node *d, cl_qnode *n) {
