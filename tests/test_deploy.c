@@ -32,6 +32,7 @@
  * standalone, LeakyReLU, GELU, SiLU, Hardswish, max and average pooling with padding, gap, dropout,
  * add, concat, flatten, linear (last: float logits from int32 in int8). */
 static const char *every_kind =
+    "# a comment that must not end model.c's: */ /* ?\?/ ?\?=\n"
     "input 3x16x16\n"
     "defaults norm=bn act=relu\n"
     "block 8 k=3 pad=1 as=a\n"
@@ -57,6 +58,10 @@ static const char *every_kind =
     "gelu\n"
     "dropout 0.2\n"
     "linear 10\n";
+
+/* Class names model.c must quote: quotes, backslashes, trigraphs, UTF-8. */
+static const char *const hostile_names[10] = {"a\"b", "back\\slash", "?\?(", "?\?/", "caf\303\251",
+                                              "*/", "tab\there", "%s%d", "", "nine"};
 
 /* The output is not a convolution's (int8: dequantized int8 logits); a ReLU that
  * follows a convolution read twice is not fused. */
@@ -295,7 +300,8 @@ static void test_model(const model_case *mc) {
     snprintf(dir, sizeof dir, WORK "/%s_f32", mc->name);
     mkdir(WORK, 0777);
     mkdir(dir, 0777);
-    cl_deploy_c_info info = {mc->name, mc->path ? NULL : mc->text, NULL};
+    cl_deploy_c_info info = {mc->name, mc->path ? NULL : mc->text,
+                             mc->text == every_kind ? hostile_names : NULL};
     if (!write_floats(WORK "/pixels.bin", pixels, NTEST * image)) {
         t_fail("cannot write " WORK "/pixels.bin");
     } else if (cl_deploy_write_c(g, NULL, dir, &info, err, sizeof err) != CL_OK) {

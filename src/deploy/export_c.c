@@ -61,7 +61,7 @@ static void c_string(FILE *f, const char *s) {
     fputc('"', f);
     for (; *s; s++) {
         unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\') fprintf(f, "\\%c", ch);
+        if (ch == '"' || ch == '\\' || ch == '?') fprintf(f, "\\%c", ch); /* \? : no trigraphs */
         else if (ch < 32 || ch > 126) fprintf(f, "\\%03o", ch);
         else fputc(ch, f);
     }
@@ -329,10 +329,12 @@ static void write_source(writer *w, const cl_deploy_c_info *info) {
     fprintf(f,
             " * with no allocation and nothing but libm (cc -std=c99 -O2 -c model.c; link with\n"
             " * -lm). See model.h for model_predict().\n *\n"
-            " * Inference form: %d steps for the model's layers (%d BatchNorms folded, ReLUs\n"
-            " * fused, dropouts and flattens dropped); one static arena of %zu bytes, where\n"
-            " * tensors whose lifetimes do not overlap share memory (%zu bytes without).\n",
-            g->nnodes, g->layers_folded, g->arena * elem, g->naive * elem);
+            " * Inference form: %d steps for the model's %d layers (%d folded away: BatchNorms\n"
+            " * into convolutions, ReLUs fused, dropouts and flattens dropped); one static\n"
+            " * arena of %zu bytes, where tensors whose lifetimes do not overlap share memory\n"
+            " * (%zu bytes without).\n",
+            g->nnodes, g->nnodes + g->layers_folded, g->layers_folded, g->arena * elem,
+            g->naive * elem);
     if (q)
         fprintf(f,
                 " * int8: weights symmetric per output channel, activations asymmetric per\n"
@@ -344,8 +346,11 @@ static void write_source(writer *w, const cl_deploy_c_info *info) {
         for (const char *s = info->model_text; *s;) {
             size_t len = strcspn(s, "\n");
             fprintf(f, " *   ");
-            for (size_t i = 0; i < len; i++) /* keep the comment closed */
-                fputc(s[i] == '*' && i + 1 < len && s[i + 1] == '/' ? '+' : s[i], f);
+            for (size_t i = 0; i < len; i++) { /* no comment ends or starts, no trigraphs */
+                bool star_slash = s[i] == '*' && i + 1 < len && s[i + 1] == '/';
+                bool slash_star = s[i] == '/' && i + 1 < len && s[i + 1] == '*';
+                fputc(star_slash || slash_star || s[i] == '?' ? '.' : s[i], f);
+            }
             fputc('\n', f);
             s += len + (s[len] == '\n');
         }

@@ -115,6 +115,7 @@ DK_TARGET static void dk_conv_f32(float *out, const float *in, const float *w, c
                     const float wv = w[((k * cg + c) * g->kh + r) * g->kw + s];
                     int ow0, ow1;
                     dk_valid_range(g->ow, g->w, g->sw, g->pw, s * g->dw, &ow0, &ow1);
+                    if (ow0 == ow1) continue; /* the column lies in the padding */
                     for (oh = oh0; oh < oh1; oh++) {
                         const float *restrict ip = in + ((c0 + c) * g->h + oh * g->sh - g->ph + r * g->dh) * g->w
                                           + ow0 * g->sw - g->pw + s * g->dw;
@@ -326,6 +327,7 @@ DK_TARGET static void dk_conv_q8(int8_t *out8, float *outf, const int8_t *in, co
                     const int32_t wv = w[((k * cg + c) * g->kh + r) * g->kw + s];
                     int ow0, ow1;
                     dk_valid_range(g->ow, g->w, g->sw, g->pw, s * g->dw, &ow0, &ow1);
+                    if (ow0 == ow1) continue; /* the column lies in the padding */
                     for (oh = oh0; oh < oh1; oh++) {
                         const int8_t *restrict ip = in + ((c0 + c) * g->h + oh * g->sh - g->ph + r * g->dh) * g->w
                                            + ow0 * g->sw - g->pw + s * g->dw;
