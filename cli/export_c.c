@@ -66,47 +66,10 @@ done:
     return q;
 }
 
-static void export_usage(FILE *f) {
-    fprintf(f,
-            "usage: cnnlab export CHECKPOINT --format c -o DIR [--int8] [--calib N]\n"
-            "                     [--data NAME|DIR] [--data-dir DIR]\n"
-            "Writes DIR/model.c and DIR/model.h: the network in inference form (BatchNorm\n"
-            "folded, dropout left out) as one C99 file with no allocation and no dependency\n"
-            "but libm: int model_predict(const float *pixels, float *logits), pixels CHW on\n"
-            "the 0..1 scale. --int8 quantizes it (weights per output channel, activations per\n"
-            "tensor), calibrated on N training images (--calib, default 1000) of the\n"
-            "checkpoint's dataset (or --data). See docs/deploy.md.\n");
-}
-
-int cmd_export_c(int argc, char **argv) {
-    const char *path = NULL, *out = NULL, *data = NULL, *data_dir = NULL;
-    long long calib = 1000;
-    bool int8 = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        bool has = i + 1 < argc;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            export_usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "--format") && has && !strcmp(argv[i + 1], "c")) i++;
-        else if (!strcmp(a, "--format=c")) continue;
-        else if ((!strcmp(a, "-o") || !strcmp(a, "--out")) && has) out = argv[++i];
-        else if (!strcmp(a, "--int8")) int8 = true;
-        else if (!strcmp(a, "--calib") && has && cli_parse_count(argv[i + 1], &calib) && calib > 0) i++;
-        else if (!strcmp(a, "--data") && has) data = argv[++i];
-        else if (!strcmp(a, "--data-dir") && has) data_dir = argv[++i];
-        else if (a[0] != '-' && !path) path = a;
-        else {
-            cli_error("export: unknown or incomplete option '%s'", a);
-            export_usage(stderr);
-            return EXIT_USAGE;
-        }
-    }
-    if (!path || !out) {
-        if (!out && path) cli_error("export: give the output folder with -o DIR");
-        export_usage(stderr);
-        return EXIT_USAGE;
-    }
+int cli_export_c(const char *path, const export_options *o) {
+    const char *out = o->out, *data = o->data, *data_dir = o->data_dir;
+    const long long calib = o->calib;
+    const bool int8 = o->int8;
     char err[1024];
     cl_safetensors *sf = cl_safetensors_read(path, err, sizeof err);
     if (!sf) {
