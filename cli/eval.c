@@ -201,8 +201,8 @@ static const cli_option eval_options_table[] = {
      .max = 1000000},
     {"out", OPT_TEXT, E(out), "folder for the CSV files", .arg = "DIR",
      .def = "the checkpoint's folder"},
-    {"test-subset", OPT_INT, E(test_subset), "evaluate only the first N test images",
-     .def = "0, all", .min = 0},
+    {"test-subset", OPT_INT, E(test_subset), "evaluate on the first N test images", .def = "0, all",
+     .min = 0, .max = 2000000000},
     {"int8", OPT_FLAG, E(int8), "compare the exported float32 network with its int8 "
      "quantization instead (docs/deploy.md)", .def = "off"},
     {"calib", OPT_INT, E(calib), "--int8: calibrate on N training images", .def = "1000",
