@@ -35,9 +35,12 @@ LIB_SRC  := $(wildcard src/*/*.c src/nn/ops/*.c)
 CLI_SRC  := $(wildcard cli/*.c cli/draw/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
 HARNESS  := tests/harness.c
-LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(GEN)/onnx.pb-c.o
+# `cnnlab export --format c` copies src/deploy/kernels.h into the model.c it writes:
+# the library holds that file's text as a generated array of bytes.
+KERNELS_TEXT := $(BUILD)/gen/deploy_kernels_text.c
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(GEN)/onnx.pb-c.o $(KERNELS_TEXT:.c=.o)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
-LIB64_OBJ := $(LIB_SRC:%.c=$(BUILD)/f64/%.o) $(GEN)/onnx.pb-c.o
+LIB64_OBJ := $(LIB_SRC:%.c=$(BUILD)/f64/%.o) $(GEN)/onnx.pb-c.o $(KERNELS_TEXT:.c=.o)
 TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
 all: $(BUILD)/cnnlab
@@ -57,6 +60,15 @@ $(DEPLOY_SRC:%.c=$(BUILD)/%.o) $(DEPLOY_SRC:%.c=$(BUILD)/f64/%.o): $(GEN)/onnx.p
 
 $(BUILD)/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
+	$(CC) $(CL_FLAGS) -c $< -o $@
+
+$(KERNELS_TEXT): src/deploy/kernels.h
+	@mkdir -p $(dir $@)
+	{ echo '/* generated from src/deploy/kernels.h by the Makefile */'; \
+	  echo 'const char cl_deploy_kernels_text[] = {'; \
+	  od -An -v -tx1 $< | sed 's/[0-9a-f][0-9a-f]/0x&,/g'; echo '0};'; } > $@
+
+$(KERNELS_TEXT:.c=.o): $(KERNELS_TEXT)
 	$(CC) $(CL_FLAGS) -c $< -o $@
 
 # The same library in double precision, for the finite-difference gradient check.
@@ -101,7 +113,7 @@ tests: $(TESTS) $(BUILD)/cnnlab $(BUILD)/tests/pngstat
 # "N passed, N failed" and fails if any did.
 test: tests
 	@BUILD=$(BUILD) sh tests/run_all.sh $(TESTS) tests/test_cli.sh tests/test_options.sh tests/test_fetch.sh tests/test_train.sh tests/test_reliability.sh tests/test_kill.sh tests/test_report.sh \
-	    tests/test_files.sh tests/test_symbols.sh tests/test_install.sh tests/test_deb.sh tests/test_onnx.sh
+	    tests/test_files.sh tests/test_symbols.sh tests/test_install.sh tests/test_deb.sh tests/test_onnx.sh tests/test_deploy.sh
 
 # fontconfig (under cairo's text) keeps a few hundred bytes until exit: not ours.
 asan:
@@ -138,9 +150,9 @@ FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZERS  := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 FUZZ_FLAGS := -std=c11 -D_DEFAULT_SOURCE -g -O1 -fopenmp -Iinclude -Isrc -fsanitize=fuzzer,address,undefined
 
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(HEADERS) $(GEN)/onnx.pb-c.c
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(HEADERS) $(GEN)/onnx.pb-c.c $(KERNELS_TEXT)
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_FLAGS) -I$(GEN) $< $(LIB_SRC) $(GEN)/onnx.pb-c.c -o $@ $(LDLIBS)
+	clang $(FUZZ_FLAGS) -I$(GEN) $< $(LIB_SRC) $(GEN)/onnx.pb-c.c $(KERNELS_TEXT) -o $@ $(LDLIBS)
 
 fuzz: $(FUZZERS)
 	@for f in $(FUZZERS); do \

@@ -208,6 +208,26 @@ typedef struct {
 bool cli_evaluate(const cli_checkpoint *ck, const cl_dataset *ds, int batch, int limit,
                   cli_eval *ev);
 void cli_eval_free(cli_eval *ev);
+/* `cnnlab eval --int8` (export_c.c): the float32 and int8 accuracies of the exported
+ * network on the first `limit` test images (0: all), the int8 one calibrated on
+ * `calib` training images of data (NULL: the checkpoint's). Returns the exit code. */
+int cli_eval_int8(const cli_checkpoint *ck, const cl_dataset *test, int limit, const char *data,
+                  const char *data_dir, int calib, int threads);
+
+/* ---- export (export.c, export_c.c) ---- */
+
+/* The options of `cnnlab export`. */
+typedef struct {
+    const char *format, *out, *data, *data_dir;
+    const char *opset; /* onnx: "17" or "21" (the table's choices) */
+    bool no_normalize; /* onnx: leave the input normalisation out of the graph */
+    bool int8;         /* c: quantize */
+    long long calib;
+} export_options;
+/* `cnnlab export --format c` (export_c.c), after export.c parsed the options.
+ * Returns the exit code. */
+int cli_export_c(const char *checkpoint, const export_options *o);
+
 /* The misclassified indices, most confident first (malloc'ed); returns the count. */
 int cli_misclassified(const cli_eval *ev, const cl_dataset *ds, int32_t **out);
 

@@ -223,7 +223,8 @@ static bool dump_pixels_logits(const cli_checkpoint *ck, const cl_dataset *ds, i
 
 typedef struct {
     const char *data, *data_dir, *out, *pixels, *logits;
-    long long batch, threads, show, test_subset;
+    long long batch, threads, show, test_subset, calib;
+    bool int8;
 } eval_options;
 
 #define E(field) offsetof(eval_options, field)
@@ -246,6 +247,10 @@ static const cli_option eval_options_table[] = {
      .arg = "FILE"},
     {"logits", OPT_TEXT, E(logits), "write the model's raw float32 logits [N][classes] for them",
      .arg = "FILE"},
+    {"int8", OPT_FLAG, E(int8), "compare the exported float32 network with its int8 "
+     "quantization instead (docs/deploy.md)", .def = "off"},
+    {"calib", OPT_INT, E(calib), "--int8: calibrate on N training images", .def = "1000",
+     .min = 1, .max = 1000000},
     {0},
 };
 
@@ -261,13 +266,15 @@ const cli_command eval_command = {
         "confusion matrix and the most confidently misclassified images. Writes\n"
         "eval_confusion.csv, eval_per_class.csv and eval_misclassified.csv into --out.\n"
         "--pixels and --logits write the evaluated images and the model's logits as raw\n"
-        "float32, to compare a deployment (an ONNX export) with cnnlab.",
+        "float32, to compare a deployment (an ONNX export) with cnnlab.\n"
+        "With --int8 it instead measures the exported network (cnnlab export --format c)\n"
+        "in float32 and in int8, calibrated on --calib training images, on the test split.",
     .options = eval_options_table,
     .run = cmd_eval,
 };
 
 static int cmd_eval(int argc, char **argv) {
-    eval_options o = {.batch = 100, .threads = 0, .show = 10};
+    eval_options o = {.batch = 100, .threads = 0, .show = 10, .calib = 1000};
     const char *path = NULL;
     int n = cli_parse(&eval_command, &o, argc - 1, argv + 1, &path, 1);
     if (n < 0) return cli_parse_status(n);
@@ -276,7 +283,7 @@ static int cmd_eval(int argc, char **argv) {
         return EXIT_USAGE;
     }
     const char *data = o.data, *data_dir = o.data_dir, *out = o.out;
-    long long batch = o.batch, threads = o.threads, show = o.show, subset = o.test_subset;
+    long long batch = o.batch, threads = o.threads, show = o.show;
     /* The output folder must exist before the evaluation, not only when it is written. */
     struct stat sb;
     if (out && (stat(out, &sb) != 0 || !S_ISDIR(sb.st_mode) || access(out, W_OK) != 0)) {
@@ -295,9 +302,14 @@ static int cmd_eval(int argc, char **argv) {
     cli_eval ev = {0};
     int32_t *mis = NULL;
     int rc = 1;
-    if (!cli_resolve_dataset(data, data_dir, &ref) || !cli_load_dataset(&ref, CL_SPLIT_TEST, &rs, &ds) ||
-        !cli_evaluate(&ck, &ds, (int)batch, (int)subset, &ev))
+    if (!cli_resolve_dataset(data, data_dir, &ref) || !cli_load_dataset(&ref, CL_SPLIT_TEST, &rs, &ds))
         goto done;
+    if (o.int8) {
+        rc = cli_eval_int8(&ck, &ds, (int)o.test_subset, o.data, o.data_dir, (int)o.calib,
+                           (int)threads);
+        goto done;
+    }
+    if (!cli_evaluate(&ck, &ds, (int)batch, (int)o.test_subset, &ev)) goto done;
     if ((o.pixels || o.logits) && !dump_pixels_logits(&ck, &ds, ev.n, (int)batch, o.pixels, o.logits))
         goto done;
     const int K = ck.classes;

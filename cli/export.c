@@ -1,6 +1,8 @@
-/* export.c: `cnnlab export CHECKPOINT -o model.onnx [--opset 17|21] [--no-normalize]`
- * writes a trained model as an ONNX file (src/deploy/onnx_export.c) with its class
- * names, normalisation and model text in the metadata. */
+/* export.c: `cnnlab export CHECKPOINT [--format onnx|c] ...`: the trained network in a
+ * form that runs outside cnnlab. This holds the command's options and dispatches on
+ * --format: `onnx` (the default) is written here through src/deploy/onnx_export.c,
+ * with the class names, normalisation and model text in the metadata; `c` (one
+ * dependency-free C file, float32 or int8) is cli/export_c.c. */
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -9,28 +11,28 @@
 
 #include "cli.h"
 
-typedef struct {
-    const char *out;
-    const char *format;
-    const char *opset; /* "17" or "21" (the table's choices) */
-    bool no_normalize;
-} export_options;
-
 /* One row per option (cli.h); a new output format adds its name to --format's
  * choices and its own rows here. */
 #define EF(field) offsetof(export_options, field)
 static const cli_option export_options_table[] = {
-    {"out", OPT_TEXT, EF(out), "the file to write (also -o)", .arg = "FILE",
-     .def = "the checkpoint's name with .onnx", .short_name = 'o'},
-    {"format", OPT_TEXT, EF(format), "the file format", .arg = "FORMAT", .def = "onnx",
-     .choices = "onnx"},
+    {"format", OPT_TEXT, EF(format), "what to write: onnx (one .onnx file) or c (model.c and model.h)",
+     .arg = "FORMAT", .def = "onnx", .choices = "onnx|c"},
+    {"out", OPT_TEXT, EF(out), "onnx: the file to write; c: the folder to write into (also -o)",
+     .arg = "PATH", .def = "onnx: the checkpoint's name with .onnx; c: required", .short_name = 'o'},
     {"opset", OPT_TEXT, EF(opset),
-     "ONNX opset: 21 (GroupNormalization, Gelu) or 17 (InstanceNormalization "
+     "onnx: opset 21 (GroupNormalization, Gelu) or 17 (InstanceNormalization "
      "decomposition, for older runtimes)",
      .arg = "N", .def = "21", .choices = "17|21"},
     {"no-normalize", OPT_FLAG, EF(no_normalize),
-     "leave the input normalisation out of the graph: it then takes normalised input",
+     "onnx: leave the input normalisation out of the graph: it then takes normalised input",
      .def = "off"},
+    {"int8", OPT_FLAG, EF(int8), "c: quantize to int8 (weights per output channel, activations "
+     "per tensor)", .def = "off"},
+    {"calib", OPT_INT, EF(calib), "--int8: calibrate on N training images", .def = "1000",
+     .min = 1, .max = 1000000},
+    {"data", OPT_TEXT, EF(data), "--int8: the dataset whose training split calibrates",
+     .arg = "NAME|DIR", .def = "the checkpoint's"},
+    {"data-dir", OPT_TEXT, EF(data_dir), "where to look for named datasets first", .arg = "DIR"},
     {0},
 };
 
@@ -39,12 +41,16 @@ static int cmd_export(int argc, char **argv);
 const cli_command export_command = {
     .name = "export",
     .operands = "CHECKPOINT",
-    .summary = "the model as ONNX (inference form, normalisation and class names inside)",
+    .summary = "the trained network as ONNX, or as one dependency-free C file (float32 or int8)",
     .description =
-        "Writes the model of a checkpoint as ONNX in inference form (dropout left out,\n"
-        "BatchNorm with its running statistics). Input \"input\" is NCHW float32 pixels on\n"
-        "the 0..1 scale, normalised inside the graph; output \"logits\" is [N, classes].\n"
-        "The class names, normalisation, dataset and model text go into the metadata.",
+        "Writes the model of a checkpoint in inference form (dropout left out, BatchNorm\n"
+        "with its running statistics). --format onnx (the default): input \"input\" is\n"
+        "NCHW float32 pixels on the 0..1 scale, normalised inside the graph; output\n"
+        "\"logits\" is [N, classes]; the class names, normalisation, dataset and model\n"
+        "text go into the metadata. --format c writes DIR/model.c and DIR/model.h: C99\n"
+        "with no allocation and nothing but libm, int model_predict(const float *pixels,\n"
+        "float *logits), pixels CHW on the 0..1 scale; --int8 quantizes it, calibrated on\n"
+        "--calib training images. See docs/deploy.md.",
     .options = export_options_table,
     .run = cmd_export,
 };
@@ -56,33 +62,24 @@ static void default_out(const char *ck, char *buf, size_t len) {
     snprintf(buf, len, "%.*s.onnx", (int)stem, ck);
 }
 
-static int cmd_export(int argc, char **argv) {
-    export_options o = {.format = "onnx", .opset = "21"};
-    const char *pos[1] = {NULL};
-    int n = cli_parse(&export_command, &o, argc - 1, argv + 1, pos, 1);
-    if (n < 0) return cli_parse_status(n);
-    if (n == 0) {
-        cli_error("export: which checkpoint?");
-        cli_print_usage(&export_command, stderr);
-        return EXIT_USAGE;
-    }
-    const int opset = atoi(o.opset);
+static int export_onnx(const char *path, const export_options *o) {
+    const int opset = atoi(o->opset);
     char out[4096];
-    if (o.out) snprintf(out, sizeof out, "%s", o.out);
-    else default_out(pos[0], out, sizeof out);
+    if (o->out) snprintf(out, sizeof out, "%s", o->out);
+    else default_out(path, out, sizeof out);
     cli_checkpoint ck;
-    if (!cli_open_checkpoint(pos[0], (cl_compile_args){.max_batch = 1, .threads = 1}, &ck)) return 1;
+    if (!cli_open_checkpoint(path, (cl_compile_args){.max_batch = 1, .threads = 1}, &ck)) return 1;
     char *text = NULL;
     {
         /* the model text travels in the metadata, as in the checkpoint */
         char err[1024];
-        cl_safetensors *sf = cl_safetensors_read(pos[0], err, sizeof err);
+        cl_safetensors *sf = cl_safetensors_read(path, err, sizeof err);
         const char *t = sf ? cl_safetensors_meta(sf, "cnnlab.model_text") : NULL;
         text = t ? strdup(t) : NULL;
         cl_safetensors_free(sf);
     }
     cl_onnx_export_args a = {.opset = opset, .mean = ck.mean, .std = ck.std,
-                             .normalize = !o.no_normalize,
+                             .normalize = !o->no_normalize,
                              .class_names = (const char *const *)ck.class_names,
                              .model_text = text, .dataset = ck.dataset};
     char err[1024];
@@ -92,9 +89,34 @@ static int cmd_export(int argc, char **argv) {
         rc = 1;
     } else {
         printf("Wrote %s (ONNX opset %d, %s input, %d classes)\n", out, opset,
-               o.no_normalize ? "normalised" : "0..1 pixel", ck.classes);
+               o->no_normalize ? "normalised" : "0..1 pixel", ck.classes);
     }
     free(text);
     cli_close_checkpoint(&ck);
     return rc;
+}
+
+static int cmd_export(int argc, char **argv) {
+    export_options o = {.format = "onnx", .opset = "21", .calib = 1000};
+    const char *path = NULL;
+    int n = cli_parse(&export_command, &o, argc - 1, argv + 1, &path, 1);
+    if (n < 0) return cli_parse_status(n);
+    if (!path) {
+        cli_error("export: which checkpoint?");
+        cli_print_usage(&export_command, stderr);
+        return EXIT_USAGE;
+    }
+    if (!strcmp(o.format, "onnx")) {
+        if (o.int8) {
+            cli_error("export: --int8 is available with --format c (the ONNX form of int8 is not written yet)");
+            return EXIT_USAGE;
+        }
+        return export_onnx(path, &o);
+    }
+    if (!o.out) {
+        cli_error("export: give the output folder with -o DIR");
+        cli_print_usage(&export_command, stderr);
+        return EXIT_USAGE;
+    }
+    return cli_export_c(path, &o);
 }
