@@ -522,7 +522,7 @@ typedef struct {
 
 /* Write m (compiled, weights loaded) to path atomically. Errors name the file and,
  * for a layer ONNX export cannot express, the layer. */
-cl_status cl_onnx_export(const cl_model *m, const cl_onnx_export_args *a, const char *path,
+CL_API cl_status cl_onnx_export(const cl_model *m, const cl_onnx_export_args *a, const char *path,
                          char *err, size_t errlen);
 
 /* One parameter tensor of an imported model, under cnnlab's (PyTorch's) name. */
@@ -549,11 +549,11 @@ typedef struct {
 
 /* Read an ONNX file made of ops cnnlab has. NULL with a message naming the file
  * and, for an op cnnlab lacks, the node and its op type. */
-cl_onnx_import *cl_onnx_import_read(const char *path, char *err, size_t errlen);
-void cl_onnx_import_free(cl_onnx_import *imp);
+CL_API cl_onnx_import *cl_onnx_import_read(const char *path, char *err, size_t errlen);
+CL_API void cl_onnx_import_free(cl_onnx_import *imp);
 /* Build the imported model, compile it with ca and set its tensors. NULL with a
  * message on failure. */
-cl_model *cl_onnx_import_model(const cl_onnx_import *imp, cl_compile_args ca, char *err,
+CL_API cl_model *cl_onnx_import_model(const cl_onnx_import *imp, cl_compile_args ca, char *err,
                                size_t errlen);
 
 /* ---- layouts ---------------------------------------------------------------- */
