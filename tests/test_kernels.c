@@ -3,7 +3,9 @@
  * the input gradient and every parameter gradient must agree. Shapes cover channel
  * counts that are not multiples of the vector width (tails), 1x1 and 3x3 kernels,
  * padding 0 to 2, stride 2, dilation 2, rectangular kernels, odd image sizes and
- * batches of 1 and 5, with 1 and 2 threads. */
+ * batches of 1 and 5, with 1 and 2 threads; depthwise convolutions likewise, with
+ * channel counts under, at and over one vector, strides 1 and 2, dilation 2, no
+ * padding, 3x1 and 5x5 kernels, and inside a depthwise-separable network. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +27,15 @@ static const char *const models[] = {
     "input 3x9x11\nconv 8 k=3x1 pad=1x0",
     "input 8x10x10\nconv 8 k=1 pad=1",
     "input 3x32x32\nconv 16 k=3 pad=1\nconv 32 k=3 pad=1\nconv 16 k=1\nmaxpool 2\nconv 24 k=3 pad=1\ngap\nconv 10 k=1",
+    /* depthwise (groups = in = out channels): conv2d_depthwise.c */
+    "input 5x9x7\nconv 5 k=3 pad=1 groups=5",
+    "input 19x8x9\nconv 19 k=3 pad=1 groups=19 bias=0",
+    "input 32x7x7\nconv 32 k=3 stride=2 pad=1 groups=32",
+    "input 17x11x10\nconv 17 k=3 dilation=2 pad=2 groups=17",
+    "input 16x6x6\nconv 16 k=3 groups=16",
+    "input 6x9x9\nconv 6 k=3x1 pad=1x0 groups=6",
+    "input 7x9x8\nconv 7 k=5 stride=2 pad=1 groups=7",
+    "input 3x12x12\nconv 24 k=3 pad=1\nconv 24 k=3 pad=1 groups=24\nconv 16 k=1\nconv 16 k=3 stride=2 pad=1 groups=16\ngap\nconv 10 k=1",
 };
 
 static uint64_t rng = 0x9E3779B97F4A7C15ull;

@@ -201,7 +201,7 @@ static inline double *cl_team_slot(const cl_exec *e, int tid) {
 size_t cl_optimizer_state(cl_optimizer *o, cl_real **buf1, cl_real **buf2, int64_t *step);
 void cl_optimizer_set_state_step(cl_optimizer *o, int64_t step);
 
-/* The geometry of one ungrouped convolution over N images. */
+/* The geometry of one ungrouped or depthwise convolution over N images. */
 typedef struct {
     int N, H, W, C, OH, OW, K, R, S, sh, sw, ph, pw, dh, dw;
 } cl_conv_shape;
@@ -217,6 +217,16 @@ void cl_conv2d_direct_input_grad(cl_real *dinp, const cl_real *dout, const cl_re
                                  const cl_conv_shape *d, cl_real *scratch);
 void cl_conv2d_direct_weight_grad(cl_real *dweight, cl_real *dbias, const cl_real *dout,
                                   const cl_real *inp, const cl_conv_shape *d, cl_real *scratch);
+
+/* The depthwise kernels (src/nn/ops/conv2d_depthwise.c): groups = C = K, weight
+ * [C][R][S], any kernel size, stride, padding and dilation; the gradients accumulate. */
+size_t cl_conv2d_depthwise_scratch(const cl_conv_shape *d);
+void cl_conv2d_depthwise_forward(cl_real *out, const cl_real *inp, const cl_real *weight,
+                                 const cl_real *bias, const cl_conv_shape *d, cl_real *scratch);
+void cl_conv2d_depthwise_input_grad(cl_real *dinp, const cl_real *dout, const cl_real *weight,
+                                    const cl_conv_shape *d, cl_real *scratch);
+void cl_conv2d_depthwise_weight_grad(cl_real *dweight, cl_real *dbias, const cl_real *dout,
+                                     const cl_real *inp, const cl_conv_shape *d, cl_real *scratch);
 
 /* Shared helpers for the ops. */
 int cl_conv_out_size(int in, int k, int stride, int pad, int dilation);

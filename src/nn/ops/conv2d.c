@@ -157,9 +157,17 @@ static size_t weight_count(const cl_model *m, const cl_node *n) {
            (size_t)a->kernel_h * (size_t)a->kernel_w;
 }
 
-/* The fast kernels handle ungrouped convolutions; grouped ones use the reference. */
+/* The fast kernels handle ungrouped convolutions (conv2d_direct.c) and depthwise
+ * ones with one output channel per input channel (conv2d_depthwise.c); other
+ * grouped convolutions use the reference loops. */
 static bool use_direct(const cl_model *m, const cl_node *n) {
     return n->a.conv.groups == 1 && !m->args.reference_kernels;
+}
+
+static bool use_depthwise(const cl_model *m, const cl_node *n) {
+    const cl_conv2d_args *a = &n->a.conv;
+    return a->groups > 1 && a->groups == cl_in_shape(m, n, 0)->c && a->out_channels == a->groups &&
+           !m->args.reference_kernels;
 }
 
 static cl_conv_shape shape_of(const cl_model *m, const cl_node *n, int N) {
@@ -176,6 +184,9 @@ static void sizes(const cl_model *m, cl_node *n) {
     if (n->a.conv.groups == 1) {
         cl_conv_shape d = shape_of(m, n, 1);
         n->nscratch = cl_conv2d_direct_scratch(&d);
+    } else if (n->a.conv.groups == cl_in_shape(m, n, 0)->c && n->a.conv.out_channels == n->a.conv.groups) {
+        cl_conv_shape d = shape_of(m, n, 1);
+        n->nscratch = cl_conv2d_depthwise_scratch(&d);
     }
 }
 
@@ -208,6 +219,11 @@ static void forward(const cl_exec *e, const cl_node *n) {
         cl_conv2d_direct_forward(cl_act(e, n->out), cl_act(e, n->in[0]), w, b, &d, e->scratch);
         return;
     }
+    if (use_depthwise(e->m, n)) {
+        cl_conv_shape d = shape_of(e->m, n, e->n1 - e->n0);
+        cl_conv2d_depthwise_forward(cl_act(e, n->out), cl_act(e, n->in[0]), w, b, &d, e->scratch);
+        return;
+    }
     conv_dims d = dims_of(e->m, n, e->n1 - e->n0);
     conv2d_forward(cl_act(e, n->out), cl_act(e, n->in[0]), w, b, &d);
 }
@@ -229,6 +245,12 @@ static void backward(const cl_exec *e, const cl_node *n) {
         /* strided or dilated: the reference loops give the input gradient */
         conv_dims r = dims_of(e->m, n, e->n1 - e->n0);
         conv2d_backward_input(dinp, dout, w, &r);
+        return;
+    }
+    if (use_depthwise(e->m, n)) {
+        cl_conv_shape d = shape_of(e->m, n, e->n1 - e->n0);
+        cl_conv2d_depthwise_weight_grad(dw, db, dout, inp, &d, e->scratch);
+        if (dinp) cl_conv2d_depthwise_input_grad(dinp, dout, w, &d, e->scratch);
         return;
     }
     conv_dims d = dims_of(e->m, n, e->n1 - e->n0);
