@@ -27,6 +27,10 @@ static const char *const models[] = {
     "input 3x9x11\nconv 8 k=3x1 pad=1x0",
     "input 8x10x10\nconv 8 k=1 pad=1",
     "input 3x32x32\nconv 16 k=3 pad=1\nconv 32 k=3 pad=1\nconv 16 k=1\nmaxpool 2\nconv 24 k=3 pad=1\ngap\nconv 10 k=1",
+    /* first layers, 3x3 over 1 or 3 channels: the weight gradient's all-taps kernel */
+    "input 1x10x9\nconv 8 k=3",
+    "input 3x12x11\nconv 20 k=3 stride=2 pad=1",
+    "input 3x13x13\nconv 33 k=3 dilation=2 pad=2 bias=0",
     /* depthwise (groups = in = out channels): conv2d_depthwise.c */
     "input 5x9x7\nconv 5 k=3 pad=1 groups=5",
     "input 19x8x9\nconv 19 k=3 pad=1 groups=19 bias=0",

@@ -256,6 +256,41 @@ WEIGHT_KERNEL(weight_8, 8)
 WEIGHT_KERNEL(weight_4, 4)
 WEIGHT_KERNEL(weight_1, 1)
 
+/* First layers (3x3 kernel, 1 or 3 input channels): the blocking over 8 input
+ * channels above runs a single-channel kernel per channel there, whose two
+ * accumulators form one dependent chain per pixel and whose second vector is wasted
+ * for 16 output channels. Here all 9*C kernel taps of one 16-channel block are
+ * accumulated at once over the pixels, 9*C independent chains held in registers:
+ *     dw[r][s][c][k0..k0+16) += sum_p in[p + r*row + s*col][c] * dout[p][k0..] */
+#define WEIGHT_TAPS_KERNEL(NAME, CC)                                                              \
+    INLINE void NAME(cl_real *dw, int K, int kvalid, const cl_real *in, const cl_real *dout, int Kp, \
+                     int OH, int OW, size_t in_row, size_t pix, size_t row, size_t col) {         \
+        vec acc[9 * CC];                                                                          \
+        _Pragma("GCC unroll 27") for (int t = 0; t < 9 * CC; t++) acc[t] = (vec){0};             \
+        for (int oh = 0; oh < OH; oh++) {                                                         \
+            const cl_real *ip = in + oh * in_row;                                                 \
+            const cl_real *dp = dout + (size_t)oh * OW * Kp;                                      \
+            for (int ow = 0; ow < OW; ow++) {                                                     \
+                vec g = LOAD(dp + (size_t)ow * Kp);                                               \
+                const cl_real *x = ip + ow * pix;                                                 \
+                _Pragma("GCC unroll 3") for (int r = 0; r < 3; r++)                               \
+                    _Pragma("GCC unroll 3") for (int s = 0; s < 3; s++)                           \
+                        _Pragma("GCC unroll 3") for (int c = 0; c < CC; c++)                      \
+                            acc[(r * 3 + s) * CC + c] += x[r * row + s * col + c] * g;            \
+            }                                                                                     \
+        }                                                                                         \
+        for (int t = 0; t < 9 * CC; t++) {                                                        \
+            cl_real *p = dw + (size_t)t * K;                                                      \
+            if (kvalid >= VL)                                                                     \
+                STORE(p, LOAD(p) + acc[t]);                                                       \
+            else                                                                                  \
+                for (int i = 0; i < kvalid; i++) p[i] += acc[t][i];                               \
+        }                                                                                         \
+    }
+
+WEIGHT_TAPS_KERNEL(weight_taps_3, 3)
+WEIGHT_TAPS_KERNEL(weight_taps_1, 1)
+
 /* dweight[R][S][C][K] += sum over images and pixels of inp (padded) x dout; dbias += dout */
 CL_CLONES void cl_conv2d_direct_weight_grad(cl_real *dweight, cl_real *dbias, const cl_real *dout,
                                             const cl_real *inp, const cl_conv_shape *d,
@@ -274,6 +309,19 @@ CL_CLONES void cl_conv2d_direct_weight_grad(cl_real *dweight, cl_real *dbias, co
                 for (int k = 0; k < d->K; k++) dbias[k] += dn[p * d->K + k];
         }
         pad_image(pad, inp + (size_t)n * d->H * d->W * d->C, d->H, d->W, d->C, d->ph, d->pw);
+        if (d->R == 3 && d->S == 3 && (d->C == 3 || d->C == 1)) {
+            const size_t row = (size_t)d->dh * Wp * d->C, col = (size_t)d->dw * d->C;
+            for (int k0 = 0; k0 < d->K; k0 += VL) {
+                int kvalid = d->K - k0 < VL ? d->K - k0 : VL;
+                if (d->C == 3)
+                    weight_taps_3(dweight + k0, d->K, kvalid, pad, dk + k0, Kp, d->OH, d->OW, in_row,
+                                  pix, row, col);
+                else
+                    weight_taps_1(dweight + k0, d->K, kvalid, pad, dk + k0, Kp, d->OH, d->OW, in_row,
+                                  pix, row, col);
+            }
+            continue;
+        }
         for (int r = 0; r < d->R; r++)
             for (int s = 0; s < d->S; s++) {
                 const cl_real *in_rs = pad + ((size_t)r * d->dh * Wp + (size_t)s * d->dw) * d->C;
