@@ -57,20 +57,20 @@ static void pack_weights(cl_real *wk, const cl_real *weight, const cl_conv_shape
 }
 
 /* Store the first `lanes` values of v at p (lanes <= VL). */
-INLINE void store_lanes(cl_real *p, vec v, int lanes) {
+INLINE void store_lanes(cl_real *p, const vec *v, int lanes) {
     if (lanes >= VL)
-        STORE(p, v);
+        STORE(p, *v);
     else
-        for (int i = 0; i < lanes; i++) p[i] = v[i];
+        for (int i = 0; i < lanes; i++) p[i] = (*v)[i];
 }
 
 /* out pixels ow0..ow0+NP-1 of row oh, channels c0..c0+15:
  *     bias + sum over r, s of pad[oh*sh + r*dh][ow*sw + s*dw][c] * wk[r][s][c] */
-INLINE void forward_block(cl_real *out, const cl_real *pad, const cl_real *wk, vec b, int NP,
+INLINE void forward_block(cl_real *out, const cl_real *pad, const cl_real *wk, const cl_real *b, int NP,
                           int oh, int ow0, int c0, int lanes, const cl_conv_shape *d, size_t Wp,
                           size_t Cp) {
     vec acc[PIXELS];
-    _Pragma("GCC unroll 4") for (int j = 0; j < NP; j++) acc[j] = b;
+    _Pragma("GCC unroll 4") for (int j = 0; j < NP; j++) acc[j] = LOAD(b + c0);
     for (int r = 0; r < d->R; r++) {
         const cl_real *row = pad + (size_t)(oh * d->sh + r * d->dh) * Wp * Cp + c0;
         for (int s = 0; s < d->S; s++) {
@@ -81,7 +81,7 @@ INLINE void forward_block(cl_real *out, const cl_real *pad, const cl_real *wk, v
         }
     }
     _Pragma("GCC unroll 4") for (int j = 0; j < NP; j++)
-        store_lanes(out + ((size_t)oh * d->OW + ow0 + j) * d->K + c0, acc[j], lanes);
+        store_lanes(out + ((size_t)oh * d->OW + ow0 + j) * d->K + c0, &acc[j], lanes);
 }
 
 /* out[N][OH][OW][C] = depthwise conv(inp[N][H][W][C], weight [C][R][S]) + bias[C] */
@@ -99,11 +99,10 @@ CL_CLONES void cl_conv2d_depthwise_forward(cl_real *out, const cl_real *inp, con
         for (int oh = 0; oh < d->OH; oh++)
             for (int c0 = 0; c0 < d->C; c0 += VL) {
                 int lanes = d->C - c0;
-                vec b = LOAD(bk + c0);
                 int ow = 0;
                 for (; ow + PIXELS <= d->OW; ow += PIXELS)
-                    forward_block(on, pad, wk, b, PIXELS, oh, ow, c0, lanes, d, Wp, Cp);
-                for (; ow < d->OW; ow++) forward_block(on, pad, wk, b, 1, oh, ow, c0, lanes, d, Wp, Cp);
+                    forward_block(on, pad, wk, bk, PIXELS, oh, ow, c0, lanes, d, Wp, Cp);
+                for (; ow < d->OW; ow++) forward_block(on, pad, wk, bk, 1, oh, ow, c0, lanes, d, Wp, Cp);
             }
     }
 }
