@@ -225,18 +225,19 @@ void cl_conv2d_direct_forward_affine(cl_real *out, const cl_real *inp, const cl_
 bool cl_conv2d_direct_input_grad_ok(const cl_conv_shape *d);
 void cl_conv2d_direct_input_grad(cl_real *dinp, const cl_real *dout, const cl_real *weight,
                                  const cl_conv_shape *d, cl_real *scratch);
-void cl_conv2d_direct_weight_grad(cl_real *dweight, cl_real *dbias, const cl_real *dout,
-                                  const cl_real *inp, const cl_conv_shape *d, cl_real *scratch);
+void cl_conv2d_direct_weight_grad(cl_real *dweight, const cl_real *dout, const cl_real *inp,
+                                  const cl_conv_shape *d, cl_real *scratch);
 
 /* The depthwise kernels (src/nn/ops/conv2d_depthwise.c): groups = C = K, weight
- * [C][R][S], any kernel size, stride, padding and dilation; the gradients accumulate. */
+ * [C][R][S], any kernel size, stride, padding and dilation; the gradients accumulate
+ * (the bias gradient is conv2d.c's bias_grad, as for the direct kernels). */
 size_t cl_conv2d_depthwise_scratch(const cl_conv_shape *d);
 void cl_conv2d_depthwise_forward(cl_real *out, const cl_real *inp, const cl_real *weight,
                                  const cl_real *bias, const cl_conv_shape *d, cl_real *scratch);
 void cl_conv2d_depthwise_input_grad(cl_real *dinp, const cl_real *dout, const cl_real *weight,
                                     const cl_conv_shape *d, cl_real *scratch);
-void cl_conv2d_depthwise_weight_grad(cl_real *dweight, cl_real *dbias, const cl_real *dout,
-                                     const cl_real *inp, const cl_conv_shape *d, cl_real *scratch);
+void cl_conv2d_depthwise_weight_grad(cl_real *dweight, const cl_real *dout, const cl_real *inp,
+                                     const cl_conv_shape *d, cl_real *scratch);
 
 /* Conv -> BatchNorm (eval) [-> ReLU] as one pass (src/nn/ops/conv2d.c): whether conv
  * node n can take the fold, and the fused forward writing bn's (or relu's) output

@@ -150,27 +150,20 @@ CL_CLONES void cl_conv2d_depthwise_input_grad(cl_real *dinp, const cl_real *dout
 }
 
 /* dweight [C][R][S] += sum over images and output pixels of
- * pad(inp)[oh*sh + r*dh][ow*sw + s*dw][c] * dout[oh][ow][c]; dbias[C] += dout summed. */
-CL_CLONES void cl_conv2d_depthwise_weight_grad(cl_real *dweight, cl_real *dbias,
-                                               const cl_real *dout, const cl_real *inp,
-                                               const cl_conv_shape *d, cl_real *scratch) {
+ * pad(inp)[oh*sh + r*dh][ow*sw + s*dw][c] * dout[oh][ow][c] (the bias gradient is
+ * conv2d.c's bias_grad, summed in double). */
+CL_CLONES void cl_conv2d_depthwise_weight_grad(cl_real *dweight, const cl_real *dout,
+                                               const cl_real *inp, const cl_conv_shape *d,
+                                               cl_real *scratch) {
     const size_t Cp = round16(d->C), Wp = (size_t)d->W + 2 * d->pw, P = (size_t)d->OH * d->OW;
     const int taps = d->R * d->S;
-    cl_real *gw = scratch, *gb = gw + (size_t)taps * Cp, *pad = gb + Cp;
+    cl_real *gw = scratch, *pad = gw + (size_t)taps * Cp;
     cl_real *dk = pad + ((size_t)d->H + 2 * d->ph) * Wp * Cp;
-    memset(gw, 0, ((size_t)taps + 1) * Cp * sizeof(cl_real));
+    memset(gw, 0, (size_t)taps * Cp * sizeof(cl_real));
     for (int n = 0; n < d->N; n++) {
         pad_channels(pad, inp + (size_t)n * d->H * d->W * d->C, d->H, d->W, d->C, Cp, d->ph, d->pw);
         pad_lanes(dk, dout + (size_t)n * P * d->K, P, d->C, Cp);
-        for (size_t c0 = 0; c0 < Cp; c0 += VL) {
-            vec b0 = {0}, b1 = {0};
-            size_t p = 0;
-            for (; p + 2 <= P; p += 2) {
-                b0 += LOAD(dk + p * Cp + c0);
-                b1 += LOAD(dk + (p + 1) * Cp + c0);
-            }
-            if (p < P) b0 += LOAD(dk + p * Cp + c0);
-            STORE(gb + c0, LOAD(gb + c0) + b0 + b1);
+        for (size_t c0 = 0; c0 < Cp; c0 += VL)
             for (int r = 0; r < d->R; r++)
                 for (int s = 0; s < d->S; s++) {
                     /* two accumulators (even and odd columns) hide the FMA latency */
@@ -191,10 +184,7 @@ CL_CLONES void cl_conv2d_depthwise_weight_grad(cl_real *dweight, cl_real *dbias,
                     cl_real *g = gw + (size_t)(r * d->S + s) * Cp + c0;
                     STORE(g, LOAD(g) + a0 + a1);
                 }
-        }
     }
-    for (int c = 0; c < d->C; c++) {
+    for (int c = 0; c < d->C; c++)
         for (int t = 0; t < taps; t++) dweight[(size_t)c * taps + t] += gw[(size_t)t * Cp + c];
-        if (dbias) dbias[c] += gb[c];
-    }
 }
