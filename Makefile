@@ -58,6 +58,15 @@ $(GEN)/onnx.pb-c.o: $(GEN)/onnx.pb-c.c $(GEN)/onnx.pb-c.h
 DEPLOY_SRC := $(wildcard src/deploy/*.c)
 $(DEPLOY_SRC:%.c=$(BUILD)/%.o) $(DEPLOY_SRC:%.c=$(BUILD)/f64/%.o): $(GEN)/onnx.pb-c.h
 
+# The fast convolution kernels (conv2d_direct.c, conv2d_depthwise.c) write their
+# inner products as acc += x * w and mean fused multiply-adds: in ISO C mode
+# (-std=c11) GCC does not contract them (-ffp-contract=off), and each became a
+# multiply and an add, two instructions on the FMA ports instead of one. The same
+# holds for `cnnlab bench`'s FMA-peak loop (cli/bench.c): without contraction it
+# measured multiply-add pairs, half the peak on CPUs whose adds and multiplies
+# share the FMA ports (Intel), the same on those with separate add pipes (Zen).
+$(BUILD)/src/nn/ops/conv2d_%.o $(BUILD)/f64/src/nn/ops/conv2d_%.o $(BUILD)/cli/bench.o: CL_FLAGS += -ffp-contract=fast
+
 $(BUILD)/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CL_FLAGS) -c $< -o $@

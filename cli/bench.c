@@ -1,6 +1,9 @@
 /* bench.c: `cnnlab bench MODEL [--batch B] [--threads T] [--steps N]`: training and
  * inference throughput on synthetic data after a warm-up, in images per second and
- * GFLOP/s, with the fraction of this machine's measured FMA peak and the peak RSS. */
+ * GFLOP/s, with the fraction of this machine's measured FMA peak, the latency of
+ * single-image forwards on one thread, and the peak RSS. Inference runs in chunks
+ * of at most the training batch, so memory is planned for that batch only (batch
+ * 1000 at once would plan about 1 MB of activations per image). */
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -39,6 +42,11 @@ static double fma_peak_gflops(int threads) {
     return (double)iters * 12 * 16 * 2 * threads / t / 1e9;
 }
 
+static int compare_doubles(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
 static double peak_rss_mb(void) {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
@@ -70,7 +78,9 @@ const cli_command bench_command = {
     .description =
         "Times training steps (forward, loss, backward, SGD) and inference on synthetic\n"
         "data after a warm-up, and prints images per second, GFLOP/s, the fraction of\n"
-        "this machine's measured FMA peak and the peak RSS.",
+        "this machine's measured FMA peak, the latency of single-image forwards on one\n"
+        "thread (median, p10, p90, min) and the peak RSS. Inference runs in forwards of\n"
+        "at most the training batch.",
     .options = bench_options_table,
     .run = cmd_bench,
 };
@@ -92,7 +102,9 @@ static int cmd_bench(int argc, char **argv) {
         fprintf(stderr, "%s\n", err);
         return 1;
     }
-    int max_batch = batch > infer_batch ? batch : infer_batch;
+    /* inference batches of infer_batch images run as forwards of at most chunk */
+    int chunk = infer_batch < batch ? infer_batch : batch;
+    int max_batch = batch;
     if (cl_model_compile(m, (cl_compile_args){.max_batch = max_batch, .threads = threads, .seed = 1}) != CL_OK) {
         cli_error("%s", cl_model_error(m));
         cl_model_free(m);
@@ -140,20 +152,42 @@ static int cmd_bench(int argc, char **argv) {
     double t_inf = 0;
     for (int it = 0; it < infer_steps + 1; it++) {
         double t0 = now_seconds();
-        cl_model_forward(m, x, infer_batch, false);
+        for (int done = 0; done < infer_batch; done += chunk)
+            cl_model_forward(m, x, infer_batch - done < chunk ? infer_batch - done : chunk, false);
         if (it >= 1) t_inf += now_seconds() - t0;
     }
     double infer_ips = infer_steps * (double)infer_batch / t_inf;
+    /* latency: single-image forwards in eval mode (a batch of 1 runs on one thread),
+     * each timed alone after a warm-up; median and spread over latency_runs */
+    int latency_runs = steps * 10 > 50 ? steps * 10 : 50;
+    double *lat = malloc((size_t)latency_runs * sizeof(double));
+    if (!lat) {
+        cli_error("out of memory");
+        return 1;
+    }
+    for (int it = 0; it < latency_runs + 20; it++) {
+        double t0 = now_seconds();
+        cl_model_forward(m, x + (size_t)(it % batch) * isz, 1, false);
+        if (it >= 20) lat[it - 20] = now_seconds() - t0;
+    }
+    qsort(lat, (size_t)latency_runs, sizeof(double), compare_doubles);
+    double lat_med = lat[latency_runs / 2], lat_p10 = lat[latency_runs / 10],
+           lat_p90 = lat[latency_runs * 9 / 10], lat_min = lat[0];
+    free(lat);
     double peak = fma_peak_gflops(nthreads);
     /* FLOPs: a multiply-add is 2; training does the forward and two backward products */
     double train_gflops = train_ips * macs * 6 / 1e9, infer_gflops = infer_ips * macs * 2 / 1e9;
     printf("model: %s (%lld parameters, %.2f M MACs per image)\n", path,
            (long long)cl_model_param_count(m), macs / 1e6);
-    printf("threads: %d, batch: %d, inference batch: %d\n", nthreads, batch, infer_batch);
+    printf("threads: %d, batch: %d, inference batch: %d (forwards of %d)\n", nthreads, batch,
+           infer_batch, chunk);
     printf("train:     %9.0f img/s  %7.1f GFLOP/s  %5.1f%% of peak  (%.2f ms per step)\n", train_ips,
            train_gflops, 100 * train_gflops / peak, 1e3 * t_train / steps);
     printf("inference: %9.0f img/s  %7.1f GFLOP/s  %5.1f%% of peak\n", infer_ips, infer_gflops,
            100 * infer_gflops / peak);
+    printf("latency:   %9.1f us median per image, batch 1, 1 thread  (p10 %.1f, p90 %.1f, "
+           "min %.1f us; %d runs)\n",
+           1e6 * lat_med, 1e6 * lat_p10, 1e6 * lat_p90, 1e6 * lat_min, latency_runs);
     printf("peak: %.0f GFLOP/s measured (FMA chains on %d threads); peak RSS %.0f MB\n", peak,
            nthreads, peak_rss_mb());
     free(x);

@@ -207,6 +207,10 @@ CL_API void cl_model_set_step(cl_model *m, uint64_t step);
 CL_API const cl_real *cl_model_input_grad(const cl_model *m);
 /* The activations of any tensor after forward, and its gradient after backward (NULL
  * unless compiled with keep_activation_grads, or for the input with input_grad). */
+/* After an eval-mode forward, a convolution's output that only a BatchNorm reads,
+ * and that BatchNorm's output when only a ReLU reads it, are not stored (the three
+ * run as one pass) and give NULL, unless the model was compiled with input_grad or
+ * keep_activation_grads. */
 CL_API const cl_real *cl_model_activation(const cl_model *m, int x);
 CL_API const cl_real *cl_model_activation_grad(const cl_model *m, int x);
 

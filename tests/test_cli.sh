@@ -60,6 +60,14 @@ check "unknown option" 2 "unknown or incomplete option '--bogus'" -- "$CNNLAB" s
 check "unknown command" 2 "unknown command 'frobnicate'" -- "$CNNLAB" frobnicate
 check "no command" 2 '^usage: cnnlab' -- "$CNNLAB"
 check "version" 0 '^cnnlab [0-9]+\.[0-9]+\.[0-9]+$' -- "$CNNLAB" version
+# bench: inference at batch 1000 runs in forwards of the training batch, so memory is
+# planned for 32 images (about 1.1 GB of peak RSS when it was planned for 1000)
+check "bench infers in chunks" 0 'inference batch: 1000 \(forwards of 32\)' -- \
+    "$CNNLAB" bench models/cifar10_bn.net --steps 1 --batch 32 --threads 1
+check "bench peak RSS under 400 MB" 0 'peak RSS ([0-9]{1,2}|[1-3][0-9]{2}) MB' -- \
+    "$CNNLAB" bench models/cifar10_bn.net --steps 1 --batch 32 --threads 1
+check "bench batch-1 latency" 0 '^latency: +[0-9.]+ us median per image, batch 1, 1 thread +\(p10 [0-9.]+, p90 [0-9.]+, min [0-9.]+ us; 50 runs\)' -- \
+    "$CNNLAB" bench models/mnist.net --steps 1 --batch 8 --threads 2
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

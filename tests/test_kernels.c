@@ -3,7 +3,9 @@
  * the input gradient and every parameter gradient must agree. Shapes cover channel
  * counts that are not multiples of the vector width (tails), 1x1 and 3x3 kernels,
  * padding 0 to 2, stride 2, dilation 2, rectangular kernels, odd image sizes and
- * batches of 1 and 5, with 1 and 2 threads. */
+ * batches of 1 and 5, with 1 and 2 threads; depthwise convolutions likewise, with
+ * channel counts under, at and over one vector, strides 1 and 2, dilation 2, no
+ * padding, 3x1 and 5x5 kernels, and inside a depthwise-separable network. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +27,19 @@ static const char *const models[] = {
     "input 3x9x11\nconv 8 k=3x1 pad=1x0",
     "input 8x10x10\nconv 8 k=1 pad=1",
     "input 3x32x32\nconv 16 k=3 pad=1\nconv 32 k=3 pad=1\nconv 16 k=1\nmaxpool 2\nconv 24 k=3 pad=1\ngap\nconv 10 k=1",
+    /* first layers, 3x3 over 1 or 3 channels: the weight gradient's all-taps kernel */
+    "input 1x10x9\nconv 8 k=3",
+    "input 3x12x11\nconv 20 k=3 stride=2 pad=1",
+    "input 3x13x13\nconv 33 k=3 dilation=2 pad=2 bias=0",
+    /* depthwise (groups = in = out channels): conv2d_depthwise.c */
+    "input 5x9x7\nconv 5 k=3 pad=1 groups=5",
+    "input 19x8x9\nconv 19 k=3 pad=1 groups=19 bias=0",
+    "input 32x7x7\nconv 32 k=3 stride=2 pad=1 groups=32",
+    "input 17x11x10\nconv 17 k=3 dilation=2 pad=2 groups=17",
+    "input 16x6x6\nconv 16 k=3 groups=16",
+    "input 6x9x9\nconv 6 k=3x1 pad=1x0 groups=6",
+    "input 7x9x8\nconv 7 k=5 stride=2 pad=1 groups=7",
+    "input 3x12x12\nconv 24 k=3 pad=1\nconv 24 k=3 pad=1 groups=24\nconv 16 k=1\nconv 16 k=3 stride=2 pad=1 groups=16\ngap\nconv 10 k=1",
 };
 
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
@@ -65,7 +80,98 @@ static bool run(const char *text, bool reference, int threads, int n, const floa
     return true;
 }
 
+/* Inference with BatchNorm folded into the convolution and ReLU in its store
+ * (model.c's fused spans) against the reference loops run layer by layer: the same
+ * random parameters and running statistics (from two training forwards of the
+ * reference model), an eval forward of both, then a backward from eval mode (which
+ * reruns the forward unfused). skipped is a tensor inside a span that the fused
+ * forward must not store (NULL from cl_model_activation), so the test fails if the
+ * fusion silently stops happening. */
+static const struct {
+    const char *text;
+    int skipped; /* a tensor inside a fused span */
+} fused_models[] = {
+    {"input 5x9x7\nconv 19 k=3 pad=1\nbn\nrelu", 1},
+    {"input 3x11x12\nconv 33 k=3 stride=2 pad=1 bias=0\nbn\nrelu\nconv 10 k=1", 1},
+    {"input 16x8x8\nconv 16 k=3 pad=1\nbn\nconv 8 k=1\nbn\nrelu", 1},
+    {"input 3x10x10\ndefaults norm=bn act=relu\nblock 24 k=3 pad=1 as=b1\nblock 24 k=3 pad=1\nadd b1\nmaxpool 2\nblock 12 k=1", 2},
+    {"input 8x7x7\nconv 8 k=1 as=c\nconv 8 k=3 pad=1\nbn\nrelu\nadd c", 2},
+    /* the BatchNorm's output is read twice: conv and bn fuse, the ReLU runs alone */
+    {"input 8x7x7\nconv 8 k=3 pad=1\nbn as=b\nrelu\nadd b", 1},
+};
+
+static void fused_inference_test(int f, int n, int threads) {
+    const char *text = fused_models[f].text;
+    char err[512];
+    cl_model *fast = cl_parse_model(text, strlen(text), "fused", NULL, err, sizeof err);
+    cl_model *ref = cl_parse_model(text, strlen(text), "fused", NULL, err, sizeof err);
+    if (!fast || !ref) {
+        t_fail("parse: %s", err);
+        cl_model_free(fast);
+        cl_model_free(ref);
+        return;
+    }
+    cl_compile_args a = {.max_batch = n, .threads = threads, .seed = 5};
+    cl_status s1 = cl_model_compile(fast, a);
+    a.reference_kernels = true;
+    cl_status s2 = cl_model_compile(ref, a);
+    if (s1 != CL_OK || s2 != CL_OK) {
+        t_fail("compile: %s %s", cl_model_error(fast), cl_model_error(ref));
+        cl_model_free(fast);
+        cl_model_free(ref);
+        return;
+    }
+    size_t np, nb, np2, nb2;
+    cl_real *p = cl_model_params(ref, &np), *b = cl_model_buffers(ref, &nb);
+    for (size_t i = 0; i < np; i++) p[i] = uniform();
+    cl_shape in = cl_model_shape(ref, 0), out = cl_model_shape(ref, cl_model_output(ref));
+    size_t nx = (size_t)n * in.c * in.h * in.w, no = (size_t)n * out.c * out.h * out.w;
+    float *x = xmalloc(nx * sizeof(float)), *dout = xmalloc(no * sizeof(float));
+    for (size_t k = 0; k < nx; k++) x[k] = uniform() + 0.5f;
+    for (size_t k = 0; k < no; k++) dout[k] = uniform();
+    cl_model_forward(ref, x, n, true); /* running statistics away from 0 and 1 */
+    cl_model_forward(ref, x, n, true);
+    memcpy(cl_model_params(fast, &np2), p, np * sizeof(cl_real));
+    memcpy(cl_model_buffers(fast, &nb2), b, nb * sizeof(cl_real));
+    for (size_t k = 0; k < nx; k++) x[k] = uniform();
+    const float *yf = cl_model_forward(fast, x, n, false), *yr = cl_model_forward(ref, x, n, false);
+    if (np2 != np || nb2 != nb || !yf || !yr) {
+        t_fail("the two models differ or forward failed");
+    } else {
+        check_close("eval output", yf, yr, no, 1e-5, 1e-4);
+        int t = fused_models[f].skipped;
+        if (cl_model_activation(fast, t) != NULL)
+            t_fail("tensor %d was stored: the conv -> bn span did not run fused", t);
+        if (cl_model_activation(ref, t) == NULL) t_fail("the reference model did not store tensor %d", t);
+        /* backward from eval mode: the fused model reruns its forward unfused */
+        cl_model_zero_grad(fast);
+        cl_model_zero_grad(ref);
+        if (cl_model_backward(fast, dout) != CL_OK || cl_model_backward(ref, dout) != CL_OK) {
+            t_fail("backward: %s %s", cl_model_error(fast), cl_model_error(ref));
+        } else {
+            size_t ng;
+            const cl_real *gf = cl_model_grads(fast, &ng), *gr = cl_model_grads(ref, &ng);
+            check_close("parameter gradients after an eval forward", gf, gr, ng, 1e-4, 1e-4);
+            if (cl_model_activation(fast, t) == NULL)
+                t_fail("tensor %d still missing after the backward's unfused forward", t);
+        }
+    }
+    free(x);
+    free(dout);
+    cl_model_free(fast);
+    cl_model_free(ref);
+}
+
 int main(void) {
+    for (int f = 0; f < (int)(sizeof fused_models / sizeof *fused_models); f++)
+        for (int n = 1; n <= 5; n += 4)
+            for (int threads = 1; threads <= 2; threads++) {
+                const char *second = strchr(fused_models[f].text, '\n') + 1;
+                t_begin("fused conv-bn-relu inference vs reference: %.*s..., batch %d, %d threads",
+                        (int)strcspn(second, "\n"), second, n, threads);
+                fused_inference_test(f, n, threads);
+                t_end();
+            }
     for (size_t i = 0; i < sizeof models / sizeof *models; i++)
         for (int n = 1; n <= 5; n += 4)
             for (int threads = 1; threads <= 2; threads++) {

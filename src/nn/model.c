@@ -460,6 +460,44 @@ static size_t plan_gradients(cl_model *m, size_t B, size_t Bt, int threads, bool
     return contiguous + area * (size_t)threads;
 }
 
+/* How many nodes read tensor t (an input listed twice counts twice). */
+static int readers(const cl_model *m, int t) {
+    int count = 0;
+    for (int i = 0; i < m->nnodes; i++)
+        for (int k = 0; k < m->nodes[i].nin; k++) count += m->nodes[i].in[k] == t;
+    return count;
+}
+
+/* Spans that an inference forward runs as one pass: a convolution the direct kernel
+ * takes, then the BatchNorm that alone reads its output, then optionally the ReLU
+ * that alone reads the BatchNorm's. The BatchNorm is folded into the convolution's
+ * weights and the ReLU applied in its store, so the two element-wise passes over
+ * memory go. The tensors inside a span are then not written (fused_away): a
+ * backward after such a forward first reruns the forward unfused, and
+ * cl_model_activation gives NULL for them. Models compiled with input_grad or
+ * keep_activation_grads (Grad-CAM reads activations and runs a backward after an
+ * eval forward) or with the reference kernels are never fused. */
+static void plan_inference_fusion(cl_model *m) {
+    const cl_compile_args *a = &m->args;
+    bool allowed = !a->input_grad && !a->keep_activation_grads && !a->reference_kernels;
+    const cl_op *relu = cl_activation_op(CL_ACT_RELU);
+    for (int i = 0; i < m->nnodes; i++) {
+        cl_node *n = &m->nodes[i];
+        n->infer_span = 1;
+        if (!allowed || i + 1 >= m->nnodes || !cl_conv2d_can_fold_bn(m, n)) continue;
+        const cl_node *bn = &m->nodes[i + 1];
+        if (bn->op != &cl_op_batchnorm2d || bn->in[0] != n->out || readers(m, n->out) != 1 ||
+            n->out == cl_model_output(m))
+            continue;
+        n->infer_span = 2;
+        if (i + 2 < m->nnodes && m->nodes[i + 2].op == relu && m->nodes[i + 2].in[0] == bn->out &&
+            readers(m, bn->out) == 1 && bn->out != cl_model_output(m))
+            n->infer_span = 3;
+        for (int j = 0; j < n->infer_span - 1; j++) m->tensors[m->nodes[i + j].out].fused_away = true;
+        i += n->infer_span - 1;
+    }
+}
+
 cl_status cl_model_compile(cl_model *m, cl_compile_args a) {
     if (m->compiled) return cl_fail(m, CL_ERR_STATE, NULL, "the model is already compiled");
     if (m->nnodes == 0) return cl_fail(m, CL_ERR_STATE, NULL, "the model has no layers");
@@ -531,6 +569,7 @@ cl_status cl_model_compile(cl_model *m, cl_compile_args a) {
     m->scratch_size = scratch;
     m->team_size = team;
 
+    plan_inference_fusion(m);
     cl_rng_seed(m->rng_state, a.seed);
     for (int i = 0; i < m->nnodes; i++) {
         const cl_node *n = &m->nodes[i];
@@ -572,6 +611,32 @@ static int team_size(void) {
 #endif
 }
 
+/* Run every node over the batch already in the input tensor (m->cur_n samples,
+ * m->cur_train). With fuse, the planned conv -> BatchNorm [-> ReLU] spans run as one
+ * pass each (eval mode only). */
+static void run_forward(cl_model *m, bool fuse) {
+    int threads = m->nthreads < m->cur_n ? m->nthreads : m->cur_n;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads)
+#endif
+    {
+        cl_exec e = make_exec(m, thread_id(), team_size());
+        for (int i = 0; i < m->nnodes; i++) {
+            const cl_node *node = &m->nodes[i];
+            if (fuse && node->infer_span > 1) {
+                const cl_node *last = &m->nodes[i + node->infer_span - 1];
+                cl_conv2d_forward_bn(&e, node, &m->nodes[i + 1], node->infer_span == 3, last->out);
+                i += node->infer_span - 1;
+                continue;
+            }
+            node->op->forward(&e, node);
+        }
+    }
+    (void)threads;
+    m->cur_fused = false;
+    for (int i = 0; i < m->nnodes && fuse; i++) m->cur_fused |= m->nodes[i].infer_span > 1;
+}
+
 const cl_real *cl_model_forward(cl_model *m, const cl_real *x, int n, bool train) {
     if (!m->compiled) {
         cl_fail(m, CL_ERR_STATE, NULL, "compile the model before running it");
@@ -586,15 +651,7 @@ const cl_real *cl_model_forward(cl_model *m, const cl_real *x, int n, bool train
     m->cur_n = n;
     m->cur_train = train;
     if (train) m->dropout_step++;
-    int threads = m->nthreads < n ? m->nthreads : n;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(threads)
-#endif
-    {
-        cl_exec e = make_exec(m, thread_id(), team_size());
-        for (int i = 0; i < m->nnodes; i++) m->nodes[i].op->forward(&e, &m->nodes[i]);
-    }
-    (void)threads;
+    run_forward(m, !train);
     const cl_tensor *out = &m->tensors[cl_model_output(m)];
     return m->act + out->off;
 }
@@ -602,6 +659,10 @@ const cl_real *cl_model_forward(cl_model *m, const cl_real *x, int n, bool train
 cl_status cl_model_backward(cl_model *m, const cl_real *dout) {
     if (!m->compiled || m->cur_n == 0)
         return cl_fail(m, CL_ERR_STATE, NULL, "backward needs a forward pass first");
+    /* the fused inference forward did not write the tensors inside its spans:
+     * recompute them, unfused, from the input still in place (eval mode has no
+     * randomness, so this is the same forward) */
+    if (m->cur_fused) run_forward(m, false);
     int threads = m->nthreads < m->cur_n ? m->nthreads : m->cur_n;
     const cl_tensor *out = &m->tensors[cl_model_output(m)];
     size_t np = m->nparams;
@@ -654,6 +715,7 @@ const cl_real *cl_model_input_grad(const cl_model *m) {
 
 const cl_real *cl_model_activation(const cl_model *m, int x) {
     if (!m->compiled || x < 0 || x >= m->ntensors) return NULL;
+    if (m->cur_fused && m->tensors[x].fused_away) return NULL; /* not written */
     return m->act + m->tensors[x].off;
 }
 

@@ -64,6 +64,8 @@ typedef struct {
     size_t batch_saved_off, nbatch_saved; /* per-batch saved state */
     size_t nscratch;        /* floats of per-thread scratch this node needs */
     size_t nteam;           /* doubles of team scratch (per thread) for reductions */
+    int infer_span;         /* > 1: at inference this node runs the next infer_span - 1
+                               nodes too, fused (conv -> BatchNorm [-> ReLU]) */
 } cl_node;
 
 typedef struct {
@@ -76,6 +78,7 @@ typedef struct {
                        gradients whose lifetimes in the backward pass do not overlap
                        share memory */
     bool dshared;
+    bool fused_away; /* not written by a fused inference forward (inside a span) */
     int zero_at;    /* the node before whose backward this gradient is zeroed: its
                        first writer in reverse order (-1: the output, copied in) */
     int producer;   /* node index, -1 for the input */
@@ -153,6 +156,7 @@ struct cl_model {
     double *team;             /* nthreads * team_size, for cross-thread reductions */
     int cur_n;
     bool cur_train;
+    bool cur_fused;           /* the last forward ran fused spans (see plan_inference_fusion) */
     uint64_t dropout_step;    /* counts training forwards; keys the dropout masks */
 };
 
@@ -201,7 +205,7 @@ static inline double *cl_team_slot(const cl_exec *e, int tid) {
 size_t cl_optimizer_state(cl_optimizer *o, cl_real **buf1, cl_real **buf2, int64_t *step);
 void cl_optimizer_set_state_step(cl_optimizer *o, int64_t step);
 
-/* The geometry of one ungrouped convolution over N images. */
+/* The geometry of one ungrouped or depthwise convolution over N images. */
 typedef struct {
     int N, H, W, C, OH, OW, K, R, S, sh, sw, ph, pw, dh, dw;
 } cl_conv_shape;
@@ -212,11 +216,35 @@ typedef struct {
 size_t cl_conv2d_direct_scratch(const cl_conv_shape *d);
 void cl_conv2d_direct_forward(cl_real *out, const cl_real *inp, const cl_real *weight,
                               const cl_real *bias, const cl_conv_shape *d, cl_real *scratch);
+/* The same with an affine epilogue and optional ReLU in the store:
+ * out = (conv + bias) * scale[K] + shift[K] (BatchNorm folded in at inference). */
+void cl_conv2d_direct_forward_affine(cl_real *out, const cl_real *inp, const cl_real *weight,
+                                     const cl_real *bias, const cl_real *scale,
+                                     const cl_real *shift, bool relu, const cl_conv_shape *d,
+                                     cl_real *scratch);
 bool cl_conv2d_direct_input_grad_ok(const cl_conv_shape *d);
 void cl_conv2d_direct_input_grad(cl_real *dinp, const cl_real *dout, const cl_real *weight,
                                  const cl_conv_shape *d, cl_real *scratch);
 void cl_conv2d_direct_weight_grad(cl_real *dweight, const cl_real *dout, const cl_real *inp,
                                   const cl_conv_shape *d, cl_real *scratch);
+
+/* The depthwise kernels (src/nn/ops/conv2d_depthwise.c): groups = C = K, weight
+ * [C][R][S], any kernel size, stride, padding and dilation; the gradients accumulate
+ * (the bias gradient is conv2d.c's bias_grad, as for the direct kernels). */
+size_t cl_conv2d_depthwise_scratch(const cl_conv_shape *d);
+void cl_conv2d_depthwise_forward(cl_real *out, const cl_real *inp, const cl_real *weight,
+                                 const cl_real *bias, const cl_conv_shape *d, cl_real *scratch);
+void cl_conv2d_depthwise_input_grad(cl_real *dinp, const cl_real *dout, const cl_real *weight,
+                                    const cl_conv_shape *d, cl_real *scratch);
+void cl_conv2d_depthwise_weight_grad(cl_real *dweight, const cl_real *dout, const cl_real *inp,
+                                     const cl_conv_shape *d, cl_real *scratch);
+
+/* Conv -> BatchNorm (eval) [-> ReLU] as one pass (src/nn/ops/conv2d.c): whether conv
+ * node n can take the fold, and the fused forward writing bn's (or relu's) output
+ * tensor out. */
+bool cl_conv2d_can_fold_bn(const cl_model *m, const cl_node *n);
+void cl_conv2d_forward_bn(const cl_exec *e, const cl_node *conv, const cl_node *bn, bool relu,
+                          int out);
 
 /* Shared helpers for the ops. */
 int cl_conv_out_size(int in, int k, int stride, int pad, int dilation);

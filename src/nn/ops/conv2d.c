@@ -155,9 +155,17 @@ static size_t weight_count(const cl_model *m, const cl_node *n) {
            (size_t)a->kernel_h * (size_t)a->kernel_w;
 }
 
-/* The fast kernels handle ungrouped convolutions; grouped ones use the reference. */
+/* The fast kernels handle ungrouped convolutions (conv2d_direct.c) and depthwise
+ * ones with one output channel per input channel (conv2d_depthwise.c); other
+ * grouped convolutions use the reference loops. */
 static bool use_direct(const cl_model *m, const cl_node *n) {
     return n->a.conv.groups == 1 && !m->args.reference_kernels;
+}
+
+static bool use_depthwise(const cl_model *m, const cl_node *n) {
+    const cl_conv2d_args *a = &n->a.conv;
+    return a->groups > 1 && a->groups == cl_in_shape(m, n, 0)->c && a->out_channels == a->groups &&
+           !m->args.reference_kernels;
 }
 
 static cl_conv_shape shape_of(const cl_model *m, const cl_node *n, int N) {
@@ -173,7 +181,11 @@ static void sizes(const cl_model *m, cl_node *n) {
     n->macs = (int64_t)out->h * out->w * (int64_t)wc;
     if (n->a.conv.groups == 1) {
         cl_conv_shape d = shape_of(m, n, 1);
-        n->nscratch = cl_conv2d_direct_scratch(&d);
+        /* and the folded BatchNorm's scale and shift (cl_conv2d_forward_bn) */
+        n->nscratch = cl_conv2d_direct_scratch(&d) + 2 * (size_t)out->c;
+    } else if (n->a.conv.groups == cl_in_shape(m, n, 0)->c && n->a.conv.out_channels == n->a.conv.groups) {
+        cl_conv_shape d = shape_of(m, n, 1);
+        n->nscratch = cl_conv2d_depthwise_scratch(&d);
     }
     if (!n->a.conv.no_bias) n->nteam = (size_t)n->a.conv.out_channels; /* bias_grad's sums */
 }
@@ -207,8 +219,41 @@ static void forward(const cl_exec *e, const cl_node *n) {
         cl_conv2d_direct_forward(cl_act(e, n->out), cl_act(e, n->in[0]), w, b, &d, e->scratch);
         return;
     }
+    if (use_depthwise(e->m, n)) {
+        cl_conv_shape d = shape_of(e->m, n, e->n1 - e->n0);
+        cl_conv2d_depthwise_forward(cl_act(e, n->out), cl_act(e, n->in[0]), w, b, &d, e->scratch);
+        return;
+    }
     conv_dims d = dims_of(e->m, n, e->n1 - e->n0);
     conv2d_forward(cl_act(e, n->out), cl_act(e, n->in[0]), w, b, &d);
+}
+
+bool cl_conv2d_can_fold_bn(const cl_model *m, const cl_node *n) {
+    return n->op == &cl_op_conv2d && use_direct(m, n);
+}
+
+/* Eval mode: out = BatchNorm(conv(x)) with the running statistics, and ReLU if relu,
+ * in one pass: scale = gamma / sqrt(running_var + eps) and shift = beta -
+ * running_mean * scale, exactly as batchnorm2d.c's eval forward computes them, are
+ * folded into the weights and bias of the direct kernel. bn's parameters are
+ * weight, bias [C] and its buffers running_mean, running_var [C]. */
+void cl_conv2d_forward_bn(const cl_exec *e, const cl_node *conv, const cl_node *bn, bool relu,
+                          int out) {
+    const cl_model *m = e->m;
+    const int K = conv->a.conv.out_channels;
+    const cl_real *w = m->params + conv->param_off;
+    const cl_real *b = conv->a.conv.no_bias ? NULL : w + weight_count(m, conv);
+    const cl_real *gamma = m->params + bn->param_off, *beta = gamma + K;
+    const cl_real *running = m->buffers + bn->buffer_off;
+    cl_conv_shape d = shape_of(m, conv, e->n1 - e->n0);
+    cl_real *scale = e->scratch + cl_conv2d_direct_scratch(&d), *shift = scale + K;
+    for (int k = 0; k < K; k++) {
+        cl_real is = 1.0f / cl_sqrt(running[K + k] + bn->a.norm.eps);
+        scale[k] = gamma[k] * is;
+        shift[k] = beta[k] - running[k] * scale[k];
+    }
+    cl_conv2d_direct_forward_affine(cl_act(e, out), cl_act(e, conv->in[0]), w, b, scale, shift,
+                                    relu, &d, e->scratch);
 }
 
 /* dbias [K] += the sum of dout [pixels][K] over its pixels (images x OH x OW), summed in
@@ -244,6 +289,12 @@ static void backward(const cl_exec *e, const cl_node *n) {
         /* strided or dilated: the reference loops give the input gradient */
         conv_dims r = dims_of(e->m, n, e->n1 - e->n0);
         conv2d_backward_input(dinp, dout, w, &r);
+        return;
+    }
+    if (use_depthwise(e->m, n)) {
+        cl_conv_shape d = shape_of(e->m, n, e->n1 - e->n0);
+        cl_conv2d_depthwise_weight_grad(dw, dout, inp, &d, e->scratch);
+        if (dinp) cl_conv2d_depthwise_input_grad(dinp, dout, w, &d, e->scratch);
         return;
     }
     conv_dims d = dims_of(e->m, n, e->n1 - e->n0);

@@ -19,6 +19,8 @@
 #define VL 16 /* floats per vector */
 typedef cl_real vec __attribute__((vector_size(VL * sizeof(cl_real))));
 typedef cl_real vec_u __attribute__((vector_size(VL * sizeof(cl_real)), aligned(sizeof(cl_real))));
+/* the integer vector a comparison of two vecs gives: all ones where true */
+typedef __typeof__((vec){0} < (vec){0}) mask;
 
 #define INLINE static inline __attribute__((always_inline))
 
@@ -55,11 +57,12 @@ size_t cl_conv2d_direct_scratch(const cl_conv_shape *d) {
 
 /* out[j][k0 + 0..KV*16) for WB pixels j (of which nvalid are stored; kvalid channels):
  *     (accumulate ? out : bias) + sum over r, s, c of in[r*row + s*col + j*pix + c] * w[r][s][c][..]
+ * and with relu, negative sums stored as 0 (NaN stays NaN, as torch.relu).
  * in: padded input at the block's first pixel; w: [R][S][C][Kp] from channel k0. */
 #define FORWARD_KERNEL(NAME, KV, WB)                                                            \
     INLINE void NAME(cl_real *out, int K, int nvalid, int kvalid, const cl_real *in, int C,     \
                      int R, int S, size_t row, size_t col, size_t pix, const cl_real *w, int Kp, \
-                     const cl_real *bias, bool accumulate) {                                    \
+                     const cl_real *bias, bool accumulate, bool relu) {                         \
         vec acc[WB][KV];                                                                        \
         _Pragma("GCC unroll 32") for (int j = 0; j < WB; j++)                                   \
             _Pragma("GCC unroll 2") for (int v = 0; v < KV; v++) {                              \
@@ -86,6 +89,10 @@ size_t cl_conv2d_direct_scratch(const cl_conv_shape *d) {
                     }                                                                           \
                 }                                                                               \
             }                                                                                   \
+        if (relu)                                                                               \
+            _Pragma("GCC unroll 32") for (int j = 0; j < WB; j++)                               \
+                _Pragma("GCC unroll 2") for (int v = 0; v < KV; v++) acc[j][v] =                \
+                    (vec)((mask)acc[j][v] & ~(acc[j][v] < 0));                                  \
         for (int j = 0; j < nvalid; j++)                                                        \
             _Pragma("GCC unroll 2") for (int v = 0; v < KV; v++) {                              \
             int lanes = kvalid - v * VL;                                                        \
@@ -102,7 +109,7 @@ FORWARD_KERNEL(forward_1x16, 1, 16)
 /* Correlate one padded image in[Hp][Wp][C] with w [R][S][C][Kp] into out[OH][OW][K]. */
 INLINE void correlate(cl_real *out, const cl_real *in, const cl_real *w, const cl_real *bias,
                       int Wp, int C, int OH, int OW, int K, int R, int S, int sh, int sw, int dh,
-                      int dw, bool accumulate) {
+                      int dw, bool accumulate, bool relu) {
     const int Kp = round16(K);
     const size_t row = (size_t)dh * Wp * C, col = (size_t)dw * C, pix = (size_t)sw * C;
     for (int oh = 0; oh < OH; oh++) {
@@ -115,12 +122,12 @@ INLINE void correlate(cl_real *out, const cl_real *in, const cl_real *w, const c
                 for (int ow = 0; ow < OW; ow += 12)
                     forward_2x12(orow + (size_t)ow * K + k0, K, OW - ow < 12 ? OW - ow : 12, kvalid,
                                  irow + (size_t)ow * pix, C, R, S, row, col, pix, w + k0, Kp, b,
-                                 accumulate);
+                                 accumulate, relu);
             } else {
                 for (int ow = 0; ow < OW; ow += 16)
                     forward_1x16(orow + (size_t)ow * K + k0, K, OW - ow < 16 ? OW - ow : 16, kvalid,
                                  irow + (size_t)ow * pix, C, R, S, row, col, pix, w + k0, Kp, b,
-                                 accumulate);
+                                 accumulate, relu);
             }
         }
     }
@@ -143,23 +150,49 @@ static void pad_image(cl_real *dst, const cl_real *img, int H, int W, int C, int
 
 /* ---- drivers ------------------------------------------------------------------------ */
 
-/* out[N][OH][OW][K] = conv(inp[N][H][W][C], weight [R][S][C][K]) + bias[K] */
-CL_CLONES void cl_conv2d_direct_forward(cl_real *out, const cl_real *inp, const cl_real *weight,
-                                        const cl_real *bias, const cl_conv_shape *d,
-                                        cl_real *scratch) {
+/* out[N][OH][OW][K] = conv(inp[N][H][W][C], weight [R][S][C][K]) + bias[K], and with
+ * scale (not NULL) the per-channel affine epilogue folded in:
+ *     out = (conv + bias) * scale[K] + shift[K],   then max(., 0) with relu,
+ * computed as conv with weight * scale and bias * scale + shift: BatchNorm in eval
+ * mode (scale = gamma / sqrt(running_var + eps), shift = beta - running_mean * scale)
+ * and the ReLU after it cost no pass over memory of their own. */
+INLINE void forward_impl(cl_real *out, const cl_real *inp, const cl_real *weight,
+                         const cl_real *bias, const cl_real *scale, const cl_real *shift,
+                         bool relu, const cl_conv_shape *d, cl_real *scratch) {
     const int Kp = round16(d->K), Wp = d->W + 2 * d->pw;
     cl_real *wpk = scratch, *bpk = wpk + (size_t)d->R * d->S * d->C * Kp;
     cl_real *pad = bpk + Kp;
     /* weights with each output-channel row padded to Kp, so vectors never run off it */
     memset(wpk, 0, ((size_t)d->R * d->S * d->C + 1) * Kp * sizeof(cl_real));
-    for (size_t i = 0; i < (size_t)d->R * d->S * d->C; i++)
-        memcpy(wpk + i * Kp, weight + i * d->K, (size_t)d->K * sizeof(cl_real));
-    if (bias) memcpy(bpk, bias, (size_t)d->K * sizeof(cl_real));
+    for (size_t i = 0; i < (size_t)d->R * d->S * d->C; i++) {
+        if (scale)
+            for (int k = 0; k < d->K; k++) wpk[i * Kp + k] = weight[i * d->K + k] * scale[k];
+        else
+            memcpy(wpk + i * Kp, weight + i * d->K, (size_t)d->K * sizeof(cl_real));
+    }
+    if (scale)
+        for (int k = 0; k < d->K; k++) bpk[k] = (bias ? bias[k] * scale[k] : 0) + shift[k];
+    else if (bias)
+        memcpy(bpk, bias, (size_t)d->K * sizeof(cl_real));
+    bool has_bias = bias || scale;
     for (int n = 0; n < d->N; n++) {
         pad_image(pad, inp + (size_t)n * d->H * d->W * d->C, d->H, d->W, d->C, d->ph, d->pw);
-        correlate(out + (size_t)n * d->OH * d->OW * d->K, pad, wpk, bias ? bpk : NULL, Wp, d->C,
-                  d->OH, d->OW, d->K, d->R, d->S, d->sh, d->sw, d->dh, d->dw, false);
+        correlate(out + (size_t)n * d->OH * d->OW * d->K, pad, wpk, has_bias ? bpk : NULL, Wp, d->C,
+                  d->OH, d->OW, d->K, d->R, d->S, d->sh, d->sw, d->dh, d->dw, false, relu);
     }
+}
+
+CL_CLONES void cl_conv2d_direct_forward(cl_real *out, const cl_real *inp, const cl_real *weight,
+                                        const cl_real *bias, const cl_conv_shape *d,
+                                        cl_real *scratch) {
+    forward_impl(out, inp, weight, bias, NULL, NULL, false, d, scratch);
+}
+
+CL_CLONES void cl_conv2d_direct_forward_affine(cl_real *out, const cl_real *inp,
+                                               const cl_real *weight, const cl_real *bias,
+                                               const cl_real *scale, const cl_real *shift,
+                                               bool relu, const cl_conv_shape *d, cl_real *scratch) {
+    forward_impl(out, inp, weight, bias, scale, shift, relu, d, scratch);
 }
 
 bool cl_conv2d_direct_input_grad_ok(const cl_conv_shape *d) {
@@ -185,7 +218,7 @@ CL_CLONES void cl_conv2d_direct_input_grad(cl_real *dinp, const cl_real *dout,
     for (int n = 0; n < d->N; n++) {
         pad_image(pad, dout + (size_t)n * d->OH * d->OW * d->K, d->OH, d->OW, d->K, qh, qw);
         correlate(dinp + (size_t)n * d->H * d->W * d->C, pad, wt, NULL, Wq, d->K, d->H, d->W, d->C,
-                  d->R, d->S, 1, 1, 1, 1, true);
+                  d->R, d->S, 1, 1, 1, 1, true, false);
     }
 }
 
@@ -223,6 +256,41 @@ WEIGHT_KERNEL(weight_8, 8)
 WEIGHT_KERNEL(weight_4, 4)
 WEIGHT_KERNEL(weight_1, 1)
 
+/* First layers (3x3 kernel, 1 or 3 input channels): the blocking over 8 input
+ * channels above runs a single-channel kernel per channel there, whose two
+ * accumulators form one dependent chain per pixel and whose second vector is wasted
+ * for 16 output channels. Here all 9*C kernel taps of one 16-channel block are
+ * accumulated at once over the pixels, 9*C independent chains held in registers:
+ *     dw[r][s][c][k0..k0+16) += sum_p in[p + r*row + s*col][c] * dout[p][k0..] */
+#define WEIGHT_TAPS_KERNEL(NAME, CC)                                                              \
+    INLINE void NAME(cl_real *dw, int K, int kvalid, const cl_real *in, const cl_real *dout, int Kp, \
+                     int OH, int OW, size_t in_row, size_t pix, size_t row, size_t col) {         \
+        vec acc[9 * CC];                                                                          \
+        _Pragma("GCC unroll 27") for (int t = 0; t < 9 * CC; t++) acc[t] = (vec){0};             \
+        for (int oh = 0; oh < OH; oh++) {                                                         \
+            const cl_real *ip = in + oh * in_row;                                                 \
+            const cl_real *dp = dout + (size_t)oh * OW * Kp;                                      \
+            for (int ow = 0; ow < OW; ow++) {                                                     \
+                vec g = LOAD(dp + (size_t)ow * Kp);                                               \
+                const cl_real *x = ip + ow * pix;                                                 \
+                _Pragma("GCC unroll 3") for (int r = 0; r < 3; r++)                               \
+                    _Pragma("GCC unroll 3") for (int s = 0; s < 3; s++)                           \
+                        _Pragma("GCC unroll 3") for (int c = 0; c < CC; c++)                      \
+                            acc[(r * 3 + s) * CC + c] += x[r * row + s * col + c] * g;            \
+            }                                                                                     \
+        }                                                                                         \
+        for (int t = 0; t < 9 * CC; t++) {                                                        \
+            cl_real *p = dw + (size_t)t * K;                                                      \
+            if (kvalid >= VL)                                                                     \
+                STORE(p, LOAD(p) + acc[t]);                                                       \
+            else                                                                                  \
+                for (int i = 0; i < kvalid; i++) p[i] += acc[t][i];                               \
+        }                                                                                         \
+    }
+
+WEIGHT_TAPS_KERNEL(weight_taps_3, 3)
+WEIGHT_TAPS_KERNEL(weight_taps_1, 1)
+
 /* dweight[R][S][C][K] += sum over images and pixels of inp (padded) x dout */
 CL_CLONES void cl_conv2d_direct_weight_grad(cl_real *dweight, const cl_real *dout,
                                             const cl_real *inp, const cl_conv_shape *d,
@@ -238,6 +306,19 @@ CL_CLONES void cl_conv2d_direct_weight_grad(cl_real *dweight, const cl_real *dou
         for (size_t p = 0; p < P; p++)
             memcpy(dk + p * Kp, dn + p * d->K, (size_t)d->K * sizeof(cl_real));
         pad_image(pad, inp + (size_t)n * d->H * d->W * d->C, d->H, d->W, d->C, d->ph, d->pw);
+        if (d->R == 3 && d->S == 3 && (d->C == 3 || d->C == 1)) {
+            const size_t row = (size_t)d->dh * Wp * d->C, col = (size_t)d->dw * d->C;
+            for (int k0 = 0; k0 < d->K; k0 += VL) {
+                int kvalid = d->K - k0 < VL ? d->K - k0 : VL;
+                if (d->C == 3)
+                    weight_taps_3(dweight + k0, d->K, kvalid, pad, dk + k0, Kp, d->OH, d->OW, in_row,
+                                  pix, row, col);
+                else
+                    weight_taps_1(dweight + k0, d->K, kvalid, pad, dk + k0, Kp, d->OH, d->OW, in_row,
+                                  pix, row, col);
+            }
+            continue;
+        }
         for (int r = 0; r < d->R; r++)
             for (int s = 0; s < d->S; s++) {
                 const cl_real *in_rs = pad + ((size_t)r * d->dh * Wp + (size_t)s * d->dw) * d->C;
