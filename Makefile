@@ -1,5 +1,7 @@
 # Makefile for cnnlab: the library (build/libcnnlab.a), the CLI (build/cnnlab) and the tests.
 #   make            library and CLI
+#   make mpi        build/cnnlab-mpi: the CLI with data-parallel training over MPI
+#                   (needs mpicc: Debian's libopenmpi-dev; see docs/distributed.md)
 #   make test       build and run every test (C only; fixtures are committed)
 #   make asan       the tests under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make portable   the tests with the fast kernels built without CPU dispatch
@@ -53,6 +55,20 @@ $(BUILD)/libcnnlab.a: $(LIB_OBJ)
 $(BUILD)/cnnlab: $(CLI_OBJ) $(BUILD)/libcnnlab.a
 	$(CC) $(CL_FLAGS) $^ -o $@ $(LDLIBS)
 
+# The MPI build differs from the plain one in cli/dist.c alone (-DCNNLAB_MPI); the
+# library stays free of MPI.
+MPICC   ?= mpicc
+MPI_CLI_OBJ := $(filter-out $(BUILD)/cli/dist.o,$(CLI_OBJ)) $(BUILD)/mpi/cli/dist.o
+
+$(BUILD)/mpi/cli/dist.o: cli/dist.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(MPICC) $(CL_FLAGS) -DCNNLAB_MPI -c $< -o $@
+
+$(BUILD)/cnnlab-mpi: $(MPI_CLI_OBJ) $(BUILD)/libcnnlab.a
+	$(MPICC) $(CL_FLAGS) $^ -o $@ $(LDLIBS)
+
+mpi: $(BUILD)/cnnlab-mpi
+
 $(BUILD)/tests/%: tests/%.c $(HARNESS) tests/harness.h $(BUILD)/libcnnlab.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CL_FLAGS) -Itests $< $(HARNESS) $(BUILD)/libcnnlab.a -o $@ $(LDLIBS)
@@ -77,7 +93,7 @@ tests: $(TESTS) $(BUILD)/cnnlab $(BUILD)/tests/pngstat
 # Runs every test binary from the repository root, then the CLI tests; prints
 # "N passed, N failed" and fails if any did.
 test: tests
-	@BUILD=$(BUILD) sh tests/run_all.sh $(TESTS) tests/test_cli.sh tests/test_fetch.sh tests/test_train.sh tests/test_report.sh
+	@BUILD=$(BUILD) sh tests/run_all.sh $(TESTS) tests/test_cli.sh tests/test_fetch.sh tests/test_train.sh tests/test_report.sh tests/test_mpi.sh
 
 # fontconfig (under cairo's text) keeps a few hundred bytes until exit: not ours.
 asan:
@@ -133,4 +149,4 @@ fixtures:
 clean:
 	rm -rf build build-asan build-portable
 
-.PHONY: all tests test asan portable check demo fuzz fixtures clean
+.PHONY: all mpi tests test asan portable check demo fuzz fixtures clean

@@ -6,11 +6,15 @@
 #include <string.h>
 
 #include "cli.h"
+#include "dist.h"
 
 void cli_error(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    fputs("cnnlab: ", stderr);
+    if (dist_size() > 1)
+        fprintf(stderr, "cnnlab (rank %d): ", dist_rank());
+    else
+        fputs("cnnlab: ", stderr);
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
