@@ -661,7 +661,8 @@ static int train_run(int argc, char **argv) {
             break;
         }
         if (status == 2) {
-            save_checkpoint(&r, "last.safetensors", true);
+            /* the other ranks wait here until rank 0 has saved */
+            dist_all_ok(save_checkpoint(&r, "last.safetensors", true));
             say(&r, "Interrupted: saved %s/last.safetensors at epoch %d, batch %d. Continue with "
                     "`cnnlab train --resume %s`.\n", r.dir, r.epoch + 1, r.batch_in_epoch, r.dir);
             rc = 130;
