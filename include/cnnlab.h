@@ -84,7 +84,14 @@ typedef struct {
                          nn.GroupNorm(1, C) */
 } cl_norm_args;
 
-typedef enum { CL_ACT_NONE = 0, CL_ACT_RELU, CL_ACT_LEAKY_RELU, CL_ACT_GELU } cl_act_kind;
+typedef enum {
+    CL_ACT_NONE = 0,
+    CL_ACT_RELU,
+    CL_ACT_LEAKY_RELU,
+    CL_ACT_GELU,
+    CL_ACT_SILU,      /* nn.SiLU */
+    CL_ACT_HARDSWISH, /* nn.Hardswish */
+} cl_act_kind;
 
 /* Create an empty model whose input samples have the given shape. NULL only when
  * out of memory. */

@@ -1,6 +1,7 @@
 /* harness.c: fixture loading (every read bounds-checked, the format is described
- * in tests/ref/fixture.py), tolerance comparisons and the pass/fail bookkeeping
- * shared by the C test binaries. */
+ * in tests/ref/fixture.py), building a fixture case's model and moving its tensors
+ * in and out, tolerance comparisons and the pass/fail bookkeeping shared by the C
+ * test binaries. */
 #include "harness.h"
 
 #include <math.h>
@@ -237,6 +238,105 @@ float *fx_to_nhwc(const fx_tensor *t) {
         for (size_t p = 0; p < hw; p++)
             for (size_t k = 0; k < c; k++) out[(i * hw + p) * c + k] = t->data[(i * c + k) * hw + p];
     return out;
+}
+
+/* ---- fixture cases and models ------------------------------------------------- */
+
+cl_model *fx_model(const fx_case *c, cl_compile_args a) {
+    char err[512];
+    cl_model *m = cl_parse_model(c->model_text, c->model_len, c->name, NULL, err, sizeof err);
+    if (!m) {
+        t_fail("parse: %s", err);
+        return NULL;
+    }
+    cl_status st = cl_model_compile(m, a);
+    if (st != CL_OK) {
+        t_fail("compile: status %d: %s", (int)st, cl_model_error(m));
+        cl_model_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+/* The index of m's tensor name, checking it holds numel values; -1 after a failure. */
+static int model_tensor(const cl_model *m, const char *name, size_t numel) {
+    int i = cl_model_find_tensor(m, name);
+    if (i < 0) {
+        t_fail("fixture tensor %s does not exist in the model", name);
+        return -1;
+    }
+    cl_tensor_info info = cl_model_tensor(m, i);
+    if ((size_t)info.numel != numel) {
+        t_fail("%s has %lld elements in the model, %zu in the fixture", name,
+               (long long)info.numel, numel);
+        return -1;
+    }
+    return i;
+}
+
+bool fx_load_state(cl_model *m, const fx_case *c) {
+    int nstate = 0;
+    bool ok = true;
+    for (int k = 0; k < c->ntensors; k++) {
+        const fx_tensor *t = &c->tensors[k];
+        if (!fx_is_state(t)) continue;
+        nstate++;
+        int i = model_tensor(m, t->name, t->numel);
+        if (i < 0) {
+            ok = false;
+            continue;
+        }
+        cl_real *v = xmalloc(t->numel * sizeof *v);
+        for (size_t j = 0; j < t->numel; j++) v[j] = (cl_real)t->data[j];
+        if (cl_model_set_tensor(m, i, v) != CL_OK) {
+            t_fail("cl_model_set_tensor(%s) failed", t->name);
+            ok = false;
+        }
+        free(v);
+    }
+    for (int i = 0; i < cl_model_tensor_count(m); i++) {
+        cl_tensor_info info = cl_model_tensor(m, i);
+        if (!fx_find(c, info.name)) {
+            t_fail("model tensor %s is not in PyTorch's state_dict", info.name);
+            ok = false;
+        }
+    }
+    if (nstate != cl_model_tensor_count(m)) {
+        t_fail("PyTorch has %d state_dict tensors, the model %d", nstate, cl_model_tensor_count(m));
+        ok = false;
+    }
+    return ok;
+}
+
+int fx_check_tensors(cl_model *m, const fx_case *c, const char *prefix, bool grad, double atol,
+                     double rtol) {
+    size_t plen = strlen(prefix);
+    int count = 0;
+    for (int k = 0; k < c->ntensors; k++) {
+        const fx_tensor *t = &c->tensors[k];
+        if (strncmp(t->name, prefix, plen) != 0) continue;
+        count++;
+        int i = model_tensor(m, t->name + plen, t->numel);
+        if (i < 0) continue;
+        cl_real *v = xmalloc(t->numel * sizeof *v);
+        float *f = xmalloc(t->numel * sizeof *f);
+        cl_status st = grad ? cl_model_get_tensor_grad(m, i, v) : cl_model_get_tensor(m, i, v);
+        if (st != CL_OK) {
+            t_fail("reading %s: status %d", t->name, (int)st);
+        } else {
+            for (size_t j = 0; j < t->numel; j++) f[j] = (float)v[j];
+            check_close(t->name, f, t->data, t->numel, atol, rtol);
+        }
+        free(v);
+        free(f);
+    }
+    return count;
+}
+
+int32_t *fx_labels(const fx_tensor *t) {
+    int32_t *lab = xmalloc(t->numel * sizeof *lab);
+    for (size_t i = 0; i < t->numel; i++) lab[i] = (int32_t)t->data[i];
+    return lab;
 }
 
 /* ---- bookkeeping --------------------------------------------------------------- */

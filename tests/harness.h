@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cnnlab.h"
+
 #define FX_FLAG_TRAIN 1u
 #define FX_FLAG_INPUT_GRAD 2u
 #define FX_MAX_DIMS 8
@@ -46,6 +48,23 @@ const fx_tensor *fx_need(const fx_case *c, const char *name);
 void fx_tol(const fx_case *c, const char *name, double *atol, double *rtol);
 /* Whether a tensor is a state_dict entry ("layers.I.attr"). */
 bool fx_is_state(const fx_tensor *t);
+
+/* ---- fixture cases and models ---------------------------------------------------
+ * Failures are recorded in the current check group (t_fail). These work in both
+ * builds of the library (cl_real float, and double for the gradient check). */
+
+/* Parse the case's model file and compile it with a; NULL after a failure. */
+cl_model *fx_model(const fx_case *c, cl_compile_args a);
+/* Set every state_dict tensor of the case ("layers.I.attr") in m. They must be
+ * exactly m's tensors (names and sizes); returns false after failures. */
+bool fx_load_state(cl_model *m, const fx_case *c);
+/* Compare each tensor of the case named PREFIX.NAME (prefix "grad.", "after.",
+ * "final.", ...) with m's tensor NAME: its gradient when grad is true, else its
+ * value. Returns how many were compared. */
+int fx_check_tensors(cl_model *m, const fx_case *c, const char *prefix, bool grad, double atol,
+                     double rtol);
+/* A labels tensor (class indices stored as floats) as malloc'ed int32. */
+int32_t *fx_labels(const fx_tensor *t);
 
 /* ---- bookkeeping ----------------------------------------------------------- */
 

@@ -40,40 +40,19 @@ static void run_case(const fx_case *c) {
         return;
     }
     int n = (int)x->dims[0];
-    char err[512];
-    cl_model *m = cl_parse_model(c->model_text, c->model_len, c->name, NULL, err, sizeof err);
-    if (!m) {
-        t_fail("parse: %s", err);
-        return;
-    }
+    cl_model *m = fx_model(c, (cl_compile_args){.max_batch = n, .threads = 2, .seed = 1});
+    if (!m) return;
     cl_shape os = cl_model_shape(m, cl_model_output(m));
     int k = os.c;
     float *xin = NULL, *d = NULL;
-    int32_t *lab = xmalloc((size_t)n * sizeof *lab);
-    for (int i = 0; i < n; i++) lab[i] = (int32_t)labels->data[i];
+    int32_t *lab = fx_labels(labels);
     cl_optimizer *opt = NULL;
+    cl_status st;
     if (os.h != 1 || os.w != 1) {
         t_fail("model output is %dx%dx%d, not Kx1x1", os.c, os.h, os.w);
         goto done;
     }
-    cl_status st = cl_model_compile(m, (cl_compile_args){.max_batch = n, .threads = 2, .seed = 1});
-    if (st != CL_OK) {
-        t_fail("compile: %s", cl_model_error(m));
-        goto done;
-    }
-    int nstate = 0;
-    for (int t = 0; t < c->ntensors; t++) {
-        const fx_tensor *ft = &c->tensors[t];
-        if (!fx_is_state(ft)) continue;
-        nstate++;
-        int i = cl_model_find_tensor(m, ft->name);
-        if (i < 0 || (size_t)cl_model_tensor(m, i).numel != ft->numel)
-            t_fail("fixture tensor %s is missing from the model or has another size", ft->name);
-        else if (cl_model_set_tensor(m, i, ft->data) != CL_OK)
-            t_fail("cl_model_set_tensor(%s) failed", ft->name);
-    }
-    if (nstate != cl_model_tensor_count(m))
-        t_fail("PyTorch has %d state_dict tensors, the model %d", nstate, cl_model_tensor_count(m));
+    fx_load_state(m, c);
 
     /* Step 0: loss and gradients. */
     xin = fx_to_nhwc(x);
@@ -88,23 +67,7 @@ static void run_case(const fx_case *c) {
         t_fail("backward: status %d: %s", (int)st, cl_model_error(m));
         goto done;
     }
-    int ngrad = 0;
-    for (int t = 0; t < c->ntensors; t++) {
-        const fx_tensor *ft = &c->tensors[t];
-        if (strncmp(ft->name, "grad.", 5) != 0) continue;
-        ngrad++;
-        int i = cl_model_find_tensor(m, ft->name + 5);
-        if (i < 0 || (size_t)cl_model_tensor(m, i).numel != ft->numel) {
-            t_fail("%s: no such model tensor or another size", ft->name);
-            continue;
-        }
-        float *g = xmalloc(ft->numel * sizeof *g);
-        if (cl_model_get_tensor_grad(m, i, g) != CL_OK)
-            t_fail("reading %s failed", ft->name);
-        else
-            check_close(ft->name, g, ft->data, ft->numel, atol, rtol);
-        free(g);
-    }
+    int ngrad = fx_check_tensors(m, c, "grad.", true, atol, rtol);
     if (ngrad == 0) t_fail("fixture has no gradients");
 
     /* SGD: step, then zero_grad, forward, loss, backward, for 10 steps. */
@@ -136,21 +99,8 @@ static void run_case(const fx_case *c) {
         t_fail("losses got/want:%s", line);
     }
     t_begin("e2e/%s running statistics after 11 forwards", c->name);
-    for (int t = 0; t < c->ntensors; t++) {
-        const fx_tensor *ft = &c->tensors[t];
-        if (strncmp(ft->name, "after.", 6) != 0) continue;
-        int i = cl_model_find_tensor(m, ft->name + 6);
-        if (i < 0 || (size_t)cl_model_tensor(m, i).numel != ft->numel) {
-            t_fail("%s: no such model tensor or another size", ft->name);
-            continue;
-        }
-        float *v = xmalloc(ft->numel * sizeof *v);
-        if (cl_model_get_tensor(m, i, v) != CL_OK)
-            t_fail("reading %s failed", ft->name);
-        else
-            check_close(ft->name, v, ft->data, ft->numel, aatol, artol);
-        free(v);
-    }
+    if (fx_check_tensors(m, c, "after.", false, aatol, artol) == 0)
+        t_fail("fixture has no running statistics");
 done:
     if (opt) cl_optimizer_free(opt);
     free(xin);

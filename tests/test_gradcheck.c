@@ -3,7 +3,9 @@
  * so the very kernels that train in float run here in double. For each case the
  * objective is L = sum(w * out) for a fixed random w (or the cross-entropy loss);
  * the analytic gradient of the input and of every parameter from cl_model_backward is
- * compared with central differences (L(x+h) - L(x-h)) / 2h at sampled entries. */
+ * compared with central differences (L(x+h) - L(x-h)) / 2h at sampled entries.
+ * Every activation of the layer registry is also checked on its own and inside a
+ * block (act=KIND), so a new activation is checked without a line here. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +13,7 @@
 
 #include "cnnlab.h"
 #include "harness.h"
+#include "io/registry.h"
 
 _Static_assert(sizeof(cl_real) == sizeof(double), "build this test with -DCL_REAL=double");
 
@@ -180,7 +183,26 @@ static void run_case(const gc_case *c) {
     t_end();
 }
 
+/* The registry's activations: alone on the whole real line, and after a conv and a
+ * BatchNorm in a block with a loss. */
+static void run_registry_activations(void) {
+    for (int i = 0; i < cl_layer_kind_count; i++) {
+        const cl_layer_kind *k = &cl_layer_kinds[i];
+        if (k->act == CL_ACT_NONE) continue;
+        char name[2][64], text[2][256];
+        snprintf(name[0], sizeof name[0], "registry %s", k->keyword);
+        snprintf(text[0], sizeof text[0], "input 3x5x5\n%s", k->keyword);
+        snprintf(name[1], sizeof name[1], "registry block act=%s", k->keyword);
+        snprintf(text[1], sizeof text[1],
+                 "input 3x6x6\nblock 4 k=3 pad=1 norm=bn act=%s\ngap\nconv 10 k=1", k->keyword);
+        gc_case c[2] = {{name[0], text[0], 3, true, false}, {name[1], text[1], 4, true, true}};
+        run_case(&c[0]);
+        run_case(&c[1]);
+    }
+}
+
 int main(void) {
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) run_case(&cases[i]);
+    run_registry_activations();
     return t_finish();
 }

@@ -23,8 +23,7 @@ static void run_case(const fx_case *c) {
         return;
     }
     int n = (int)logits->dims[0], k = (int)logits->dims[1];
-    int32_t *lab = xmalloc((size_t)n * sizeof *lab);
-    for (int i = 0; i < n; i++) lab[i] = (int32_t)labels->data[i];
+    int32_t *lab = fx_labels(labels);
     float *d = xmalloc(logits->numel * sizeof *d);
     float got = (float)cl_cross_entropy(logits->data, lab, n, k, smoothing->data[0], d);
     check_close("loss", &got, loss->data, 1, atol, rtol);

@@ -17,27 +17,6 @@ typedef struct {
     size_t nout, ndx;
 } results;
 
-static bool is_io(const char *name) {
-    return !strcmp(name, "x") || !strcmp(name, "out") || !strcmp(name, "dout") ||
-           !strcmp(name, "dx") || !strcmp(name, "tol");
-}
-
-/* The model tensor for a fixture name, checking its element count. */
-static int model_tensor(cl_model *m, const char *name, const fx_tensor *t) {
-    int i = cl_model_find_tensor(m, name);
-    if (i < 0) {
-        t_fail("fixture tensor %s does not exist in the model", name);
-        return -1;
-    }
-    cl_tensor_info info = cl_model_tensor(m, i);
-    if ((size_t)info.numel != t->numel) {
-        t_fail("%s has %lld elements in the model, %zu in the fixture", name,
-               (long long)info.numel, t->numel);
-        return -1;
-    }
-    return i;
-}
-
 static void run_case(const fx_case *c, int threads, results *res) {
     double atol, rtol;
     fx_tol(c, "tol", &atol, &rtol);
@@ -52,12 +31,9 @@ static void run_case(const fx_case *c, int threads, results *res) {
     bool train = c->flags & FX_FLAG_TRAIN, input_grad = c->flags & FX_FLAG_INPUT_GRAD;
     int n = (int)x->dims[0];
 
-    char err[512];
-    cl_model *m = cl_parse_model(c->model_text, c->model_len, c->name, NULL, err, sizeof err);
-    if (!m) {
-        t_fail("parse: %s", err);
-        return;
-    }
+    cl_model *m = fx_model(c, (cl_compile_args){.max_batch = n, .threads = threads, .seed = 1,
+                                                .input_grad = input_grad});
+    if (!m) return;
     cl_shape in = cl_model_shape(m, cl_input(m));
     if (in.c != x->dims[1] || in.h != x->dims[2] || in.w != x->dims[3]) {
         t_fail("model input %dx%dx%d, fixture x is %lldx%lldx%lld", in.c, in.h, in.w,
@@ -71,37 +47,7 @@ static void run_case(const fx_case *c, int threads, results *res) {
                (long long)want_out->dims[3]);
         goto done;
     }
-    cl_compile_args ca = {.max_batch = n, .threads = threads, .seed = 1, .input_grad = input_grad};
-    cl_status st = cl_model_compile(m, ca);
-    if (st != CL_OK) {
-        t_fail("compile: status %d: %s", (int)st, cl_model_error(m));
-        goto done;
-    }
-
-    /* Load the state_dict; it must cover exactly the model's tensors. */
-    int nstate = 0, ngrad = 0;
-    for (int k = 0; k < c->ntensors; k++) {
-        const fx_tensor *t = &c->tensors[k];
-        if (fx_is_state(t)) {
-            nstate++;
-            int i = model_tensor(m, t->name, t);
-            if (i >= 0 && cl_model_set_tensor(m, i, t->data) != CL_OK)
-                t_fail("cl_model_set_tensor(%s) failed", t->name);
-        } else if (!strncmp(t->name, "grad.", 5)) {
-            ngrad++;
-        } else if (strncmp(t->name, "after.", 6) != 0 && !is_io(t->name)) {
-            t_fail("unknown fixture tensor %s", t->name);
-        }
-    }
-    int ntrain = 0;
-    for (int i = 0; i < cl_model_tensor_count(m); i++) {
-        cl_tensor_info info = cl_model_tensor(m, i);
-        ntrain += info.trainable;
-        if (!fx_find(c, info.name)) t_fail("model tensor %s is not in PyTorch's state_dict", info.name);
-    }
-    if (nstate != cl_model_tensor_count(m) || ngrad != ntrain)
-        t_fail("PyTorch has %d tensors (%d trainable), the model %d (%d trainable)", nstate, ngrad,
-               cl_model_tensor_count(m), ntrain);
+    fx_load_state(m, c); /* it must cover exactly the model's tensors */
 
     /* Forward. */
     size_t nout = want_out->numel;
@@ -123,7 +69,7 @@ static void run_case(const fx_case *c, int threads, results *res) {
     /* Backward from dout. */
     cl_model_zero_grad(m);
     float *d = fx_to_nhwc(dout);
-    st = cl_model_backward(m, d);
+    cl_status st = cl_model_backward(m, d);
     free(d);
     if (st != CL_OK) {
         t_fail("backward: status %d: %s", (int)st, cl_model_error(m));
@@ -141,21 +87,11 @@ static void run_case(const fx_case *c, int threads, results *res) {
             res->ndx = x->numel;
         }
     }
-    for (int k = 0; k < c->ntensors; k++) {
-        const fx_tensor *t = &c->tensors[k];
-        bool grad = !strncmp(t->name, "grad.", 5), after = !strncmp(t->name, "after.", 6);
-        if (!grad && !after) continue;
-        const char *name = t->name + (grad ? 5 : 6);
-        int i = model_tensor(m, name, t);
-        if (i < 0) continue;
-        float *v = xmalloc(t->numel * sizeof *v);
-        st = grad ? cl_model_get_tensor_grad(m, i, v) : cl_model_get_tensor(m, i, v);
-        if (st != CL_OK)
-            t_fail("reading %s: status %d", t->name, (int)st);
-        else
-            check_close(t->name, v, t->data, t->numel, atol, rtol);
-        free(v);
-    }
+    int ntrain = 0;
+    for (int i = 0; i < cl_model_tensor_count(m); i++) ntrain += cl_model_tensor(m, i).trainable;
+    int ngrad = fx_check_tensors(m, c, "grad.", true, atol, rtol);
+    if (ngrad != ntrain) t_fail("PyTorch has %d parameter gradients, the model %d", ngrad, ntrain);
+    fx_check_tensors(m, c, "after.", false, atol, rtol);
 done:
     cl_model_free(m);
 }

@@ -51,31 +51,6 @@ static cl_sched_args sched_args(const float *s, float lr, const fx_tensor *miles
     return a;
 }
 
-/* Load every "layers.*" tensor of the case into m; false (with a failure) if any is
- * missing or the counts differ. */
-static bool load_state(cl_model *m, const fx_case *c) {
-    int nstate = 0;
-    bool ok = true;
-    for (int t = 0; t < c->ntensors; t++) {
-        const fx_tensor *ft = &c->tensors[t];
-        if (!fx_is_state(ft)) continue;
-        nstate++;
-        int i = cl_model_find_tensor(m, ft->name);
-        if (i < 0 || (size_t)cl_model_tensor(m, i).numel != ft->numel) {
-            t_fail("fixture tensor %s is missing from the model or has another size", ft->name);
-            ok = false;
-        } else if (cl_model_set_tensor(m, i, ft->data) != CL_OK) {
-            t_fail("cl_model_set_tensor(%s) failed", ft->name);
-            ok = false;
-        }
-    }
-    if (nstate != cl_model_tensor_count(m)) {
-        t_fail("PyTorch has %d state_dict tensors, the model %d", nstate, cl_model_tensor_count(m));
-        ok = false;
-    }
-    return ok;
-}
-
 static void run_case(const fx_case *c, int threads) {
     t_begin("optim/%s threads=%d: setup", c->name, threads);
     double lr_atol, lr_rtol, l_atol, l_rtol, f_atol, f_rtol;
@@ -101,25 +76,16 @@ static void run_case(const fx_case *c, int threads) {
     }
     int n = (int)x->dims[0];
     char err[512];
-    cl_model *m = cl_parse_model(c->model_text, c->model_len, c->name, NULL, err, sizeof err);
-    if (!m) {
-        t_fail("parse: %s", err);
-        return;
-    }
+    cl_model *m = fx_model(c, (cl_compile_args){.max_batch = n, .threads = threads, .seed = 1});
+    if (!m) return;
     cl_shape os = cl_model_shape(m, cl_model_output(m));
     int k = os.c;
-    int32_t *lab = xmalloc((size_t)n * sizeof *lab);
-    for (int i = 0; i < n; i++) lab[i] = (int32_t)labels->data[i];
+    int32_t *lab = fx_labels(labels);
     float *xin = fx_to_nhwc(x), *d = xmalloc((size_t)n * (size_t)k * sizeof *d);
     float got_lr[MAX_STEPS], got_mom[MAX_STEPS], got_loss[MAX_STEPS];
     cl_optimizer *opt = NULL;
-    cl_status st = cl_model_compile(m, (cl_compile_args){.max_batch = n, .threads = threads,
-                                                         .seed = 1});
-    if (st != CL_OK) {
-        t_fail("compile: %s", cl_model_error(m));
-        goto done;
-    }
-    if (!load_state(m, c)) goto done;
+    cl_status st;
+    if (!fx_load_state(m, c)) goto done;
     cl_optim_args oa = optim_args(optim->data);
     cl_schedule s;
     if (cl_schedule_init(&s, sched_args(sched->data, oa.lr, milestones), err, sizeof err) != CL_OK) {
@@ -180,23 +146,7 @@ static void run_case(const fx_case *c, int threads) {
     check_close("losses", got_loss, losses->data, (size_t)nsteps, l_atol, l_rtol);
 
     t_begin("optim/%s threads=%d: final parameters and running statistics", c->name, threads);
-    int nfinal = 0;
-    for (int t = 0; t < c->ntensors; t++) {
-        const fx_tensor *ft = &c->tensors[t];
-        if (strncmp(ft->name, "final.", 6) != 0) continue;
-        nfinal++;
-        int i = cl_model_find_tensor(m, ft->name + 6);
-        if (i < 0 || (size_t)cl_model_tensor(m, i).numel != ft->numel) {
-            t_fail("%s: no such model tensor or another size", ft->name);
-            continue;
-        }
-        float *v = xmalloc(ft->numel * sizeof *v);
-        if (cl_model_get_tensor(m, i, v) != CL_OK)
-            t_fail("reading %s failed", ft->name);
-        else
-            check_close(ft->name, v, ft->data, ft->numel, f_atol, f_rtol);
-        free(v);
-    }
+    int nfinal = fx_check_tensors(m, c, "final.", false, f_atol, f_rtol);
     if (nfinal != cl_model_tensor_count(m))
         t_fail("the fixture has %d final tensors, the model %d", nfinal, cl_model_tensor_count(m));
 done:

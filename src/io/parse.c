@@ -1,5 +1,7 @@
-/* parse.c: the model-file parser (docs/model-format.md). It reads one layer per line
- * and calls the public builder API, exactly as a C user would. Every error names
+/* parse.c: the model-file parser (docs/model-format.md). It reads one layer per line,
+ * finds its keyword in the layer registry (registry.c), and the entry's builder below
+ * checks the line's keys and values against the registry and calls the public
+ * builder API, exactly as a C user would. Every error names
  * file:line:col and says what was expected; hostile input (binary data, huge numbers,
  * very long lines, thousands of layers) is refused with a message, never a crash. */
 #include <ctype.h>
@@ -10,11 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "nn/model.h"
+#include "io/registry.h"
 
 #define MAX_LINE 4096
 #define MAX_ARGS 32
-#define MAX_DIM 65536
 #define MAX_FILE_BYTES (16u << 20)
 
 typedef struct {
@@ -31,7 +32,7 @@ typedef struct {
     float dropout;
 } defaults;
 
-typedef struct {
+struct cl_parser {
     const char *path;
     char *err;
     size_t errlen;
@@ -42,11 +43,13 @@ typedef struct {
     int line;
     /* the current line */
     const char *kw;
+    const cl_layer_kind *kind; /* the registry entry of kw */
     int kwcol;
     arg args[MAX_ARGS];
     int nargs;
     bool failed;
-} parser;
+};
+typedef struct cl_parser parser;
 
 __attribute__((format(printf, 3, 4))) static void fail_at(parser *p, int col, const char *fmt,
                                                            ...) {
@@ -78,21 +81,12 @@ static int npositional(const parser *p) {
     return n;
 }
 
-/* What a keyword's first positional argument means, in the builder's option names. */
-static const char *positional_field(const char *kw) {
-    if (!strcmp(kw, "conv") || !strcmp(kw, "block") || !strcmp(kw, "linear")) return "out";
-    if (!strcmp(kw, "gn")) return "num_groups";
-    if (!strcmp(kw, "maxpool") || !strcmp(kw, "avgpool")) return "k";
-    if (!strcmp(kw, "dropout")) return "p";
-    return "";
-}
-
 /* Report a builder error at the column of the option it is about: its key=value, or
  * the positional argument that stands for it, or else the keyword. */
 static void fail_builder(parser *p) {
     const char *field = cl_model_error_field(p->m);
     const arg *a = field[0] ? find_key(p, field) : NULL;
-    if (!a && field[0] && !strcmp(field, positional_field(p->kw))) a = positional(p, 0);
+    if (!a && field[0] && !strcmp(field, p->kind->pos_field ? p->kind->pos_field : "")) a = positional(p, 0);
     fail_at(p, a ? a->col : p->kwcol, "%s", cl_model_error(p->m));
 }
 
@@ -187,26 +181,58 @@ static int name_ref(parser *p, const char *name, int col) {
     return t;
 }
 
+/* norm=KIND: a normalisation keyword of the registry, or none. */
 static bool norm_kind(parser *p, const arg *a, cl_norm_kind *out) {
-    static const char *names[] = {"none", "bn", "gn", "ln"};
-    for (int i = 0; i < 4; i++)
-        if (!strcmp(a->val, names[i])) {
-            *out = (cl_norm_kind)i;
-            return true;
-        }
-    fail_at(p, a->vcol, "norm: expected bn, gn, ln or none, got '%s'", a->val);
+    const cl_layer_kind *k = cl_layer_kind_find(a->val);
+    if (!strcmp(a->val, "none") || (k && k->norm != CL_NORM_NONE)) {
+        *out = k ? k->norm : CL_NORM_NONE;
+        return true;
+    }
+    char list[256];
+    cl_layer_list(CL_LIST_NORMS, ", ", ", ", list, sizeof list);
+    fail_at(p, a->vcol, "norm: expected %s or none, got '%.40s'", list, a->val);
     return false;
 }
 
+/* act=KIND: an activation keyword of the registry, or none. */
 static bool act_kind(parser *p, const arg *a, cl_act_kind *out) {
-    static const char *names[] = {"none", "relu", "leakyrelu", "gelu"};
-    for (int i = 0; i < 4; i++)
-        if (!strcmp(a->val, names[i])) {
-            *out = (cl_act_kind)i;
-            return true;
-        }
-    fail_at(p, a->vcol, "act: expected relu, leakyrelu, gelu or none, got '%s'", a->val);
+    const cl_layer_kind *k = cl_layer_kind_find(a->val);
+    if (!strcmp(a->val, "none") || (k && k->act != CL_ACT_NONE)) {
+        *out = k ? k->act : CL_ACT_NONE;
+        return true;
+    }
+    char list[256];
+    cl_layer_list(CL_LIST_ACTS, ", ", ", ", list, sizeof list);
+    fail_at(p, a->vcol, "act: expected %s or none, got '%.40s'", list, a->val);
     return false;
+}
+
+/* ---- keys, with the types and ranges of the registry ------------------------ */
+
+/* Each reads key=value of the current line into *out when the key is given, checked
+ * against the key's range in the registry; leaves *out alone when it is absent, and
+ * returns false after reporting a bad value. */
+static bool key_int(parser *p, const char *name, int *out) {
+    const arg *a = find_key(p, name);
+    const cl_layer_key *k = cl_layer_key_find(name);
+    return !a || int_value(p, a->val, a->vcol, name, (long)k->lo, (long)k->hi, out);
+}
+
+static bool key_pair(parser *p, const char *name, int *h, int *w) {
+    const arg *a = find_key(p, name);
+    const cl_layer_key *k = cl_layer_key_find(name);
+    return !a || pair_value(p, a, name, (long)k->lo, (long)k->hi, h, w);
+}
+
+static bool key_float(parser *p, const char *name, float *out) {
+    const arg *a = find_key(p, name);
+    const cl_layer_key *k = cl_layer_key_find(name);
+    return !a || float_value(p, a->val, a->vcol, name, k->lo, k->hi, out);
+}
+
+static bool key_bool(parser *p, const char *name, bool *out) {
+    const arg *a = find_key(p, name);
+    return !a || bool_value(p, a, out);
 }
 
 /* ---- argument checking ------------------------------------------------------ */
@@ -226,8 +252,11 @@ static bool key_allowed(const char *keys, const char *key) {
     return false;
 }
 
-/* Every key must be in the ", "-separated list keys; min_pos to max_pos positionals. */
-static bool check_args(parser *p, const char *keys, int min_pos, int max_pos, const char *pos_what) {
+/* Every key must be one of the line's kind (registry), each given once, and the
+ * number of positional arguments within the kind's. */
+static bool check_args(parser *p) {
+    const cl_layer_kind *kind = p->kind;
+    const char *keys = kind->keys;
     for (int i = 0; i < p->nargs; i++) {
         const arg *a = &p->args[i];
         if (!a->val) continue;
@@ -243,17 +272,17 @@ static bool check_args(parser *p, const char *keys, int min_pos, int max_pos, co
             }
     }
     int np = npositional(p);
-    if (np > max_pos) {
-        const arg *extra = positional(p, max_pos);
-        if (max_pos == 0)
+    if (np > kind->max_pos) {
+        const arg *extra = positional(p, kind->max_pos);
+        if (kind->max_pos == 0)
             fail_at(p, extra->col, "%s takes no positional argument, got '%.40s' (options are key=value)",
                     p->kw, extra->key);
         else
-            fail_at(p, extra->col, "too many arguments for %s: expected %s", p->kw, pos_what);
+            fail_at(p, extra->col, "too many arguments for %s: expected %s", p->kw, kind->positional);
         return false;
     }
-    if (np < min_pos) {
-        fail_at(p, p->kwcol + (int)strlen(p->kw), "%s needs %s", p->kw, pos_what);
+    if (np < kind->min_pos) {
+        fail_at(p, p->kwcol + (int)strlen(p->kw), "%s needs %s", p->kw, kind->positional);
         return false;
     }
     return true;
@@ -292,11 +321,7 @@ static bool finish_line(parser *p, int out) {
     return true;
 }
 
-/* ---- layers ---------------------------------------------------------------- */
-
-#define CONV_KEYS "k, stride, pad, dilation, groups, bias"
-#define POOL_KEYS "k, stride, pad"
-#define BLOCK_KEYS CONV_KEYS ", norm, num_groups, eps, momentum, act, slope, dropout"
+/* ---- builders: one per family of keywords (the registry names them) ---------- */
 
 /* Geometry keys shared by conv, block and the pools; pools must give a kernel. */
 static bool geometry(parser *p, cl_conv2d_args *a, bool is_pool) {
@@ -310,22 +335,19 @@ static bool geometry(parser *p, cl_conv2d_args *a, bool is_pool) {
         arg tmp = *kpos;
         tmp.val = kpos->key;
         tmp.vcol = kpos->col;
-        if (!pair_value(p, &tmp, "kernel", 1, MAX_DIM, &a->kernel_h, &a->kernel_w)) return false;
+        if (!pair_value(p, &tmp, "kernel", (long)p->kind->pos_lo, (long)p->kind->pos_hi,
+                        &a->kernel_h, &a->kernel_w))
+            return false;
     } else if (k) {
-        if (!pair_value(p, k, "k", 1, MAX_DIM, &a->kernel_h, &a->kernel_w)) return false;
+        if (!key_pair(p, "k", &a->kernel_h, &a->kernel_w)) return false;
     } else if (is_pool) {
         fail_at(p, p->kwcol + (int)strlen(p->kw), "%s needs a kernel size, e.g. `%s 2`", p->kw, p->kw);
         return false;
     } else {
         a->kernel_h = a->kernel_w = 3;
     }
-    const arg *s = find_key(p, "stride");
-    if (s && !pair_value(p, s, "stride", 1, MAX_DIM, &a->stride_h, &a->stride_w)) return false;
-    if (!is_pool) {
-        const arg *d = find_key(p, "dilation");
-        if (d && !pair_value(p, d, "dilation", 1, MAX_DIM, &a->dilation_h, &a->dilation_w))
-            return false;
-    }
+    if (!key_pair(p, "stride", &a->stride_h, &a->stride_w)) return false;
+    if (!is_pool && !key_pair(p, "dilation", &a->dilation_h, &a->dilation_w)) return false;
     int dh = a->dilation_h ? a->dilation_h : 1, dw = a->dilation_w ? a->dilation_w : 1;
     const arg *pd = find_key(p, "pad");
     if (pd && !strcmp(pd->val, "same")) {
@@ -335,39 +357,32 @@ static bool geometry(parser *p, cl_conv2d_args *a, bool is_pool) {
         }
         a->pad_h = dh * (a->kernel_h - 1) / 2;
         a->pad_w = dw * (a->kernel_w - 1) / 2;
-    } else if (pd && !pair_value(p, pd, "pad", 0, MAX_DIM, &a->pad_h, &a->pad_w)) {
+    } else if (!key_pair(p, "pad", &a->pad_h, &a->pad_w)) {
         return false;
     }
     return true;
 }
 
+/* The normalisation keys over the defaults. */
 static bool norm_args(parser *p, cl_norm_kind kind, cl_norm_args *n) {
     memset(n, 0, sizeof *n);
     n->kind = kind;
     n->groups = p->def.num_groups;
     n->eps = p->def.eps;
     n->momentum = p->def.momentum;
-    const arg *a;
-    if ((a = find_key(p, "num_groups")) &&
-        !int_value(p, a->val, a->vcol, "num_groups", 1, MAX_DIM, &n->groups))
-        return false;
-    if ((a = find_key(p, "eps")) && !float_value(p, a->val, a->vcol, "eps", 1e-12, 0.5, &n->eps))
-        return false;
-    if ((a = find_key(p, "momentum")) &&
-        !float_value(p, a->val, a->vcol, "momentum", 1e-6, 1, &n->momentum))
-        return false;
-    if ((a = find_key(p, "elementwise")) && !bool_value(p, a, &n->elementwise)) return false;
-    return true;
+    return key_int(p, "num_groups", &n->groups) && key_float(p, "eps", &n->eps) &&
+           key_float(p, "momentum", &n->momentum) && key_bool(p, "elementwise", &n->elementwise);
 }
 
-static bool parse_conv(parser *p, bool block) {
-    if (!check_args(p, block ? BLOCK_KEYS : CONV_KEYS, 1, 1, "the number of output channels"))
-        return false;
+/* conv, and block: conv -> norm -> activation -> dropout with the defaults. */
+static bool conv_line(parser *p, bool block) {
+    if (!check_args(p)) return false;
     const arg *o = positional(p, 0);
     cl_conv2d_args a = {0};
-    if (!int_value(p, o->key, o->col, "output channels", 1, MAX_DIM, &a.out_channels)) return false;
-    const arg *g = find_key(p, "groups");
-    if (g && !int_value(p, g->val, g->vcol, "groups", 1, MAX_DIM, &a.groups)) return false;
+    if (!int_value(p, o->key, o->col, "output channels", (long)p->kind->pos_lo,
+                   (long)p->kind->pos_hi, &a.out_channels))
+        return false;
+    if (!key_int(p, "groups", &a.groups)) return false;
     if (!geometry(p, &a, false)) return false;
 
     cl_norm_kind norm = block ? p->def.norm : CL_NORM_NONE;
@@ -376,12 +391,9 @@ static bool parse_conv(parser *p, bool block) {
     const arg *k;
     if ((k = find_key(p, "norm")) && !norm_kind(p, k, &norm)) return false;
     if ((k = find_key(p, "act")) && !act_kind(p, k, &act)) return false;
-    if ((k = find_key(p, "slope")) && !float_value(p, k->val, k->vcol, "slope", -1e6, 1e6, &slope))
-        return false;
-    if ((k = find_key(p, "dropout")) && !float_value(p, k->val, k->vcol, "dropout", 0, 0.999, &drop))
-        return false;
+    if (!key_float(p, "slope", &slope) || !key_float(p, "dropout", &drop)) return false;
     bool bias = norm == CL_NORM_NONE;
-    if ((k = find_key(p, "bias")) && !bool_value(p, k, &bias)) return false;
+    if (!key_bool(p, "bias", &bias)) return false;
     a.no_bias = !bias;
     cl_norm_args na;
     if (!norm_args(p, norm, &na)) return false;
@@ -395,91 +407,109 @@ static bool parse_conv(parser *p, bool block) {
     return finish_line(p, x);
 }
 
-static bool parse_pool(parser *p) {
-    bool is_max = !strcmp(p->kw, "maxpool");
-    if (!check_args(p, POOL_KEYS, 0, 1, "the kernel size")) return false;
+bool cl_build_conv(parser *p, const cl_layer_kind *kind) {
+    (void)kind;
+    return conv_line(p, false);
+}
+
+bool cl_build_block(parser *p, const cl_layer_kind *kind) {
+    (void)kind;
+    return conv_line(p, true);
+}
+
+static bool pool_line(parser *p, int (*pool)(cl_model *, int, cl_conv2d_args)) {
+    if (!check_args(p)) return false;
     cl_conv2d_args a = {0};
     if (!geometry(p, &a, true)) return false;
     int in = line_input(p);
     if (in < 0) return false;
-    return finish_line(p, is_max ? cl_maxpool2d(p->m, in, a) : cl_avgpool2d(p->m, in, a));
+    return finish_line(p, pool(p->m, in, a));
 }
 
-static bool parse_norm(parser *p) {
-    cl_norm_kind kind;
-    const char *keys;
-    int max_pos = 0;
-    if (!strcmp(p->kw, "bn")) kind = CL_NORM_BATCH, keys = "eps, momentum";
-    else if (!strcmp(p->kw, "gn")) kind = CL_NORM_GROUP, keys = "num_groups, eps", max_pos = 1;
-    else if (!strcmp(p->kw, "ln")) kind = CL_NORM_LAYER, keys = "eps, elementwise";
-    else {
-        kind = p->def.norm;
-        keys = "num_groups, eps, momentum, elementwise";
-        if (kind == CL_NORM_NONE) {
+bool cl_build_maxpool(parser *p, const cl_layer_kind *kind) {
+    (void)kind;
+    return pool_line(p, cl_maxpool2d);
+}
+
+bool cl_build_avgpool(parser *p, const cl_layer_kind *kind) {
+    (void)kind;
+    return pool_line(p, cl_avgpool2d);
+}
+
+/* bn, gn, ln, and norm (the default kind). */
+bool cl_build_norm(parser *p, const cl_layer_kind *kind) {
+    cl_norm_kind norm = kind->norm;
+    if (norm == CL_NORM_NONE) {
+        norm = p->def.norm;
+        if (norm == CL_NORM_NONE) {
+            char bar[256], or[256];
+            cl_layer_list(CL_LIST_NORMS, "|", "|", bar, sizeof bar);
+            cl_layer_list(CL_LIST_NORMS, ", ", " or ", or, sizeof or);
             fail_at(p, p->kwcol, "`norm` uses the default normalisation, and none is set: add "
-                                 "`defaults norm=bn|gn|ln` above, or write bn, gn or ln");
+                                 "`defaults norm=%s` above, or write %s", bar, or);
             return false;
         }
     }
-    if (!check_args(p, keys, 0, max_pos, "the number of groups")) return false;
+    if (!check_args(p)) return false;
     cl_norm_args na;
-    if (!norm_args(p, kind, &na)) return false;
+    if (!norm_args(p, norm, &na)) return false;
     const arg *g = positional(p, 0);
     if (g) {
         if (find_key(p, "num_groups")) {
             fail_at(p, g->col, "the number of groups is given twice (positional and num_groups=)");
             return false;
         }
-        if (!int_value(p, g->key, g->col, "num_groups", 1, MAX_DIM, &na.groups)) return false;
+        if (!int_value(p, g->key, g->col, "num_groups", (long)kind->pos_lo, (long)kind->pos_hi,
+                       &na.groups))
+            return false;
     }
     int in = line_input(p);
     if (in < 0) return false;
     return finish_line(p, cl_norm(p->m, in, na));
 }
 
-static bool parse_act(parser *p) {
-    cl_act_kind kind;
-    const char *keys = "slope";
-    if (!strcmp(p->kw, "relu")) kind = CL_ACT_RELU, keys = "";
-    else if (!strcmp(p->kw, "leakyrelu")) kind = CL_ACT_LEAKY_RELU;
-    else if (!strcmp(p->kw, "gelu")) kind = CL_ACT_GELU, keys = "";
-    else {
-        kind = p->def.act;
-        if (kind == CL_ACT_NONE) {
+/* relu, leakyrelu, ... and act (the default kind). */
+bool cl_build_activation(parser *p, const cl_layer_kind *kind) {
+    cl_act_kind act = kind->act;
+    if (act == CL_ACT_NONE) {
+        act = p->def.act;
+        if (act == CL_ACT_NONE) {
+            char bar[256], or[256];
+            cl_layer_list(CL_LIST_ACTS, "|", "|", bar, sizeof bar);
+            cl_layer_list(CL_LIST_ACTS, ", ", " or ", or, sizeof or);
             fail_at(p, p->kwcol, "`act` uses the default activation, and it is none: set "
-                                 "`defaults act=relu|leakyrelu|gelu`, or write relu, leakyrelu or gelu");
+                                 "`defaults act=%s`, or write %s", bar, or);
             return false;
         }
     }
-    if (!check_args(p, keys, 0, 0, "")) return false;
+    if (!check_args(p)) return false;
     float slope = p->def.slope;
-    const arg *s = find_key(p, "slope");
-    if (s && !float_value(p, s->val, s->vcol, "slope", -1e6, 1e6, &slope)) return false;
+    if (!key_float(p, "slope", &slope)) return false;
     int in = line_input(p);
     if (in < 0) return false;
-    return finish_line(p, cl_activation(p->m, in, kind, slope));
+    return finish_line(p, cl_activation(p->m, in, act, slope));
 }
 
-static bool parse_dropout(parser *p) {
-    if (!check_args(p, "p", 0, 1, "the probability")) return false;
+bool cl_build_dropout(parser *p, const cl_layer_kind *kind) {
+    if (!check_args(p)) return false;
     float prob = p->def.dropout > 0 ? p->def.dropout : 0.5f;
     const arg *a = positional(p, 0), *k = find_key(p, "p");
     if (a && k) {
         fail_at(p, k->col, "the probability is given twice (positional and p=)");
         return false;
     }
-    if (a && !float_value(p, a->key, a->col, "dropout probability", 0, 0.999, &prob)) return false;
-    if (k && !float_value(p, k->val, k->vcol, "p", 0, 0.999, &prob)) return false;
+    if (a && !float_value(p, a->key, a->col, "dropout probability", kind->pos_lo, kind->pos_hi,
+                          &prob))
+        return false;
+    if (!key_float(p, "p", &prob)) return false;
     int in = line_input(p);
     if (in < 0) return false;
     return finish_line(p, cl_dropout(p->m, in, prob));
 }
 
-static bool parse_merge(parser *p) {
-    bool is_add = !strcmp(p->kw, "add");
-    if (!check_args(p, "", is_add ? 1 : 2, is_add ? 2 : CL_MAX_INPUTS,
-                    is_add ? "one or two tensor names" : "two or more tensor names"))
-        return false;
+/* add and concat take their inputs by name. */
+static bool merge_line(parser *p, bool is_add) {
+    if (!check_args(p)) return false;
     if (find_key(p, "from")) {
         fail_at(p, find_key(p, "from")->col, "%s takes its inputs by name, not from=", p->kw);
         return false;
@@ -495,29 +525,50 @@ static bool parse_merge(parser *p) {
     return finish_line(p, is_add ? cl_add(p->m, ids[0], ids[1]) : cl_concat(p->m, ids, n));
 }
 
-static bool parse_simple(parser *p) {
-    if (!check_args(p, "", 0, 0, "")) return false;
-    int in = line_input(p);
-    if (in < 0) return false;
-    return finish_line(p, !strcmp(p->kw, "gap") ? cl_global_avgpool(p->m, in) : cl_flatten(p->m, in));
+bool cl_build_add(parser *p, const cl_layer_kind *kind) {
+    (void)kind;
+    return merge_line(p, true);
 }
 
-static bool parse_linear(parser *p) {
-    if (!check_args(p, "bias", 1, 1, "the number of output features")) return false;
+bool cl_build_concat(parser *p, const cl_layer_kind *kind) {
+    (void)kind;
+    return merge_line(p, false);
+}
+
+static bool plain_line(parser *p, int (*layer)(cl_model *, int)) {
+    if (!check_args(p)) return false;
+    int in = line_input(p);
+    if (in < 0) return false;
+    return finish_line(p, layer(p->m, in));
+}
+
+bool cl_build_gap(parser *p, const cl_layer_kind *kind) {
+    (void)kind;
+    return plain_line(p, cl_global_avgpool);
+}
+
+bool cl_build_flatten(parser *p, const cl_layer_kind *kind) {
+    (void)kind;
+    return plain_line(p, cl_flatten);
+}
+
+bool cl_build_linear(parser *p, const cl_layer_kind *kind) {
+    if (!check_args(p)) return false;
     const arg *o = positional(p, 0);
     int out;
-    if (!int_value(p, o->key, o->col, "output features", 1, 1 << 20, &out)) return false;
+    if (!int_value(p, o->key, o->col, "output features", (long)kind->pos_lo, (long)kind->pos_hi,
+                   &out))
+        return false;
     bool bias = true;
-    const arg *b = find_key(p, "bias");
-    if (b && !bool_value(p, b, &bias)) return false;
+    if (!key_bool(p, "bias", &bias)) return false;
     int in = line_input(p);
     if (in < 0) return false;
     return finish_line(p, cl_linear(p->m, in, out, !bias));
 }
 
-static bool parse_defaults(parser *p) {
-    if (!check_args(p, "norm, num_groups, eps, momentum, act, slope, dropout", 0, 0, ""))
-        return false;
+bool cl_build_defaults(parser *p, const cl_layer_kind *kind) {
+    (void)kind;
+    if (!check_args(p)) return false;
     if (find_key(p, "as") || find_key(p, "from")) {
         fail_at(p, p->kwcol, "defaults takes no as= or from=");
         return false;
@@ -526,29 +577,20 @@ static bool parse_defaults(parser *p) {
     const arg *a;
     if ((a = find_key(p, "norm")) && !norm_kind(p, a, &d.norm)) return false;
     if ((a = find_key(p, "act")) && !act_kind(p, a, &d.act)) return false;
-    if ((a = find_key(p, "num_groups")) &&
-        !int_value(p, a->val, a->vcol, "num_groups", 1, MAX_DIM, &d.num_groups))
-        return false;
-    if ((a = find_key(p, "eps")) && !float_value(p, a->val, a->vcol, "eps", 1e-12, 0.5, &d.eps))
-        return false;
-    if ((a = find_key(p, "momentum")) &&
-        !float_value(p, a->val, a->vcol, "momentum", 1e-6, 1, &d.momentum))
-        return false;
-    if ((a = find_key(p, "slope")) && !float_value(p, a->val, a->vcol, "slope", -1e6, 1e6, &d.slope))
-        return false;
-    if ((a = find_key(p, "dropout")) &&
-        !float_value(p, a->val, a->vcol, "dropout", 0, 0.999, &d.dropout))
+    if (!key_int(p, "num_groups", &d.num_groups) || !key_float(p, "eps", &d.eps) ||
+        !key_float(p, "momentum", &d.momentum) || !key_float(p, "slope", &d.slope) ||
+        !key_float(p, "dropout", &d.dropout))
         return false;
     p->def = d;
     return true;
 }
 
-static bool parse_input(parser *p) {
+bool cl_build_input(parser *p, const cl_layer_kind *kind) {
     if (p->m) {
         fail_at(p, p->kwcol, "the input shape is already given; `input` must come once, first");
         return false;
     }
-    if (!check_args(p, "", 1, 1, "the sample shape CxHxW, e.g. `input 3x32x32`")) return false;
+    if (!check_args(p)) return false;
     if (p->nargs != 1) {
         fail_at(p, p->args[0].col, "input takes only the shape CxHxW");
         return false;
@@ -562,13 +604,13 @@ static bool parse_input(parser *p) {
         snprintf(buf, sizeof buf, "%s", a->key);
         char *save = NULL;
         for (char *t = strtok_r(buf, "x", &save); t && ok; t = strtok_r(NULL, "x", &save)) {
-            if (n == 3 || !parse_long(t, 1, MAX_DIM, &v[n])) ok = false;
+            if (n == 3 || !parse_long(t, (long)kind->pos_lo, (long)kind->pos_hi, &v[n])) ok = false;
             n++;
         }
     }
     if (!ok || n != 3) {
-        fail_at(p, a->col, "expected the sample shape CxHxW with each from 1 to %d, e.g. 3x32x32, "
-                           "got '%.60s'", MAX_DIM, a->key);
+        fail_at(p, a->col, "expected the sample shape CxHxW with each from %g to %g, e.g. 3x32x32, "
+                           "got '%.60s'", kind->pos_lo, kind->pos_hi, a->key);
         return false;
     }
     cl_shape s = {(int)v[0], (int)v[1], (int)v[2]};
@@ -585,24 +627,6 @@ static bool parse_input(parser *p) {
     p->prev = cl_input(p->m);
     return true;
 }
-
-typedef struct {
-    const char *kw;
-    bool (*parse)(parser *p);
-} keyword;
-
-static bool parse_conv_only(parser *p) { return parse_conv(p, false); }
-static bool parse_block(parser *p) { return parse_conv(p, true); }
-
-static const keyword keywords[] = {
-    {"input", parse_input},     {"defaults", parse_defaults}, {"conv", parse_conv_only},
-    {"block", parse_block},     {"maxpool", parse_pool},      {"avgpool", parse_pool},
-    {"gap", parse_simple},      {"flatten", parse_simple},    {"bn", parse_norm},
-    {"gn", parse_norm},         {"ln", parse_norm},           {"norm", parse_norm},
-    {"relu", parse_act},        {"leakyrelu", parse_act},     {"gelu", parse_act},
-    {"act", parse_act},         {"dropout", parse_dropout},   {"add", parse_merge},
-    {"concat", parse_merge},    {"linear", parse_linear},
-};
 
 /* ---- lines ------------------------------------------------------------------ */
 
@@ -652,22 +676,19 @@ static bool tokenize(parser *p, char *line) {
 
 static bool parse_line(parser *p, char *line) {
     if (!tokenize(p, line) || !p->kw) return !p->failed;
-    const keyword *k = NULL;
-    for (size_t i = 0; i < sizeof keywords / sizeof *keywords; i++)
-        if (!strcmp(p->kw, keywords[i].kw)) k = &keywords[i];
-    if (!k) {
-        fail_at(p, p->kwcol,
-                "unknown layer '%.40s'; expected one of: input, defaults, conv, block, maxpool, "
-                "avgpool, gap, bn, gn, ln, norm, relu, leakyrelu, gelu, act, dropout, add, concat, "
-                "flatten, linear", p->kw);
+    p->kind = cl_layer_kind_find(p->kw);
+    if (!p->kind) {
+        char list[512];
+        cl_layer_list(CL_LIST_ALL, ", ", ", ", list, sizeof list);
+        fail_at(p, p->kwcol, "unknown layer '%.40s'; expected one of: %s", p->kw, list);
         return false;
     }
-    if (!p->m && k->parse != parse_input && k->parse != parse_defaults) {
+    if (!p->m && p->kind->build != cl_build_input && p->kind->build != cl_build_defaults) {
         fail_at(p, p->kwcol, "expected `input CxHxW` (e.g. `input 3x32x32`) before the first layer");
         return false;
     }
     if (p->m) cl_model_set_source_line(p->m, p->line);
-    return k->parse(p);
+    return p->kind->build(p, p->kind);
 }
 
 cl_model *cl_parse_model(const char *text, size_t len, const char *path,

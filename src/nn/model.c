@@ -282,7 +282,8 @@ int cl_norm(cl_model *m, int x, cl_norm_args a) {
 }
 
 int cl_activation(cl_model *m, int x, cl_act_kind kind, float negative_slope) {
-    if (kind != CL_ACT_RELU && kind != CL_ACT_LEAKY_RELU && kind != CL_ACT_GELU) {
+    const cl_op *op = cl_activation_op(kind);
+    if (!op) {
         cl_fail(m, CL_ERR_ARG, "act", "unknown activation kind %d", (int)kind);
         return -1;
     }
@@ -291,9 +292,6 @@ int cl_activation(cl_model *m, int x, cl_act_kind kind, float negative_slope) {
         return -1;
     }
     cl_node_args a = {.act = {kind, negative_slope}};
-    const cl_op *op = kind == CL_ACT_RELU         ? &cl_op_relu
-                      : kind == CL_ACT_LEAKY_RELU ? &cl_op_leaky_relu
-                                                  : &cl_op_gelu;
     return add_node(m, op, &x, 1, a);
 }
 

@@ -231,10 +231,13 @@ void cl_conv2d_direct_weight_grad(cl_real *dweight, cl_real *dbias, const cl_rea
 int cl_conv_out_size(int in, int k, int stride, int pad, int dilation);
 void cl_init_uniform(cl_model *m, cl_real *p, size_t n, cl_real bound);
 
-/* The op table (src/nn/ops/). */
+/* The ops the public builders add (src/nn/ops/, one file each). The model-file
+ * keywords that make them are in the layer registry (src/io/registry.c). */
 extern const cl_op cl_op_conv2d, cl_op_maxpool2d, cl_op_avgpool2d, cl_op_global_avgpool,
-    cl_op_batchnorm2d, cl_op_groupnorm, cl_op_layernorm, cl_op_relu, cl_op_leaky_relu,
-    cl_op_gelu, cl_op_dropout,
+    cl_op_batchnorm2d, cl_op_groupnorm, cl_op_layernorm, cl_op_dropout,
     cl_op_add, cl_op_concat, cl_op_flatten, cl_op_linear;
+/* The op of an activation kind (src/nn/ops/activation.c), or NULL for none or an
+ * unknown kind. */
+const cl_op *cl_activation_op(cl_act_kind kind);
 
 #endif

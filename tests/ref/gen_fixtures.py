@@ -80,12 +80,14 @@ def run_op(module, state, x, dout, train):
     return out.detach(), x.grad.detach(), grads, after
 
 
-def op_case(name, text, n, train=True, tol=(1e-5, 1e-4)):
+def op_case(name, text, n, train=True, tol=(1e-5, 1e-4), x_scale=1.0, x_first=()):
+    """x is x_scale * randn, its first entries replaced by x_first (exact kinks)."""
     seed(name)
     module, shape = netfile.build(text)
     randomize(module)
     state = {k: v.detach().clone() for k, v in module.state_dict().items()}  # float32
-    x = torch.randn(n, *shape)
+    x = torch.randn(n, *shape) * x_scale
+    x.view(-1)[:len(x_first)] = torch.tensor(x_first, dtype=x.dtype)
     with torch.no_grad():
         dout = torch.randn(module.eval()(x).shape)
     out, dx, grads, after = run_op(module, state, x.double(), dout.double(), train)
@@ -151,6 +153,12 @@ def ops_cases():
         ("leakyrelu_0.1", L.format("3x7x9", "leakyrelu slope=0.1"), 1, True, CONV),
         ("leakyrelu_default", L.format("3x5x6", "leakyrelu"), 7, True, CONV),
         ("gelu_b7", L.format("4x5x6", "gelu"), 7, True, CONV),
+        ("silu_b7", L.format("4x5x6", "silu"), 7, True, CONV, dict(x_scale=4.0)),
+        ("hardswish_b7", L.format("4x5x6", "hardswish"), 7, True, CONV, dict(x_scale=3.0)),
+        # exactly on the kinks: PyTorch's vectorised backward (16 values: no scalar
+        # tail) gives -0.5 at -3 and 1 at 3
+        ("hardswish_kinks", L.format("1x2x4", "hardswish"), 2, True, CONV,
+         dict(x_first=(-3.0, 3.0, 0.0, -2.9999, 2.9999, -3.0001, 3.0001, -100.0, 100.0))),
         ("dropout_eval", L.format("3x5x6", "dropout 0.3"), 7, False, CONV),
         ("add_input_input", L.format("3x5x6", "add input input"), 7, True, CONV),
         ("concat_input_input", L.format("3x7x9", "concat input input"), 1, True, CONV),
@@ -162,10 +170,13 @@ def ops_cases():
         ("linear_b7", L.format("12x1x1", "linear 5"), 7, True, CONV),
         ("linear_nobias_b1", L.format("12x1x1", "linear 5 bias=0"), 1, True, CONV),
         ("block_bn_gelu", L.format("3x6x7", "block 4 k=3 pad=1 norm=bn act=gelu"), 7, True, NORM),
+        ("block_bn_silu", L.format("3x6x7", "block 4 k=3 pad=1 norm=bn act=silu"), 7, True, NORM),
+        ("defaults_gn_hardswish", "input 3x6x7\ndefaults norm=gn act=hardswish\nblock 4 k=3 pad=1\n",
+         7, True, NORM),
     ]
     cases = []
-    for name, text, n, train, tol in spec:
-        c, worst = op_case(name, text, n, train, tol)
+    for name, text, n, train, tol, *extra in spec:
+        c, worst = op_case(name, text, n, train, tol, **(extra[0] if extra else {}))
         cases.append(c)
         print("  %-24s float32 torch at %.3f of tol" % (name, worst))
     return cases

@@ -58,6 +58,17 @@ class Net(nn.Module):
         return prev
 
 
+# The activation keywords (src/io/registry.c) and their torch.nn modules, given the
+# line's slope.
+ACTIVATIONS = {
+    "relu": lambda slope: nn.ReLU(),
+    "leakyrelu": lambda slope: nn.LeakyReLU(slope),
+    "gelu": lambda slope: nn.GELU(),
+    "silu": lambda slope: nn.SiLU(),
+    "hardswish": lambda slope: nn.Hardswish(),
+}
+
+
 def _pair(v):
     a = [int(t) for t in v.split("x")]
     return (a[0], a[0]) if len(a) == 1 else (a[0], a[1])
@@ -125,13 +136,9 @@ def build(path_or_text):
             raise ValueError("no normalisation kind %r" % kind)
 
         def act(kind, kv):
-            if kind == "relu":
-                return nn.ReLU()
-            if kind == "leakyrelu":
-                return nn.LeakyReLU(float(kv.get("slope", d["slope"])))
-            if kind == "gelu":
-                return nn.GELU()
-            raise ValueError("no activation kind %r" % kind)
+            if kind not in ACTIVATIONS:
+                raise ValueError("no activation kind %r" % kind)
+            return ACTIVATIONS[kind](float(kv.get("slope", d["slope"])))
 
         if op in ("conv", "block"):
             kind_norm = kv.get("norm", d["norm"]) if op == "block" else "none"
@@ -165,7 +172,7 @@ def build(path_or_text):
         elif op in ("bn", "gn", "ln", "norm"):
             shape = in_shape  # LayerNorm's elementwise shape
             emit(norm(d["norm"] if op == "norm" else op, in_shape[0], kv), [src], [in_shape])
-        elif op in ("relu", "leakyrelu", "gelu", "act"):
+        elif op in ACTIVATIONS or op == "act":
             emit(act(d["act"] if op == "act" else op, kv), [src], [in_shape])
         elif op == "dropout":
             p = float(pos[0]) if pos else float(kv.get("p", d["dropout"] if d["dropout"] is not None else 0.5))

@@ -1,6 +1,9 @@
 /* activation.c: element-wise activations: ReLU, LeakyReLU (torch.nn.LeakyReLU,
- * negative_slope) and GELU (torch.nn.GELU, the exact erf form). Three op-table
- * entries share one pair of kernels; the node's kind picks the function. */
+ * negative_slope), GELU (torch.nn.GELU, the exact erf form), SiLU (x * sigmoid(x))
+ * and Hardswish (x * relu6(x + 3) / 6; at the kinks the derivative is -0.5 at -3
+ * and 1 at 3, as PyTorch's vectorised kernel gives for every element but a
+ * tensor's scalar tail, which takes 1.5 at 3). The op of each
+ * kind shares one pair of kernels; the node's kind picks the function. */
 #include <math.h>
 
 #include "nn/model.h"
@@ -27,6 +30,17 @@ CL_CLONES static void activation_forward(cl_real *restrict out, const cl_real *r
     case CL_ACT_GELU:
         for (size_t i = 0; i < count; i++)
             out[i] = 0.5f * inp[i] * (1.0f + cl_erf(inp[i] * (cl_real)M_SQRT1_2));
+        break;
+    case CL_ACT_SILU:
+        for (size_t i = 0; i < count; i++) out[i] = inp[i] / (1.0f + cl_exp(-inp[i]));
+        break;
+    case CL_ACT_HARDSWISH:
+        for (size_t i = 0; i < count; i++) {
+            cl_real x = inp[i], t = x + 3;
+            t = t > 0 ? t : 0;
+            t = t < 6 ? t : 6;
+            out[i] = x * t / 6;
+        }
         break;
     default: break;
     }
@@ -59,6 +73,19 @@ CL_CLONES static void activation_backward(cl_real *restrict dinp, const cl_real 
         }
         break;
     }
+    case CL_ACT_SILU:
+        for (size_t i = 0; i < count; i++) {
+            cl_real x = inp[i], sig = 1.0f / (1.0f + cl_exp(-x));
+            dinp[i] += dout[i] * sig * (1.0f + x * (1.0f - sig));
+        }
+        break;
+    case CL_ACT_HARDSWISH:
+        for (size_t i = 0; i < count; i++) {
+            cl_real x = inp[i], d = dout[i];
+            cl_real mid = d * (x / 3 + 0.5f);
+            dinp[i] += x < -3 ? 0 : x < 3 ? mid : d;
+        }
+        break;
     default: break;
     }
 }
@@ -90,3 +117,17 @@ static void backward(const cl_exec *e, const cl_node *n) {
 ACTIVATION_OP(cl_op_relu, "relu", "ReLU");
 ACTIVATION_OP(cl_op_leaky_relu, "leakyrelu", "LeakyReLU");
 ACTIVATION_OP(cl_op_gelu, "gelu", "GELU");
+ACTIVATION_OP(cl_op_silu, "silu", "SiLU");
+ACTIVATION_OP(cl_op_hardswish, "hardswish", "Hardswish");
+
+const cl_op *cl_activation_op(cl_act_kind kind) {
+    static const cl_op *const ops[] = {
+        [CL_ACT_RELU] = &cl_op_relu,
+        [CL_ACT_LEAKY_RELU] = &cl_op_leaky_relu,
+        [CL_ACT_GELU] = &cl_op_gelu,
+        [CL_ACT_SILU] = &cl_op_silu,
+        [CL_ACT_HARDSWISH] = &cl_op_hardswish,
+    };
+    if ((int)kind < 0 || (size_t)kind >= sizeof ops / sizeof *ops) return NULL;
+    return ops[kind];
+}
