@@ -77,10 +77,11 @@ $(BUILD)/tests/test_gradcheck: tests/test_gradcheck.c $(HARNESS) tests/harness.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CL_FLAGS) -DCL_REAL=double -Itests $< $(HARNESS) $(BUILD)/f64/libcnnlab.a -o $@ $(LDLIBS)
 
-# The plot tests also link the figure code of the CLI.
-$(BUILD)/tests/test_plot: tests/test_plot.c $(HARNESS) tests/harness.h $(BUILD)/cli/draw/plot.o $(BUILD)/cli/draw/grid.o $(BUILD)/libcnnlab.a
+# The plot tests also link the figure code of the CLI (every file of cli/draw).
+DRAW_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard cli/draw/*.c))
+$(BUILD)/tests/test_plot: tests/test_plot.c $(HARNESS) tests/harness.h $(DRAW_OBJ) $(BUILD)/libcnnlab.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CL_FLAGS) -Itests -Icli/draw $< $(HARNESS) $(BUILD)/cli/draw/plot.o $(BUILD)/cli/draw/grid.o $(BUILD)/libcnnlab.a -o $@ $(LDLIBS)
+	$(CC) $(CL_FLAGS) -Itests -Icli/draw $< $(HARNESS) $(DRAW_OBJ) $(BUILD)/libcnnlab.a -o $@ $(LDLIBS)
 
 # Not a test (run_all.sh runs only tests/test_*): prints a PNG's size, colour count
 # and share of ink, for the shell tests of figures.
@@ -93,7 +94,7 @@ tests: $(TESTS) $(BUILD)/cnnlab $(BUILD)/tests/pngstat
 # Runs every test binary from the repository root, then the CLI tests; prints
 # "N passed, N failed" and fails if any did.
 test: tests
-	@BUILD=$(BUILD) sh tests/run_all.sh $(TESTS) tests/test_cli.sh tests/test_fetch.sh tests/test_train.sh tests/test_report.sh tests/test_mpi.sh
+	@BUILD=$(BUILD) sh tests/run_all.sh $(TESTS) tests/test_cli.sh tests/test_options.sh tests/test_fetch.sh tests/test_train.sh tests/test_report.sh tests/test_mpi.sh
 
 # fontconfig (under cairo's text) keeps a few hundred bytes until exit: not ours.
 asan:

@@ -2,6 +2,7 @@
  * inference throughput on synthetic data after a warm-up, in images per second and
  * GFLOP/s, with the fraction of this machine's measured FMA peak and the peak RSS. */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,25 +45,47 @@ static double peak_rss_mb(void) {
     return ru.ru_maxrss / 1024.0;
 }
 
-int cmd_bench(int argc, char **argv) {
+typedef struct {
+    long long batch, threads, steps, infer_batch;
+} bench_options;
+
+static const cli_option bench_options_table[] = {
+    {"batch", OPT_INT, offsetof(bench_options, batch), "training batch size", .def = "128",
+     .min = 1, .max = 65536},
+    {"threads", OPT_INT, offsetof(bench_options, threads), "compute threads",
+     .def = "0, all cores", .min = 0, .max = 1024},
+    {"steps", OPT_INT, offsetof(bench_options, steps), "timed training steps (inference: a third)",
+     .def = "30", .min = 1, .max = 1000000},
+    {"infer-batch", OPT_INT, offsetof(bench_options, infer_batch), "inference batch size",
+     .def = "1000", .min = 1, .max = 65536},
+    {0},
+};
+
+static int cmd_bench(int argc, char **argv);
+
+const cli_command bench_command = {
+    .name = "bench",
+    .operands = "MODEL",
+    .summary = "training and inference throughput on synthetic data",
+    .description =
+        "Times training steps (forward, loss, backward, SGD) and inference on synthetic\n"
+        "data after a warm-up, and prints images per second, GFLOP/s, the fraction of\n"
+        "this machine's measured FMA peak and the peak RSS.",
+    .options = bench_options_table,
+    .run = cmd_bench,
+};
+
+static int cmd_bench(int argc, char **argv) {
+    bench_options o = {.batch = 128, .threads = 0, .steps = 30, .infer_batch = 1000};
     const char *path = NULL;
-    int batch = 128, threads = 0, steps = 30, infer_batch = 1000;
-    for (int i = 1; i < argc; i++) {
-        long long v;
-        if (!strcmp(argv[i], "--batch") && i + 1 < argc && cli_parse_count(argv[++i], &v)) batch = (int)v;
-        else if (!strcmp(argv[i], "--threads") && i + 1 < argc && cli_parse_count(argv[++i], &v)) threads = (int)v;
-        else if (!strcmp(argv[i], "--steps") && i + 1 < argc && cli_parse_count(argv[++i], &v)) steps = (int)v;
-        else if (!strcmp(argv[i], "--infer-batch") && i + 1 < argc && cli_parse_count(argv[++i], &v)) infer_batch = (int)v;
-        else if (argv[i][0] != '-' && !path) path = argv[i];
-        else {
-            fprintf(stderr, "usage: cnnlab bench MODEL [--batch B] [--threads T] [--steps N] [--infer-batch B]\n");
-            return EXIT_USAGE;
-        }
-    }
-    if (!path || batch < 1 || steps < 1 || infer_batch < 1) {
-        fprintf(stderr, "usage: cnnlab bench MODEL [--batch B] [--threads T] [--steps N] [--infer-batch B]\n");
+    int n = cli_parse(&bench_command, &o, argc - 1, argv + 1, &path, 1);
+    if (n < 0) return cli_parse_status(n);
+    if (!path) {
+        cli_print_usage(&bench_command, stderr);
         return EXIT_USAGE;
     }
+    int batch = (int)o.batch, threads = (int)o.threads, steps = (int)o.steps;
+    int infer_batch = (int)o.infer_batch;
     char err[1024];
     cl_model *m = cl_load_model(path, NULL, err, sizeof err);
     if (!m) {

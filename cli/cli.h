@@ -1,5 +1,6 @@
-/* cli.h: shared pieces of the cnnlab command-line program: the subcommand entry
- * points and small argument-parsing helpers. Only the CLI prints and exits. */
+/* cli.h: shared pieces of the cnnlab command-line program: the commands and their
+ * option tables, the option parser, and the helpers the commands share. Only the
+ * CLI prints and exits. */
 #ifndef CNNLAB_CLI_H
 #define CNNLAB_CLI_H
 
@@ -11,20 +12,115 @@
 /* Exit codes: 0 success, 1 failure (bad model, over budget, I/O), 2 bad usage. */
 enum { EXIT_USAGE = 2 };
 
-int cmd_summary(int argc, char **argv);
-int cmd_train(int argc, char **argv);
-int cmd_bench(int argc, char **argv);
-int cmd_eval(int argc, char **argv);
-int cmd_stats(int argc, char **argv);
-int cmd_augment_preview(int argc, char **argv);
-int cmd_predict(int argc, char **argv);
-int cmd_fetch(int argc, char **argv);
-int cmd_report(int argc, char **argv);
-int cmd_compare(int argc, char **argv);
+/* ---- commands and their options (args.c, commands.c, help.c) ----
+ *
+ * Every command is one table of options and one function. To add a command `foo`:
+ *   1. write cli/foo.c with a struct of its options, a `static const cli_option
+ *      foo_options[]` table (one row per option: name, kind, field offset, help,
+ *      then designated extras: .arg, .def, .min/.max; give at least one of them,
+ *      e.g. `.def = "off"` for a flag, or -Wextra warns of missing initializers),
+ *      ending with an empty row {0}; the function `static int cmd_foo(int argc,
+ *      char **argv)`, which starts with
+ *          foo_opts o = {defaults};
+ *          const char *operands[N];
+ *          int n = cli_parse(&foo_command, &o, argc - 1, argv + 1, operands, N);
+ *          if (n < 0) return cli_parse_status(n);   (0 after --help, else 2)
+ *      and `const cli_command foo_command = {.name, .operands, .summary,
+ *      .description, .options, .run = cmd_foo}`;
+ *   2. declare `extern const cli_command foo_command;` below;
+ *   3. add `&foo_command` to the list in cli/commands.c.
+ * `cnnlab foo --help`, `cnnlab help --man`, `cnnlab help --bash-completion` and the
+ * option checks of tests/test_options.sh then all include it; describe it in the
+ * README's command reference under a heading "### `cnnlab foo ...`" (the test
+ * checks that every option of the table is mentioned in that section).
+ * To add an option, add a row to the command's table (and its field). */
+
+typedef enum {
+    OPT_STR,    /* char[CLI_STR_LEN], copied */
+    OPT_TEXT,   /* const char *, pointing into argv */
+    OPT_INT,    /* long long: a whole number; "_" and "," may separate thousands */
+    OPT_FLOAT,  /* float */
+    OPT_DOUBLE, /* double */
+    OPT_FLAG,   /* bool; true when given ("--name=0" sets it false) */
+    OPT_LIST,   /* int[max_items], count in the int at count_offset: "10,15" */
+    OPT_SHAPE,  /* cl_shape: "CxHxW" (c == 0 while not given) */
+} opt_kind;
+
+#define CLI_STR_LEN 1024
+
+/* One option of a command. Rows use positional name, kind, offset, help; the rest
+ * by designated initializer. */
+typedef struct {
+    const char *name;  /* without the dashes */
+    opt_kind kind;
+    size_t offset;     /* of its field in the command's options struct */
+    const char *help;  /* one line, without the default and the range */
+    const char *arg;   /* the value's name in --help (default by kind: S, N, X, LIST, CxHxW) */
+    const char *def;   /* the default as --help shows it, or NULL */
+    /* OPT_INT, OPT_FLOAT, OPT_DOUBLE: the allowed range [min, max] ((min, max] when
+     * min_open). Both 0: OPT_INT allows 0 .. 2,000,000,000, the others any finite
+     * number. */
+    double min, max;
+    bool min_open;
+    char short_name;     /* also accepted as "-x VALUE", or 0 */
+    size_t count_offset; /* OPT_LIST: of the int that receives the count */
+    int max_items;       /* OPT_LIST: capacity */
+} cli_option;
+
+typedef struct {
+    const char *name;        /* as typed: "augment-preview" */
+    const char *operands;    /* after the name in the synopsis: "MODEL", "RUN..." */
+    const char *summary;     /* one line for the command list */
+    const char *description; /* paragraphs for --help and the man page ('\n' breaks) */
+    const cli_option *options; /* ends with a row whose name is NULL */
+    int (*run)(int argc, char **argv); /* argv[0] is the command's name */
+} cli_command;
+
+/* The commands in the order `cnnlab help` lists them (commands.c). */
+extern const cli_command *const cli_commands[];
+extern const int cli_ncommands;
+
+extern const cli_command summary_command, train_command, bench_command, eval_command,
+    stats_command, augment_preview_command, predict_command, fetch_command, report_command,
+    compare_command;
+
+/* What cli_parse returns instead of an operand count. */
+enum { CLI_PARSE_ERROR = -1, CLI_PARSE_HELP = -2 };
+
+/* Parse args (the words after the command's name) into opts: --name VALUE,
+ * --name=VALUE, flags, and -h/--help (prints the help to stdout and returns
+ * CLI_PARSE_HELP). Operands go, in order, into operands[0 .. max_operands).
+ * Returns their count, or CLI_PARSE_ERROR after printing the error (naming the
+ * option and, for a value out of range, the range) and the usage line. */
+int cli_parse(const cli_command *c, void *opts, int nargs, char **args, const char **operands,
+              int max_operands);
+/* The exit status for a cli_parse result below 0: 0 after --help, else 2. */
+int cli_parse_status(int result);
+/* Set the option `name` (no dashes) of table into opts; value NULL for a flag.
+ * Prints the error (command names the command in it). *used_value (if not NULL)
+ * tells whether value was taken. */
+bool cli_option_set(const cli_option *table, const char *command, void *opts, const char *name,
+                    const char *value, bool *used_value);
+const cli_option *cli_find_option(const cli_option *table, const char *name);
+/* "usage: cnnlab NAME OPERANDS [options]" (and where to find more) to f. */
+void cli_print_usage(const cli_command *c, FILE *f);
+/* The whole help: usage, description, one line per option. */
+void cli_print_help(const cli_command *c, FILE *f);
+/* The option lines of --help alone. */
+void cli_print_options(const cli_command *c, FILE *f);
+/* The value placeholder of an option (.arg or by kind); "" for a flag. */
+const char *cli_option_arg(const cli_option *o);
+/* "(default D; R)" text of an option into buf ("" when it has neither). */
+void cli_option_notes(const cli_option *o, char *buf, size_t len);
+
+/* `cnnlab help [COMMAND | --man | --bash-completion | --options]` (help.c). */
+int cli_help(int argc, char **argv);
+/* The list of commands with their summaries (`cnnlab` alone, `cnnlab help`). */
+void cli_print_commands(FILE *f);
 
 /* ---- training options (options.c) ---- */
 
-#define TRAIN_STR_LEN 1024
+#define TRAIN_STR_LEN CLI_STR_LEN
 
 /* Every option of `cnnlab train`; written into each run folder and read back by
  * --resume. Floats left NAN take a default that depends on the optimizer. */
@@ -40,14 +136,12 @@ typedef struct {
     int milestones[CL_MAX_MILESTONES], nmilestones;
 } train_options;
 
+/* The option table of train (ends with an empty row); train_command uses it. */
+extern const cli_option train_option_table[];
+
 void train_options_defaults(train_options *o);
 /* Set one option by name (without the dashes); value NULL for a flag. Prints errors. */
 bool train_option_set(train_options *o, const char *name, const char *value, bool *used_value);
-/* Parse --key value / --key=value / flags; positional arguments go to positional.
- * Returns the number of positional arguments, or -1 after printing an error. */
-int train_options_parse(train_options *o, int argc, char **argv, const char **positional,
-                        int max_positional);
-void train_options_print_help(FILE *f);
 /* Write the options as "key=value" lines (resume and init left out); read them back. */
 size_t train_options_write(const train_options *o, char *buf, size_t len);
 bool train_options_read(train_options *o, const char *text);
@@ -189,5 +283,7 @@ void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 bool cli_parse_shape(const char *s, cl_shape *out);
 /* Parse a non-negative integer, allowing "_" or "," as thousands separators. */
 bool cli_parse_count(const char *s, long long *out);
+/* The index of the largest of x[0..n) (the first on a tie): a row of logits' class. */
+int cli_argmax(const cl_real *x, int n);
 
 #endif

@@ -10,6 +10,7 @@
  *   compare.html           all of it in one self-contained page */
 #include <errno.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -302,44 +303,45 @@ static bool write_html(const char *out, const run_info *runs, int n, double targ
     return cli_atomic_close(&html, ok);
 }
 
-static void compare_usage(FILE *f) {
-    fprintf(f, "usage: cnnlab compare RUN... [--out DIR] [--target ACC]\n"
-               "  Compares 1 to %d run folders: prints a table and writes compare.png,\n"
-               "  compare_per_class.png, compare.csv and compare.html into DIR (default: a\n"
-               "  folder \"compare\" beside the first run). --target is the test accuracy\n"
-               "  whose first epoch is reported (default 0.7; e.g. 0.994 for MNIST).\n", MAX_RUNS);
-}
+typedef struct {
+    const char *out;
+    double target;
+} compare_options;
 
-int cmd_compare(int argc, char **argv) {
-    const char *dirs[MAX_RUNS], *out = NULL;
-    int n = 0;
-    double target = 0.7;
-    for (int i = 1; i < argc; i++) {
-        const char *s = argv[i];
-        bool has = i + 1 < argc;
-        if (!strcmp(s, "--help") || !strcmp(s, "-h")) {
-            compare_usage(stdout);
-            return 0;
-        } else if (!strcmp(s, "--out") && has) out = argv[++i];
-        else if (!strcmp(s, "--target") && has) {
-            char *end;
-            target = strtod(argv[++i], &end);
-            if (*end || !(target > 0 && target <= 1)) {
-                cli_error("--target: expected an accuracy in (0, 1], e.g. 0.7, got '%s'", argv[i]);
-                return EXIT_USAGE;
-            }
-        } else if (s[0] != '-' && n < MAX_RUNS) dirs[n++] = s;
-        else {
-            cli_error(s[0] == '-' ? "compare: unknown or incomplete option '%s'"
-                                  : "compare: at most 10 runs at once ('%s')", s);
-            compare_usage(stderr);
-            return EXIT_USAGE;
-        }
-    }
+static const cli_option compare_options_table[] = {
+    {"out", OPT_TEXT, offsetof(compare_options, out), "the folder to write into", .arg = "DIR",
+     .def = "compare beside the first run"},
+    {"target", OPT_DOUBLE, offsetof(compare_options, target), "the test accuracy whose first epoch is reported (e.g. 0.994 for MNIST)",
+     .arg = "ACC", .def = "0.7", .min = 0, .max = 1, .min_open = true},
+    {0},
+};
+
+static int cmd_compare(int argc, char **argv);
+
+const cli_command compare_command = {
+    .name = "compare",
+    .operands = "RUN...",
+    .summary = "runs side by side: a table, overlaid curves, compare.png and compare.html",
+    .description =
+        "Compares 1 to 10 run folders: prints a table (model, parameters,\n"
+        "normalization, optimizer, best and final test accuracy, the first epoch at\n"
+        "--target, seconds per epoch) and writes compare.csv, compare.png,\n"
+        "compare_per_class.png and compare.html into --out.",
+    .options = compare_options_table,
+    .run = cmd_compare,
+};
+
+static int cmd_compare(int argc, char **argv) {
+    compare_options o = {.target = 0.7};
+    const char *dirs[MAX_RUNS];
+    int n = cli_parse(&compare_command, &o, argc - 1, argv + 1, dirs, MAX_RUNS);
+    if (n < 0) return cli_parse_status(n);
     if (n == 0) {
-        compare_usage(stderr);
+        cli_print_usage(&compare_command, stderr);
         return EXIT_USAGE;
     }
+    const char *out = o.out;
+    double target = o.target;
     static run_info runs[MAX_RUNS];
     int loaded = 0, rc = 1;
     for (; loaded < n; loaded++)

@@ -5,6 +5,7 @@
  * with their probabilities. cli_evaluate() is shared with the reports. */
 #include <errno.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,9 +67,7 @@ bool cli_evaluate(const cli_checkpoint *ck, const cl_dataset *ds, int batch, int
         loss_sum += cl_cross_entropy(logits, labels, bn, K, 0, NULL) * bn;
         for (int i = 0; i < bn; i++) {
             softmax(logits + (size_t)i * K, K, p);
-            int best = 0;
-            for (int k = 1; k < K; k++)
-                if (p[k] > p[best]) best = k;
+            int best = cli_argmax(logits + (size_t)i * K, K);
             ev->pred[idx[i]] = best;
             ev->conf[idx[i]] = (float)p[best];
             ev->confusion[labels[i] * K + best]++;
@@ -181,40 +180,53 @@ static bool write_eval_csvs(const char *dir, const cli_checkpoint *ck, const cl_
     return cli_atomic_close(&a, true);
 }
 
-static void eval_usage(FILE *f) {
-    fprintf(f, "usage: cnnlab eval CHECKPOINT [--data NAME|DIR] [--data-dir DIR] [--batch B]\n"
-               "                   [--threads T] [--show N] [--out DIR]\n"
-               "Evaluates on the test split (default: the dataset the checkpoint was trained on) and\n"
-               "writes eval_confusion.csv, eval_per_class.csv and eval_misclassified.csv into --out\n"
-               "(default: the checkpoint's folder).\n");
-}
+typedef struct {
+    const char *data, *data_dir, *out;
+    long long batch, threads, show;
+} eval_options;
 
-int cmd_eval(int argc, char **argv) {
-    const char *path = NULL, *data = NULL, *data_dir = NULL, *out = NULL;
-    long long batch = 100, threads = 0, show = 10;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        bool has = i + 1 < argc;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            eval_usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "--data") && has) data = argv[++i];
-        else if (!strcmp(a, "--data-dir") && has) data_dir = argv[++i];
-        else if (!strcmp(a, "--out") && has) out = argv[++i];
-        else if (!strcmp(a, "--batch") && has && cli_parse_count(argv[i + 1], &batch) && batch > 0) i++;
-        else if (!strcmp(a, "--threads") && has && cli_parse_count(argv[i + 1], &threads)) i++;
-        else if (!strcmp(a, "--show") && has && cli_parse_count(argv[i + 1], &show)) i++;
-        else if (a[0] != '-' && !path) path = a;
-        else {
-            cli_error("eval: unknown or incomplete option '%s'", a);
-            eval_usage(stderr);
-            return EXIT_USAGE;
-        }
-    }
+#define E(field) offsetof(eval_options, field)
+
+static const cli_option eval_options_table[] = {
+    {"data", OPT_TEXT, E(data), "the dataset whose test split to use", .arg = "NAME|DIR",
+     .def = "the checkpoint's"},
+    {"data-dir", OPT_TEXT, E(data_dir), "where to look for named datasets first", .arg = "DIR"},
+    {"batch", OPT_INT, E(batch), "batch size", .def = "100", .min = 1, .max = 65536},
+    {"threads", OPT_INT, E(threads), "compute threads", .def = "0, all cores", .min = 0,
+     .max = 1024},
+    {"show", OPT_INT, E(show), "print the N most confident mistakes", .def = "10", .min = 0,
+     .max = 1000000},
+    {"out", OPT_TEXT, E(out), "folder for the CSV files", .arg = "DIR",
+     .def = "the checkpoint's folder"},
+    {0},
+};
+
+static int cmd_eval(int argc, char **argv);
+
+const cli_command eval_command = {
+    .name = "eval",
+    .operands = "CHECKPOINT",
+    .summary = "test loss and accuracy, per-class accuracy, confusion matrix, mistakes",
+    .description =
+        "Evaluates a checkpoint written by train on a test split (default: the dataset\n"
+        "it was trained on): the loss and accuracy, the accuracy of every class, the\n"
+        "confusion matrix and the most confidently misclassified images. Writes\n"
+        "eval_confusion.csv, eval_per_class.csv and eval_misclassified.csv into --out.",
+    .options = eval_options_table,
+    .run = cmd_eval,
+};
+
+static int cmd_eval(int argc, char **argv) {
+    eval_options o = {.batch = 100, .threads = 0, .show = 10};
+    const char *path = NULL;
+    int n = cli_parse(&eval_command, &o, argc - 1, argv + 1, &path, 1);
+    if (n < 0) return cli_parse_status(n);
     if (!path) {
-        eval_usage(stderr);
+        cli_print_usage(&eval_command, stderr);
         return EXIT_USAGE;
     }
+    const char *data = o.data, *data_dir = o.data_dir, *out = o.out;
+    long long batch = o.batch, threads = o.threads, show = o.show;
     cli_checkpoint ck;
     if (!cli_open_checkpoint(path, (cl_compile_args){.max_batch = (int)batch, .threads = (int)threads}, &ck)) return 1;
     cl_dataset ds = {0};
@@ -281,28 +293,53 @@ done:
     return rc;
 }
 
-int cmd_predict(int argc, char **argv) {
-    const char *path = NULL;
-    long long top = 3;
-    int nimages = 0;
-    const char **images = calloc((size_t)argc, sizeof *images);
-    for (int i = 1; images && i < argc; i++) {
-        if (!strcmp(argv[i], "--top") && i + 1 < argc && cli_parse_count(argv[i + 1], &top) && top > 0) i++;
-        else if (argv[i][0] == '-' && argv[i][1]) {
-            cli_error("predict: unknown or incomplete option '%s'", argv[i]);
-            free(images);
-            return EXIT_USAGE;
-        } else if (!path) path = argv[i];
-        else images[nimages++] = argv[i];
+typedef struct {
+    long long top;
+} predict_options;
+
+static const cli_option predict_options_table[] = {
+    {"top", OPT_INT, offsetof(predict_options, top), "classes shown per image", .arg = "K",
+     .def = "3", .min = 1, .max = 100000},
+    {0},
+};
+
+static int cmd_predict(int argc, char **argv);
+
+const cli_command predict_command = {
+    .name = "predict",
+    .operands = "CHECKPOINT IMAGE...",
+    .summary = "the top classes of PNG or JPEG images with their probabilities",
+    .description =
+        "Prints the top K classes of each PNG or JPEG image with their probabilities;\n"
+        "images are resized (bilinear) to the model's input and normalised as in\n"
+        "training.",
+    .options = predict_options_table,
+    .run = cmd_predict,
+};
+
+static int cmd_predict(int argc, char **argv) {
+    predict_options o = {.top = 3};
+    const char **operands = calloc((size_t)argc, sizeof *operands);
+    if (!operands) {
+        cli_error("out of memory");
+        return 1;
     }
-    if (!path || nimages == 0) {
-        fprintf(stderr, "usage: cnnlab predict CHECKPOINT IMAGE... [--top K]\n");
-        free(images);
+    int n = cli_parse(&predict_command, &o, argc - 1, argv + 1, operands, argc);
+    if (n < 0) {
+        free(operands);
+        return cli_parse_status(n);
+    }
+    if (n < 2) {
+        cli_print_usage(&predict_command, stderr);
+        free(operands);
         return EXIT_USAGE;
     }
+    const char *path = operands[0], **images = operands + 1;
+    int nimages = n - 1;
+    long long top = o.top;
     cli_checkpoint ck;
     if (!cli_open_checkpoint(path, (cl_compile_args){.max_batch = 1, .threads = 1}, &ck)) {
-        free(images);
+        free(operands);
         return 1;
     }
     const int K = ck.classes;
@@ -339,7 +376,7 @@ int cmd_predict(int argc, char **argv) {
     free(x);
     free(p);
     free(order);
-    free(images);
+    free(operands);
     cli_close_checkpoint(&ck);
     return rc;
 }

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdint.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,7 @@
 #include <nettle/sha2.h>
 
 #include "cli.h"
+#include "util/util.h"
 
 #define FETCH_PATH 4096
 #define FETCH_MAX_FILES 4
@@ -211,34 +213,11 @@ static bool hash_file(const char *path, char *md5, char *sha256, uint64_t *bytes
 /* Read $CNNLAB_FETCH_CHECKSUMS and check its syntax: lines "MD5  filename" (as md5sum
  * writes them; "*filename" allowed), blank lines and # comments. */
 static bool load_sums(fetch_ctx *c, const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        cli_error("CNNLAB_FETCH_CHECKSUMS=%s: cannot open it: %s", path, strerror(errno));
+    char *text, err[4400];
+    if (cl_read_file(path, "it", 1u << 24, &text, NULL, err, sizeof err) != CL_OK) {
+        cli_error("CNNLAB_FETCH_CHECKSUMS=%s", err);
         return false;
     }
-    size_t cap = 4096, len = 0;
-    char *text = malloc(cap);
-    int ch;
-    while (text && (ch = fgetc(f)) != EOF) {
-        if (len + 2 > cap) {
-            char *t = cap < (1u << 24) ? realloc(text, cap * 2) : NULL;
-            if (!t) {
-                free(text);
-                text = NULL;
-                break;
-            }
-            text = t;
-            cap *= 2;
-        }
-        text[len++] = (char)ch;
-    }
-    fclose(f);
-    if (!text) {
-        cli_error("CNNLAB_FETCH_CHECKSUMS=%s: too large (expected a few \"MD5  filename\" lines)",
-                  path);
-        return false;
-    }
-    text[len] = 0;
     int line = 1;
     for (const char *s = text; *s; line++) {
         const char *end = strchr(s, '\n');
@@ -737,40 +716,51 @@ static bool fetch_idx(const fetch_ctx *c, const fetch_dataset *ds) {
 
 /* ---- the command ---- */
 
-static void print_help(FILE *f) {
-    fprintf(f,
-            "usage: cnnlab fetch DATASET... [--data-dir DIR]\n"
-            "\n"
-            "Downloads a dataset's official files, checks each one's MD5 (and prints its\n"
-            "SHA-256), and puts them where `cnnlab train --data NAME` looks for them:\n"
-            "  cifar10        cifar-10-binary.tar.gz from www.cs.toronto.edu,\n"
-            "                 unpacked into DIR/cifar-10-batches-bin/\n"
-            "  cifar100       cifar-100-binary.tar.gz from www.cs.toronto.edu,\n"
-            "                 unpacked into DIR/cifar-100-binary/\n"
-            "  mnist          the four IDX .gz files from the PyTorch mirror\n"
-            "                 (ossci-datasets.s3.amazonaws.com), kept gzipped in DIR/mnist/\n"
-            "  fashion-mnist  the four IDX .gz files from Zalando's server, kept gzipped\n"
-            "                 in DIR/fashion-mnist/\n"
-            "\n"
-            "DIR is --data-dir DIR, else $CNNLAB_DATA, else ./data. Files already there\n"
-            "with the right MD5 are not downloaded again: to install on a machine without\n"
-            "internet, copy the archive (or the .gz files) into DIR and run the same\n"
-            "command; it checks and unpacks them. A download is kept only once its MD5\n"
-            "matches. Exit status: 0 when the dataset is ready, 1 when a file could not\n"
-            "be had (the message says which file to put where), 2 for bad usage.\n"
-            "\n"
-            "Testing aids (environment variables, not for normal use):\n"
-            "  CNNLAB_FETCH_BASE_URL=URL    fetch every file from URL followed by its\n"
-            "                               file name (e.g. http://127.0.0.1:8000/)\n"
-            "                               instead of the official servers\n"
-            "  CNNLAB_FETCH_CHECKSUMS=FILE  take the expected MD5s from FILE, lines\n"
-            "                               \"MD5  filename\" as md5sum writes them,\n"
-            "                               instead of the built-in list\n");
-}
+typedef struct {
+    const char *data_dir;
+} fetch_options;
 
-#define FETCH_USAGE                                                                      \
-    "usage: cnnlab fetch cifar10|cifar100|mnist|fashion-mnist [--data-dir DIR] "           \
-    "(cnnlab fetch --help)\n"
+static const cli_option fetch_options_table[] = {
+    {"data-dir", OPT_TEXT, offsetof(fetch_options, data_dir), "the data folder", .arg = "DIR",
+     .def = "$CNNLAB_DATA, else ./data"},
+    {0},
+};
+
+static int cmd_fetch(int argc, char **argv);
+
+const cli_command fetch_command = {
+    .name = "fetch",
+    .operands = "DATASET...",
+    .summary = "download a dataset, check its MD5 and unpack it where train looks for it",
+    .description =
+        "Downloads a dataset's official files, checks each one's MD5 (and prints its\n"
+        "SHA-256), and puts them where `cnnlab train --data NAME` looks for them:\n"
+        "  cifar10        cifar-10-binary.tar.gz from www.cs.toronto.edu,\n"
+        "                 unpacked into DIR/cifar-10-batches-bin/\n"
+        "  cifar100       cifar-100-binary.tar.gz from www.cs.toronto.edu,\n"
+        "                 unpacked into DIR/cifar-100-binary/\n"
+        "  mnist          the four IDX .gz files from the PyTorch mirror\n"
+        "                 (ossci-datasets.s3.amazonaws.com), kept gzipped in DIR/mnist/\n"
+        "  fashion-mnist  the four IDX .gz files from Zalando's server, kept gzipped\n"
+        "                 in DIR/fashion-mnist/\n"
+        "\n"
+        "DIR is --data-dir DIR, else $CNNLAB_DATA, else ./data. Files already there\n"
+        "with the right MD5 are not downloaded again: to install on a machine without\n"
+        "internet, copy the archive (or the .gz files) into DIR and run the same\n"
+        "command; it checks and unpacks them. A download is kept only once its MD5\n"
+        "matches. Exit status: 0 when the dataset is ready, 1 when a file could not\n"
+        "be had (the message says which file to put where), 2 for bad usage.\n"
+        "\n"
+        "Testing aids (environment variables, not for normal use):\n"
+        "  CNNLAB_FETCH_BASE_URL=URL    fetch every file from URL followed by its\n"
+        "                               file name (e.g. http://127.0.0.1:8000/)\n"
+        "                               instead of the official servers\n"
+        "  CNNLAB_FETCH_CHECKSUMS=FILE  take the expected MD5s from FILE, lines\n"
+        "                               \"MD5  filename\" as md5sum writes them,\n"
+        "                               instead of the built-in list",
+    .options = fetch_options_table,
+    .run = cmd_fetch,
+};
 
 static const fetch_dataset *find_dataset(const char *name) {
     for (size_t i = 0; i < NDATASETS; i++)
@@ -778,39 +768,35 @@ static const fetch_dataset *find_dataset(const char *name) {
     return NULL;
 }
 
-int cmd_fetch(int argc, char **argv) {
+static int cmd_fetch(int argc, char **argv) {
     const fetch_dataset *want[NDATASETS];
     size_t nwant = 0;
-    const char *data_dir = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            print_help(stdout);
-            return 0;
-        } else if (!strcmp(a, "--data-dir") && i + 1 < argc) {
-            data_dir = argv[++i];
-        } else if (!strncmp(a, "--data-dir=", 11)) {
-            data_dir = a + 11;
-        } else if (a[0] == '-') {
-            cli_error("unknown or incomplete option '%s'", a);
-            fputs(FETCH_USAGE, stderr);
-            return EXIT_USAGE;
-        } else {
-            const fetch_dataset *ds = find_dataset(a);
-            if (!ds) {
-                cli_error("unknown dataset '%s': expected cifar10, cifar100, mnist or fashion-mnist",
-                          a);
-                return EXIT_USAGE;
-            }
-            bool dup = false;
-            for (size_t k = 0; k < nwant; k++) dup = dup || want[k] == ds;
-            if (!dup) want[nwant++] = ds;
-        }
+    fetch_options o = {0};
+    const char **names = calloc((size_t)argc, sizeof *names);
+    if (!names) {
+        cli_error("out of memory");
+        return 1;
     }
+    int n = cli_parse(&fetch_command, &o, argc - 1, argv + 1, names, argc);
+    for (int i = 0; i < n; i++) {
+        const fetch_dataset *ds = find_dataset(names[i]);
+        if (!ds) {
+            cli_error("unknown dataset '%s': expected cifar10, cifar100, mnist or fashion-mnist",
+                      names[i]);
+            free(names);
+            return EXIT_USAGE;
+        }
+        bool dup = false;
+        for (size_t k = 0; k < nwant; k++) dup = dup || want[k] == ds;
+        if (!dup) want[nwant++] = ds;
+    }
+    free(names);
+    if (n < 0) return cli_parse_status(n);
     if (!nwant) {
-        fputs(FETCH_USAGE, stderr);
+        cli_print_usage(&fetch_command, stderr);
         return EXIT_USAGE;
     }
+    const char *data_dir = o.data_dir;
     if (data_dir && !*data_dir) {
         cli_error("--data-dir needs a folder");
         return EXIT_USAGE;

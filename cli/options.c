@@ -1,7 +1,9 @@
-/* options.c: the training options of `cnnlab train` (and what eval reuses): one table
- * of names, kinds and help text, parsed from the command line and written back as
- * "key=value" lines, so a run folder records every option and --resume reads them. */
+/* options.c: the training options of `cnnlab train` (and what eval reuses): its
+ * option table (parsed by args.c like every command's) and the same options written
+ * as "key=value" lines, so a run folder records every option and --resume reads
+ * them back. */
 #include <errno.h>
+#include <stddef.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,51 +11,57 @@
 
 #include "cli.h"
 
-typedef enum { OPT_STR, OPT_INT, OPT_FLOAT, OPT_FLAG, OPT_LIST } opt_kind;
-
-typedef struct {
-    const char *name;
-    opt_kind kind;
-    size_t offset; /* into train_options */
-    const char *help;
-} opt_spec;
-
 #define F(field) offsetof(train_options, field)
 
-static const opt_spec specs[] = {
-    {"data", OPT_STR, F(data), "cifar10|cifar100|mnist|fashion-mnist|DIR (default cifar10)"},
-    {"data-dir", OPT_STR, F(data_dir), "where to look for named datasets first"},
-    {"epochs", OPT_INT, F(epochs), "epochs (default 20)"},
-    {"batch", OPT_INT, F(batch), "batch size (default 128)"},
-    {"seed", OPT_INT, F(seed), "random seed for initialisation, shuffling, augmentation, dropout (default 1)"},
-    {"threads", OPT_INT, F(threads), "compute threads (default: all cores)"},
-    {"workers", OPT_INT, F(workers), "data-loading threads (default 1)"},
-    {"out", OPT_STR, F(out), "run folder (default runs/MODEL, numbered if it exists)"},
-    {"opt", OPT_STR, F(opt), "sgd|adam|adamw (default sgd)"},
-    {"lr", OPT_FLOAT, F(lr), "learning rate; onecycle: the maximum (default sgd 0.05, adam 0.001)"},
-    {"momentum", OPT_FLOAT, F(momentum), "SGD momentum (default 0.9)"},
-    {"nesterov", OPT_FLAG, F(nesterov), "Nesterov momentum"},
-    {"weight-decay", OPT_FLOAT, F(weight_decay), "weight decay (default 5e-4 for sgd, 0 for adam, 0.01 for adamw)"},
-    {"label-smoothing", OPT_FLOAT, F(label_smoothing), "cross-entropy label smoothing (default 0)"},
-    {"sched", OPT_STR, F(sched), "none|step|multistep|onecycle|cosine|plateau (default onecycle)"},
-    {"step-size", OPT_INT, F(step_size), "step: epochs between decays"},
-    {"gamma", OPT_FLOAT, F(gamma), "step, multistep: decay factor (default 0.1)"},
-    {"milestones", OPT_LIST, F(milestones), "multistep: epochs, e.g. 10,15"},
-    {"pct-start", OPT_FLOAT, F(pct_start), "onecycle: fraction of steps rising (default 0.3)"},
-    {"div-factor", OPT_FLOAT, F(div_factor), "onecycle: initial lr = lr / div-factor (default 25)"},
-    {"final-div-factor", OPT_FLOAT, F(final_div_factor), "onecycle: final lr = initial / this (default 1e4)"},
-    {"no-cycle-momentum", OPT_FLAG, F(no_cycle_momentum), "onecycle: keep momentum fixed"},
-    {"t-max", OPT_INT, F(t_max), "cosine: epochs of the half cosine (default --epochs)"},
-    {"eta-min", OPT_FLOAT, F(eta_min), "cosine: final lr (default 0)"},
-    {"factor", OPT_FLOAT, F(factor), "plateau: decay factor (default 0.1)"},
-    {"patience", OPT_INT, F(patience), "plateau: epochs without improvement (default 10)"},
-    {"min-lr", OPT_FLOAT, F(min_lr), "plateau: lower bound (default 0)"},
-    {"aug", OPT_STR, F(aug), "augmentation pipeline, e.g. crop:4:reflect,hflip,cutout:8"},
-    {"train-subset", OPT_INT, F(train_subset), "use the first N training images (default all)"},
-    {"test-subset", OPT_INT, F(test_subset), "use the first N test images (default all)"},
-    {"resize", OPT_STR, F(resize), "image folders: resize every image to HxW"},
-    {"resume", OPT_STR, F(resume), "continue the run in this folder from its last checkpoint"},
-    {"init", OPT_STR, F(init), "start from these weights (a .safetensors file)"},
+/* Defaults live in train_options_defaults (NAN floats: resolved by the optimizer);
+ * .def says them in --help. */
+const cli_option train_option_table[] = {
+    {"data", OPT_STR, F(data), "cifar10|cifar100|mnist|fashion-mnist|DIR", .arg = "NAME|DIR",
+     .def = "cifar10"},
+    {"data-dir", OPT_STR, F(data_dir), "where to look for named datasets first", .arg = "DIR"},
+    {"epochs", OPT_INT, F(epochs), "epochs", .def = "20", .min = 1, .max = 2000000000},
+    {"batch", OPT_INT, F(batch), "batch size", .def = "128", .min = 1, .max = 65536},
+    {"seed", OPT_INT, F(seed), "random seed for initialisation, shuffling, augmentation, dropout",
+     .def = "1"},
+    {"threads", OPT_INT, F(threads), "compute threads", .def = "0, all cores", .min = 0,
+     .max = 1024},
+    {"workers", OPT_INT, F(workers), "data-loading threads", .def = "1"},
+    {"out", OPT_STR, F(out), "run folder", .arg = "DIR",
+     .def = "runs/MODEL, numbered if it exists"},
+    {"opt", OPT_STR, F(opt), "sgd|adam|adamw", .arg = "NAME", .def = "sgd"},
+    {"lr", OPT_FLOAT, F(lr), "learning rate; onecycle: the maximum", .def = "sgd 0.05, adam 0.001"},
+    {"momentum", OPT_FLOAT, F(momentum), "SGD momentum", .def = "0.9"},
+    {"nesterov", OPT_FLAG, F(nesterov), "Nesterov momentum", .def = "off"},
+    {"weight-decay", OPT_FLOAT, F(weight_decay), "weight decay",
+     .def = "5e-4 for sgd, 0 for adam, 0.01 for adamw"},
+    {"label-smoothing", OPT_FLOAT, F(label_smoothing), "cross-entropy label smoothing, below 1",
+     .def = "0", .min = 0, .max = 1},
+    {"sched", OPT_STR, F(sched), "none|step|multistep|onecycle|cosine|plateau", .arg = "NAME",
+     .def = "onecycle"},
+    {"step-size", OPT_INT, F(step_size), "step: epochs between decays", .def = "10"},
+    {"gamma", OPT_FLOAT, F(gamma), "step, multistep: decay factor", .def = "0.1"},
+    {"milestones", OPT_LIST, F(milestones), "multistep: epochs, e.g. 10,15",
+     .count_offset = F(nmilestones), .max_items = CL_MAX_MILESTONES},
+    {"pct-start", OPT_FLOAT, F(pct_start), "onecycle: fraction of steps rising", .def = "0.3"},
+    {"div-factor", OPT_FLOAT, F(div_factor), "onecycle: initial lr = lr / div-factor", .def = "25"},
+    {"final-div-factor", OPT_FLOAT, F(final_div_factor), "onecycle: final lr = initial / this",
+     .def = "1e4"},
+    {"no-cycle-momentum", OPT_FLAG, F(no_cycle_momentum), "onecycle: keep momentum fixed",
+     .def = "off"},
+    {"t-max", OPT_INT, F(t_max), "cosine: epochs of the half cosine", .def = "--epochs"},
+    {"eta-min", OPT_FLOAT, F(eta_min), "cosine: final lr", .def = "0"},
+    {"factor", OPT_FLOAT, F(factor), "plateau: decay factor", .def = "0.1"},
+    {"patience", OPT_INT, F(patience), "plateau: epochs without improvement", .def = "10"},
+    {"min-lr", OPT_FLOAT, F(min_lr), "plateau: lower bound", .def = "0"},
+    {"aug", OPT_STR, F(aug), "augmentation pipeline, e.g. crop:4:reflect,hflip,cutout:8",
+     .arg = "SPEC"},
+    {"train-subset", OPT_INT, F(train_subset), "use the first N training images", .def = "all"},
+    {"test-subset", OPT_INT, F(test_subset), "use the first N test images", .def = "all"},
+    {"resize", OPT_STR, F(resize), "image folders: resize every image to HxW", .arg = "HxW"},
+    {"resume", OPT_STR, F(resume), "continue the run in this folder from its last checkpoint",
+     .arg = "DIR"},
+    {"init", OPT_STR, F(init), "start from these weights (a .safetensors file)", .arg = "FILE"},
+    {0},
 };
 
 void train_options_defaults(train_options *o) {
@@ -70,133 +78,20 @@ void train_options_defaults(train_options *o) {
     snprintf(o->sched, sizeof o->sched, "onecycle");
 }
 
-static const opt_spec *find_spec(const char *name) {
-    for (size_t i = 0; i < sizeof specs / sizeof *specs; i++)
-        if (!strcmp(specs[i].name, name)) return &specs[i];
-    return NULL;
-}
-
 bool train_option_set(train_options *o, const char *name, const char *value, bool *used_value) {
-    const opt_spec *s = find_spec(name);
-    if (used_value) *used_value = false;
-    if (!s) {
-        cli_error("unknown option --%s (see `cnnlab train --help`)", name);
-        return false;
-    }
-    char *field = (char *)o + s->offset;
-    if (s->kind == OPT_FLAG) {
-        *(bool *)field = !value || strcmp(value, "0");
-        return true;
-    }
-    if (!value) {
-        cli_error("--%s needs a value", name);
-        return false;
-    }
-    if (used_value) *used_value = true;
-    char *end;
-    errno = 0;
-    switch (s->kind) {
-    case OPT_STR:
-        if (strlen(value) >= TRAIN_STR_LEN) {
-            cli_error("--%s: value too long", name);
-            return false;
-        }
-        snprintf(field, TRAIN_STR_LEN, "%s", value);
-        return true;
-    case OPT_INT: {
-        long long v = strtoll(value, &end, 10);
-        if (end == value || *end || errno || v < 0 || v > 2000000000) {
-            cli_error("--%s: expected a whole number, got '%s'", name, value);
-            return false;
-        }
-        *(long long *)field = v;
-        return true;
-    }
-    case OPT_FLOAT: {
-        double v = strtod(value, &end);
-        if (end == value || *end || errno || !isfinite(v)) {
-            cli_error("--%s: expected a number, got '%s'", name, value);
-            return false;
-        }
-        *(float *)field = (float)v;
-        return true;
-    }
-    case OPT_LIST: {
-        int *list = (int *)field, n = 0;
-        const char *p = value;
-        while (*p) {
-            long v = strtol(p, &end, 10);
-            if (end == p || v < 0 || v > 1000000 || n == CL_MAX_MILESTONES) {
-                cli_error("--%s: expected comma-separated epochs, e.g. 10,15, got '%s'", name, value);
-                return false;
-            }
-            list[n++] = (int)v;
-            p = end;
-            if (*p == ',') p++;
-            else if (*p) {
-                cli_error("--%s: expected comma-separated epochs, got '%s'", name, value);
-                return false;
-            }
-        }
-        o->nmilestones = n;
-        return true;
-    }
-    default: return false;
-    }
-}
-
-int train_options_parse(train_options *o, int argc, char **argv, const char **positional,
-                        int max_positional) {
-    int npos = 0;
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        if (a[0] == '-' && a[1] == '-' && a[2]) {
-            char name[64];
-            const char *eq = strchr(a + 2, '=');
-            size_t len = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
-            if (len >= sizeof name) {
-                cli_error("unknown option %s", a);
-                return -1;
-            }
-            memcpy(name, a + 2, len);
-            name[len] = 0;
-            const opt_spec *s = find_spec(name);
-            const char *value = eq ? eq + 1 : NULL;
-            if (!value && s && s->kind != OPT_FLAG) value = i + 1 < argc ? argv[i + 1] : NULL;
-            bool used;
-            if (!train_option_set(o, name, value, &used)) return -1;
-            if (used && !eq) i++;
-        } else if (a[0] == '-' && a[1]) {
-            cli_error("unknown option %s", a);
-            return -1;
-        } else {
-            if (npos == max_positional) {
-                cli_error("unexpected argument '%s'", a);
-                return -1;
-            }
-            positional[npos++] = a;
-        }
-    }
-    return npos;
-}
-
-void train_options_print_help(FILE *f) {
-    for (size_t i = 0; i < sizeof specs / sizeof *specs; i++) {
-        char left[48];
-        snprintf(left, sizeof left, "--%s%s", specs[i].name,
-                 specs[i].kind == OPT_FLAG ? "" : specs[i].kind == OPT_STR ? " S" : " N");
-        fprintf(f, "  %-22s %s\n", left, specs[i].help);
-    }
+    return cli_option_set(train_option_table, "train", o, name, value, used_value);
 }
 
 /* "key=value\n" for every option that has a value, in table order. */
 size_t train_options_write(const train_options *o, char *buf, size_t len) {
     size_t n = 0;
-    for (size_t i = 0; i < sizeof specs / sizeof *specs; i++) {
-        const opt_spec *s = &specs[i];
+    for (const cli_option *s = train_option_table; s->name; s++) {
         const char *field = (const char *)o + s->offset;
         char val[TRAIN_STR_LEN + 32] = "";
         switch (s->kind) {
+        case OPT_TEXT:
+        case OPT_DOUBLE:
+        case OPT_SHAPE: break; /* (train has none) */
         case OPT_STR: snprintf(val, sizeof val, "%s", field); break;
         case OPT_INT: snprintf(val, sizeof val, "%lld", *(const long long *)field); break;
         case OPT_FLOAT: {

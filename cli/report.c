@@ -15,6 +15,7 @@
  * The test-set figures come from the best checkpoint (the last when there is no
  * best), evaluated again on the run's test split. */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -421,29 +422,25 @@ static void html_pre_file(FILE *f, const report *r, const char *file) {
     free(text);
 }
 
-static bool write_html(const report *r) {
-    char path[4400];
-    path_in(r, path, sizeof path, "report.html");
-    cli_atomic_file out;
-    FILE *f = cli_atomic_open(&out, path);
-    if (!f) return false;
-    const cli_metrics *m = &r->metrics;
-    const train_options *o = &r->ck.options;
-    char title[400];
-    snprintf(title, sizeof title, "cnnlab run %s", r->name);
-    html_begin(f, title);
-    fputs("<h1>", f);
-    html_text(f, title);
-    fputs("</h1>\n<p class=\"facts\">", f);
-    char model[1024] = "", dataset[256] = "";
-    cli_run_config(r->dir, "model", model, sizeof model);
-    cli_run_config(r->dir, "dataset", dataset, sizeof dataset);
+/* The index of the epoch with the best test accuracy (the first on a tie; -1 when
+ * there is none) and the seconds of all epochs. */
+static int best_epoch(const cli_metrics *m, double *total_s) {
     int best = -1;
-    double total_s = 0;
+    *total_s = 0;
     for (int i = 0; i < m->n; i++) {
         if (best < 0 || m->test_acc[i] > m->test_acc[best]) best = i;
-        total_s += m->seconds[i];
+        *total_s += m->seconds[i];
     }
+    return best;
+}
+
+/* The paragraph under the title: model, dataset, recipe, best and final accuracy. */
+static void html_facts(FILE *f, const report *r, const char *model, int best, double total_s) {
+    const cli_metrics *m = &r->metrics;
+    const train_options *o = &r->ck.options;
+    char dataset[256] = "";
+    cli_run_config(r->dir, "dataset", dataset, sizeof dataset);
+    fputs("<p class=\"facts\">", f);
     fprintf(f, "Model <b>");
     html_text(f, model);
     fprintf(f, "</b> (%lld parameters) on <b>", (long long)cl_model_param_count(r->ck.m));
@@ -461,21 +458,10 @@ static bool write_html(const report *r) {
                 100 * m->test_acc[best], m->epoch[best], 100 * m->test_acc[m->n - 1], total_s,
                 total_s / m->n);
     fputs("</p>\n", f);
+}
 
-    bool ok = true;
-    fputs("<h2>Training curves</h2>\n", f);
-    html_figure(f, r, "curves.png", "Loss and accuracy per epoch, on the training set (with "
-                "augmentation and dropout, averaged over the epoch) and on the test set.", &ok);
-    html_figure(f, r, "lr.png", "The learning-rate schedule, step by step.", &ok);
-
-    fprintf(f, "<h2>Test set, epoch %d checkpoint</h2>\n<p>Average loss %.4f, accuracy %ld/%d "
-               "(%.2f%%), from <code>",
-            r->ck_epoch, r->ev.loss, r->ev.correct, r->ev.n, 100.0 * r->ev.correct / r->ev.n);
-    html_text(f, strrchr(r->ck_path, '/') ? strrchr(r->ck_path, '/') + 1 : r->ck_path);
-    fputs("</code>.</p>\n", f);
-    html_figure(f, r, "per_class.png", "Test accuracy per class.", &ok);
-    html_figure(f, r, "confusion.png", "Confusion matrix: rows are the true classes, columns the "
-                "predictions; colour is the fraction of the row.", &ok);
+/* Per class: correct, total, accuracy and the class it is most often taken for. */
+static void html_class_table(FILE *f, const report *r) {
     fputs("<table>\n<tr><th class=\"l\">class</th><th>correct</th><th>total</th><th>accuracy</th>"
           "<th class=\"l\">most often taken for</th></tr>\n", f);
     const int K = r->ck.classes;
@@ -497,32 +483,38 @@ static bool write_html(const report *r) {
         fputs("</td></tr>\n", f);
     }
     fputs("</table>\n", f);
+}
 
+/* The misclassified images: their count, figures and table. */
+static void html_mistakes(FILE *f, const report *r, bool *ok) {
     fprintf(f, "<h2>Misclassified images</h2>\n<p>%d of %d test images are misclassified.</p>\n",
             r->nmis, r->ev.n);
-    if (r->shown > 0) {
-        html_figure(f, r, "misclassified.png", "The most confident mistakes: true class \u2192 "
-                    "predicted class (its softmax probability).", &ok);
-        if (r->has_gradcam) {
-            char cap[512];
-            snprintf(cap, sizeof cap, "Grad-CAM: where the network looked when it predicted the "
-                     "wrong class. Red is where evidence for the prediction was found (gradients "
-                     "of the predicted logit over %s).", r->gradcam_layer);
-            html_figure(f, r, "gradcam.png", cap, &ok);
-        }
-        fputs("<table>\n<tr><th>#</th><th>test index</th><th class=\"l\">true</th>"
-              "<th class=\"l\">predicted</th><th>probability</th></tr>\n", f);
-        for (int k = 0; k < r->shown; k++) {
-            int i = r->mis[k];
-            fprintf(f, "<tr><td>%d</td><td>%d</td><td class=\"l\">", k + 1, i);
-            html_text(f, r->ck.class_names[r->test->labels[i]]);
-            fputs("</td><td class=\"l\">", f);
-            html_text(f, r->ck.class_names[r->ev.pred[i]]);
-            fprintf(f, "</td><td>%.3f</td></tr>\n", r->ev.conf[i]);
-        }
-        fputs("</table>\n", f);
+    if (r->shown <= 0) return;
+    html_figure(f, r, "misclassified.png", "The most confident mistakes: true class \u2192 "
+                "predicted class (its softmax probability).", ok);
+    if (r->has_gradcam) {
+        char cap[512];
+        snprintf(cap, sizeof cap, "Grad-CAM: where the network looked when it predicted the "
+                 "wrong class. Red is where evidence for the prediction was found (gradients "
+                 "of the predicted logit over %s).", r->gradcam_layer);
+        html_figure(f, r, "gradcam.png", cap, ok);
     }
+    fputs("<table>\n<tr><th>#</th><th>test index</th><th class=\"l\">true</th>"
+          "<th class=\"l\">predicted</th><th>probability</th></tr>\n", f);
+    for (int k = 0; k < r->shown; k++) {
+        int i = r->mis[k];
+        fprintf(f, "<tr><td>%d</td><td>%d</td><td class=\"l\">", k + 1, i);
+        html_text(f, r->ck.class_names[r->test->labels[i]]);
+        fputs("</td><td class=\"l\">", f);
+        html_text(f, r->ck.class_names[r->ev.pred[i]]);
+        fprintf(f, "</td><td>%.3f</td></tr>\n", r->ev.conf[i]);
+    }
+    fputs("</table>\n", f);
+}
 
+/* The metrics table (the best epoch marked), then the model's summary and file. */
+static void html_metrics_and_model(FILE *f, const report *r, const char *model, int best) {
+    const cli_metrics *m = &r->metrics;
     fputs("<h2>Metrics per epoch</h2>\n<table>\n<tr><th>epoch</th><th>lr</th><th>train loss</th>"
           "<th>train acc.</th><th>test loss</th><th>test acc.</th><th>seconds</th></tr>\n", f);
     for (int i = 0; i < m->n; i++)
@@ -544,6 +536,42 @@ static bool write_html(const report *r) {
     free(summary);
     fputs("</pre>\n<p>The model file:</p>\n", f);
     html_pre_file(f, r, "model.net");
+}
+
+static bool write_html(const report *r) {
+    char path[4400];
+    path_in(r, path, sizeof path, "report.html");
+    cli_atomic_file out;
+    FILE *f = cli_atomic_open(&out, path);
+    if (!f) return false;
+    char title[400], model[1024] = "";
+    snprintf(title, sizeof title, "cnnlab run %s", r->name);
+    html_begin(f, title);
+    fputs("<h1>", f);
+    html_text(f, title);
+    fputs("</h1>\n", f);
+    cli_run_config(r->dir, "model", model, sizeof model);
+    double total_s;
+    int best = best_epoch(&r->metrics, &total_s);
+    html_facts(f, r, model, best, total_s);
+
+    bool ok = true;
+    fputs("<h2>Training curves</h2>\n", f);
+    html_figure(f, r, "curves.png", "Loss and accuracy per epoch, on the training set (with "
+                "augmentation and dropout, averaged over the epoch) and on the test set.", &ok);
+    html_figure(f, r, "lr.png", "The learning-rate schedule, step by step.", &ok);
+
+    fprintf(f, "<h2>Test set, epoch %d checkpoint</h2>\n<p>Average loss %.4f, accuracy %ld/%d "
+               "(%.2f%%), from <code>",
+            r->ck_epoch, r->ev.loss, r->ev.correct, r->ev.n, 100.0 * r->ev.correct / r->ev.n);
+    html_text(f, strrchr(r->ck_path, '/') ? strrchr(r->ck_path, '/') + 1 : r->ck_path);
+    fputs("</code>.</p>\n", f);
+    html_figure(f, r, "per_class.png", "Test accuracy per class.", &ok);
+    html_figure(f, r, "confusion.png", "Confusion matrix: rows are the true classes, columns the "
+                "predictions; colour is the fraction of the row.", &ok);
+    html_class_table(f, r);
+    html_mistakes(f, r, &ok);
+    html_metrics_and_model(f, r, model, best);
     fputs("<h2>Configuration</h2>\n", f);
     html_pre_file(f, r, "config.txt");
     html_end(f);
@@ -617,41 +645,48 @@ bool cli_write_report(const char *run_dir, const cli_report_args *a) {
     return ok;
 }
 
-static void report_usage(FILE *f) {
-    fprintf(f, "usage: cnnlab report RUN [--data NAME|DIR] [--data-dir DIR] [--show N] [--threads T]\n"
-               "  Writes the figures and report.html of a run folder (train writes them too):\n"
-               "  curves, learning rate, per-class accuracy, confusion matrix, the N most\n"
-               "  confident mistakes (default 20) and their Grad-CAM heat maps.\n");
-}
+typedef struct {
+    const char *data, *data_dir;
+    long long show, threads;
+} report_options;
 
-int cmd_report(int argc, char **argv) {
+static const cli_option report_options_table[] = {
+    {"data", OPT_TEXT, offsetof(report_options, data), "evaluate on this dataset's test split",
+     .arg = "NAME|DIR", .def = "the run's"},
+    {"data-dir", OPT_TEXT, offsetof(report_options, data_dir), "where to look for named datasets first",
+     .arg = "DIR"},
+    {"show", OPT_INT, offsetof(report_options, show), "the most confident mistakes drawn (with Grad-CAM)",
+     .def = "20", .min = 0, .max = 100},
+    {"threads", OPT_INT, offsetof(report_options, threads), "compute threads",
+     .def = "0, all cores", .min = 0, .max = 1024},
+    {0},
+};
+
+static int cmd_report(int argc, char **argv);
+
+const cli_command report_command = {
+    .name = "report",
+    .operands = "RUN",
+    .summary = "figures and a self-contained report.html for a run folder",
+    .description =
+        "Writes the figures and report.html of a run folder again (train writes them\n"
+        "too): the loss and accuracy curves, the learning rate, per-class accuracy,\n"
+        "the confusion matrix, the N most confident mistakes and their Grad-CAM heat\n"
+        "maps, from metrics.csv and the best checkpoint evaluated again.",
+    .options = report_options_table,
+    .run = cmd_report,
+};
+
+static int cmd_report(int argc, char **argv) {
+    report_options o = {.show = 20};
     const char *dir = NULL;
-    cli_report_args a = {.show = 20};
-    for (int i = 1; i < argc; i++) {
-        const char *s = argv[i];
-        bool has = i + 1 < argc;
-        long long v;
-        if (!strcmp(s, "--help") || !strcmp(s, "-h")) {
-            report_usage(stdout);
-            return 0;
-        } else if (!strcmp(s, "--data") && has) a.data = argv[++i];
-        else if (!strcmp(s, "--data-dir") && has) a.data_dir = argv[++i];
-        else if (!strcmp(s, "--show") && has && cli_parse_count(argv[i + 1], &v) && v <= 100) {
-            a.show = (int)v;
-            i++;
-        } else if (!strcmp(s, "--threads") && has && cli_parse_count(argv[i + 1], &v) && v <= 1024) {
-            a.threads = (int)v;
-            i++;
-        } else if (s[0] != '-' && !dir) dir = s;
-        else {
-            cli_error("report: unknown or incomplete option '%s'", s);
-            report_usage(stderr);
-            return EXIT_USAGE;
-        }
-    }
+    int n = cli_parse(&report_command, &o, argc - 1, argv + 1, &dir, 1);
+    if (n < 0) return cli_parse_status(n);
     if (!dir) {
-        report_usage(stderr);
+        cli_print_usage(&report_command, stderr);
         return EXIT_USAGE;
     }
+    cli_report_args a = {.data = o.data, .data_dir = o.data_dir, .show = (int)o.show,
+                         .threads = (int)o.threads};
     return cli_write_report(dir, &a) ? 0 : 1;
 }

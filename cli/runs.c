@@ -10,46 +10,15 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "util/util.h"
 
 char *cli_read_text(const char *path, size_t max_bytes) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        cli_error("%s: %s", path, strerror(errno));
+    char *text, err[4400];
+    if (cl_read_file(path, "the file", max_bytes, &text, NULL, err, sizeof err) != CL_OK) {
+        cli_error("%s", err);
         return NULL;
     }
-    size_t cap = 4096, len = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        if (len + 1 >= cap) {
-            if (cap > max_bytes) {
-                cli_error("%s: larger than %zu bytes", path, max_bytes);
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            char *more = realloc(buf, cap * 2);
-            if (!more) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = more;
-            cap *= 2;
-        }
-        size_t got = fread(buf + len, 1, cap - 1 - len, f);
-        len += got;
-        if (got == 0) {
-            if (ferror(f)) {
-                cli_error("%s: read error", path);
-                free(buf);
-                buf = NULL;
-            }
-            break;
-        }
-    }
-    fclose(f);
-    if (buf) buf[len] = 0;
-    return buf;
+    return text;
 }
 
 void cli_metrics_free(cli_metrics *m) {

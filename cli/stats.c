@@ -2,6 +2,7 @@
  * the first look at a dataset that a course notebook starts with: images per split
  * and per class, per-channel min, max, mean, std and variance on the 0..1 scale (the
  * figures transforms.Normalize wants), and a PNG grid of samples of every class. */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,14 +10,6 @@
 
 #include "cli.h"
 #include "draw/grid.h"
-
-static void usage(FILE *f) {
-    fprintf(f, "usage: cnnlab stats DATASET [--data-dir DIR] [--grid OUT.png] [--per-class N]\n"
-               "  DATASET        cifar10, cifar100, mnist, fashion-mnist or an image folder\n"
-               "  --data-dir DIR where to look for named datasets first\n"
-               "  --grid PATH    write a PNG grid of N training images per class\n"
-               "  --per-class N  images per class in the grid (default 8)\n");
-}
 
 static const char *channel_name(int c, int C) {
     static const char *const rgb[3] = {"R", "G", "B"};
@@ -66,31 +59,54 @@ static bool write_grid(const char *path, const cl_dataset *ds, int per_class) {
     return ok;
 }
 
-int cmd_stats(int argc, char **argv) {
-    const char *name = NULL, *data_dir = NULL, *grid = NULL;
-    long long per_class = 8;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        bool has = i + 1 < argc;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "--data-dir") && has) data_dir = argv[++i];
-        else if (!strcmp(a, "--data") && has && !name) name = argv[++i];
-        else if (!strcmp(a, "--grid") && has) grid = argv[++i];
-        else if (!strcmp(a, "--per-class") && has && cli_parse_count(argv[i + 1], &per_class) &&
-                 per_class >= 1 && per_class <= 100) i++;
-        else if (a[0] != '-' && !name) name = a;
-        else {
-            cli_error("stats: unknown or incomplete option '%s'", a);
-            usage(stderr);
-            return EXIT_USAGE;
-        }
-    }
-    if (!name) {
-        usage(stderr);
+typedef struct {
+    const char *data, *data_dir, *grid;
+    long long per_class;
+} stats_options;
+
+static const cli_option stats_options_table[] = {
+    {"data", OPT_TEXT, offsetof(stats_options, data), "the dataset, instead of the DATASET operand",
+     .arg = "NAME|DIR"},
+    {"data-dir", OPT_TEXT, offsetof(stats_options, data_dir), "where to look for named datasets first",
+     .arg = "DIR"},
+    {"grid", OPT_TEXT, offsetof(stats_options, grid), "write a PNG grid of --per-class training images of every class",
+     .arg = "OUT.png"},
+    {"per-class", OPT_INT, offsetof(stats_options, per_class), "images per class in the grid",
+     .def = "8", .min = 1, .max = 100},
+    {0},
+};
+
+static int cmd_stats(int argc, char **argv);
+
+const cli_command stats_command = {
+    .name = "stats",
+    .operands = "DATASET",
+    .summary = "images per split and class, per-channel statistics, a sample grid",
+    .description =
+        "DATASET is cifar10, cifar100, mnist, fashion-mnist or an image folder. Prints\n"
+        "the images per split and per class, and per channel the min, max, mean, std\n"
+        "and variance on the 0..1 scale with the transforms.Normalize(...) line they\n"
+        "give; --grid draws training images of every class.",
+    .options = stats_options_table,
+    .run = cmd_stats,
+};
+
+static int cmd_stats(int argc, char **argv) {
+    stats_options o = {.per_class = 8};
+    const char *name = NULL;
+    int n = cli_parse(&stats_command, &o, argc - 1, argv + 1, &name, 1);
+    if (n < 0) return cli_parse_status(n);
+    if (name && o.data) {
+        cli_error("stats: one dataset at a time (got '%s' and --data '%s')", name, o.data);
         return EXIT_USAGE;
     }
+    if (!name) name = o.data;
+    if (!name) {
+        cli_print_usage(&stats_command, stderr);
+        return EXIT_USAGE;
+    }
+    const char *data_dir = o.data_dir, *grid = o.grid;
+    long long per_class = o.per_class;
     cli_dataset_ref ref;
     if (!cli_resolve_dataset(name, data_dir, &ref)) return 1;
     cl_dataset train = {0}, test = {0};

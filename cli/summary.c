@@ -1,43 +1,51 @@
 /* summary.c: `cnnlab summary MODEL [--input CxHxW] [--max-params N]`: print the model
  * table and check a parameter budget. */
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "cli.h"
 
-int cmd_summary(int argc, char **argv) {
+typedef struct {
+    cl_shape input;       /* c == 0: the file's own */
+    long long max_params; /* -1: no budget */
+} summary_options;
+
+static const cli_option summary_options_table[] = {
+    {"input", OPT_SHAPE, offsetof(summary_options, input), "replace the model file's input shape",
+     .arg = "CxHxW"},
+    {"max-params", OPT_INT, offsetof(summary_options, max_params),
+     "exit 1 if the model has more trainable parameters than N", .min = 0, .max = 1e12},
+    {0},
+};
+
+static int cmd_summary(int argc, char **argv);
+
+const cli_command summary_command = {
+    .name = "summary",
+    .operands = "MODEL",
+    .summary = "layers, output shapes, parameters, receptive fields, MACs and memory",
+    .description =
+        "Prints the layer table of a model file (type, name, output shape, trainable\n"
+        "parameters, receptive field and jump, multiply-accumulates, model-file line),\n"
+        "the totals and the memory per image. With --max-params N, says whether the\n"
+        "model is within that budget and exits 1 if it is not.",
+    .options = summary_options_table,
+    .run = cmd_summary,
+};
+
+static int cmd_summary(int argc, char **argv) {
+    summary_options o = {.max_params = -1};
     const char *path = NULL;
-    cl_shape input;
-    bool has_input = false;
-    long long max_params = -1;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--input") && i + 1 < argc) {
-            if (!cli_parse_shape(argv[++i], &input)) {
-                cli_error("--input: expected CxHxW (e.g. 3x32x32), got '%s'", argv[i]);
-                return EXIT_USAGE;
-            }
-            has_input = true;
-        } else if (!strcmp(a, "--max-params") && i + 1 < argc) {
-            if (!cli_parse_count(argv[++i], &max_params)) {
-                cli_error("--max-params: expected a whole number, got '%s'", argv[i]);
-                return EXIT_USAGE;
-            }
-        } else if (a[0] == '-' && a[1]) {
-            cli_error("summary: unknown or incomplete option '%s'", a);
-            fprintf(stderr, "usage: cnnlab summary MODEL [--input CxHxW] [--max-params N]\n");
-            return EXIT_USAGE;
-        } else if (!path) {
-            path = a;
-        } else {
-            cli_error("summary: one model file at a time (got '%s' and '%s')", path, a);
-            return EXIT_USAGE;
-        }
-    }
+    int n = cli_parse(&summary_command, &o, argc - 1, argv + 1, &path, 1);
+    if (n < 0) return cli_parse_status(n);
     if (!path) {
-        fprintf(stderr, "usage: cnnlab summary MODEL [--input CxHxW] [--max-params N]\n");
+        cli_print_usage(&summary_command, stderr);
         return EXIT_USAGE;
     }
+    bool has_input = o.input.c > 0;
+    cl_shape input = o.input;
+    long long max_params = o.max_params;
     char err[1024];
     cl_model *m = cl_load_model(path, has_input ? &input : NULL, err, sizeof err);
     if (!m) {

@@ -70,21 +70,12 @@ __attribute__((format(printf, 2, 3))) static void say(run *r, const char *fmt, .
     }
 }
 
+/* The model file's text into buf (len bytes with the NUL). */
 static bool read_file(const char *path, char *buf, size_t len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        cli_error("%s: cannot open: %s", path, strerror(errno));
-        return false;
-    }
-    size_t n = fread(buf, 1, len - 1, f);
-    bool too_long = n == len - 1 && fgetc(f) != EOF;
-    fclose(f);
-    if (too_long) {
-        cli_error("%s: larger than %zu bytes", path, len - 1);
-        return false;
-    }
-    buf[n] = 0;
-    return true;
+    char *text = cli_read_text(path, len - 1);
+    if (text) snprintf(buf, len, "%s", text);
+    free(text);
+    return text != NULL;
 }
 
 static bool exists(const char *path) {
@@ -332,7 +323,7 @@ static bool resume_options(run *r, const train_options *cmdline, int argc, char 
         snprintf(r->model_text, sizeof r->model_text, "%s", text);
         /* Options given again on the command line win (e.g. --epochs to train longer). */
         const char *pos[1];
-        ok = train_options_parse(&r->o, argc, argv, pos, 1) >= 0;
+        ok = cli_parse(&train_command, &r->o, argc, argv, pos, 1) >= 0;
         snprintf(r->o.resume, sizeof r->o.resume, "%s", cmdline->resume);
         snprintf(r->model_path, sizeof r->model_path, "%s/model.net", r->dir);
     }
@@ -506,12 +497,7 @@ static void evaluate(run *r, double *loss, double *acc, long *correct_out, long 
         int first;
         const cl_real *logits = forward_batch(r, r->test_loader, x, n, false, &labels, &first, &n);
         loss_sum += cl_cross_entropy(logits, labels, n, K, 0, NULL) * n;
-        for (int i = 0; i < n; i++) {
-            int best = 0;
-            for (int k = 1; k < K; k++)
-                if (logits[i * K + k] > logits[i * K + best]) best = k;
-            correct += best == labels[i];
-        }
+        for (int i = 0; i < n; i++) correct += cli_argmax(logits + (size_t)i * K, K) == labels[i];
         total += n;
     }
     *loss = total ? loss_sum / total : 0;
@@ -547,12 +533,7 @@ static int train_epoch(run *r, double *lr_used) {
                 r->batch_in_epoch + 1, batches, r->step + 1);
             return 1;
         }
-        for (int i = 0; i < n; i++) {
-            int best = 0;
-            for (int k = 1; k < K; k++)
-                if (logits[i * K + k] > logits[i * K + best]) best = k;
-            r->correct += best == labels[i];
-        }
+        for (int i = 0; i < n; i++) r->correct += cli_argmax(logits + (size_t)i * K, K) == labels[i];
         r->loss_sum += loss * n;
         r->seen += n;
         cl_model_zero_grad(r->m);
@@ -591,16 +572,27 @@ static void free_run(run *r) {
     if (r->metrics) fclose(r->metrics);
 }
 
-static void usage(FILE *f) {
-    fprintf(f, "usage: cnnlab train MODEL [options]\n       cnnlab train --resume RUN_DIR [options]\n\n"
-               "Writes a run folder: config.txt, model.net, metrics.csv, log.txt, last and best\n"
-               "checkpoints, and at the end the report (figures and report.html).\n\noptions:\n");
-    train_options_print_help(f);
-}
+static int cmd_train(int argc, char **argv);
 
 static int train_run(int argc, char **argv);
 
-int cmd_train(int argc, char **argv) {
+const cli_command train_command = {
+    .name = "train",
+    .operands = "MODEL",
+    .summary = "train a model; writes a run folder with metrics, log, checkpoints and report",
+    .description =
+        "Trains on a dataset's training split and evaluates on its test split after\n"
+        "every epoch. `cnnlab train --resume RUN_DIR [options]` continues a run (options\n"
+        "given again win). Writes a run folder: config.txt, model.net, metrics.csv,\n"
+        "log.txt, last and best checkpoints, and at the end the report (figures and\n"
+        "report.html).",
+    .options = train_option_table,
+    .run = cmd_train,
+};
+
+static void usage(FILE *f) { cli_print_help(&train_command, f); }
+
+static int cmd_train(int argc, char **argv) {
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             usage(stdout);
@@ -616,7 +608,7 @@ static int train_run(int argc, char **argv) {
     train_options cmd;
     train_options_defaults(&cmd);
     const char *pos[1] = {NULL};
-    int npos = train_options_parse(&cmd, argc - 1, argv + 1, pos, 1);
+    int npos = cli_parse(&train_command, &cmd, argc - 1, argv + 1, pos, 1);
     if (npos < 0) return EXIT_USAGE;
     bool resuming = cmd.resume[0] != 0;
     if (resuming) {

@@ -1,4 +1,4 @@
-/* test_plot.c: the figures of cli/draw/plot.c, drawn to PNGs in a temporary folder and
+/* test_plot.c: the figures of cli/draw/plot*.c, drawn to PNGs in a temporary folder and
  * read back with libpng: exact pixel sizes (cols * panel_w by rows * panel_h, plus
  * PLOT_TITLE_H with a title), real content (many colours from anti-aliasing, a
  * sensible share of ink), the palette colour of a series present exactly when that

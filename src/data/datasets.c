@@ -101,37 +101,19 @@ static cl_status read_names(const char *dir, const char *name, int expect, char 
     *found = false;
     char *path = cl_path_join(dir, name);
     if (!path) return cl_errorf(err, errlen, CL_ERR_NOMEM, "out of memory");
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        cl_status st = CL_OK;
-        if (errno != ENOENT)
-            st = cl_errorf(err, errlen, CL_ERR_IO, "%s: cannot open the class names: %s", path,
-                      strerror(errno));
+    char *text;
+    size_t len;
+    cl_status st = cl_read_file(path, "the class-name list", NAMES_MAX_BYTES, &text, &len, err,
+                                errlen);
+    if (st != CL_OK) {
+        if (errno == ENOENT) st = CL_OK; /* no list: not an error */
         free(path);
         return st;
     }
     *found = true;
-    /* Sized by the file (capped: one byte more than allowed tells an oversized one). */
-    struct stat sb;
-    size_t cap = fstat(fileno(f), &sb) == 0 && sb.st_size >= 0 && sb.st_size < NAMES_MAX_BYTES
-                     ? (size_t)sb.st_size + 1
-                     : NAMES_MAX_BYTES + 1;
-    char *text = malloc(cap);
     char **names = calloc((size_t)expect, sizeof *names);
-    cl_status st = CL_OK;
-    size_t len = 0;
-    if (!text || !names) {
+    if (!names) {
         st = cl_errorf(err, errlen, CL_ERR_NOMEM, "out of memory");
-        goto done;
-    }
-    len = fread(text, 1, cap, f);
-    if (ferror(f)) {
-        st = cl_errorf(err, errlen, CL_ERR_IO, "%s: read error", path);
-        goto done;
-    }
-    if (len > NAMES_MAX_BYTES) {
-        st = cl_errorf(err, errlen, CL_ERR_FORMAT, "%s: larger than %u bytes: not a class-name list",
-                  path, NAMES_MAX_BYTES);
         goto done;
     }
     int count = 0, line = 0;
@@ -179,7 +161,6 @@ static cl_status read_names(const char *dir, const char *name, int expect, char 
         goto done;
     }
 done:
-    fclose(f);
     free(text);
     free(path);
     if (st == CL_OK)

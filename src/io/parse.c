@@ -753,38 +753,10 @@ cl_model *cl_parse_model(const char *text, size_t len, const char *path,
 
 cl_model *cl_load_model(const char *path, const cl_shape *input_override, char *err,
                         size_t errlen) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err, errlen, "%s: cannot open the model file: %s", path, strerror(errno));
+    char *buf;
+    size_t len;
+    if (cl_read_file(path, "the model file", MAX_FILE_BYTES, &buf, &len, err, errlen) != CL_OK)
         return NULL;
-    }
-    size_t cap = 1 << 16, len = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        if (len == cap) {
-            if (cap >= MAX_FILE_BYTES) {
-                snprintf(err, errlen, "%s: the model file is larger than %u MiB", path,
-                         MAX_FILE_BYTES >> 20);
-                free(buf);
-                fclose(f);
-                return NULL;
-            }
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) break;
-            buf = nb;
-            cap *= 2;
-        }
-        size_t got = fread(buf + len, 1, cap - len, f);
-        len += got;
-        if (got == 0) break;
-    }
-    bool read_error = ferror(f);
-    fclose(f);
-    if (!buf || read_error) {
-        snprintf(err, errlen, "%s: %s", path, buf ? "read error" : "out of memory");
-        free(buf);
-        return NULL;
-    }
     cl_model *m = cl_parse_model(buf, len, path, input_override, err, errlen);
     free(buf);
     return m;

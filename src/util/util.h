@@ -1,6 +1,6 @@
 /* util.h: small helpers shared by every part of libcnnlab (the network code, the
- * datasets, the file formats): error messages without a model, paths, and the
- * library's random numbers. Nothing here depends on the model. */
+ * datasets, the file formats): error messages without a model, paths, whole-file
+ * reads, and the library's random numbers. Nothing here depends on the model. */
 #ifndef CNNLAB_UTIL_H
 #define CNNLAB_UTIL_H
 
@@ -16,6 +16,14 @@ cl_status cl_errorf(char *err, size_t errlen, cl_status st, const char *fmt, ...
 /* A malloc'ed "dir/name" (or just name when dir is empty); NULL when out of memory
  * (src/util/path.c). */
 char *cl_path_join(const char *dir, const char *name);
+
+/* Read the whole file at path (src/util/file.c) into *out (malloc'ed, with a NUL
+ * after the *out_len bytes; out_len may be NULL). what names the file in the
+ * messages ("the model file"): "PATH: cannot open WHAT: REASON" (errno kept, so
+ * a caller can tell ENOENT), "PATH: cannot read WHAT: it is a directory",
+ * "PATH: WHAT is larger than CAP" (more than max_bytes), read errors. */
+cl_status cl_read_file(const char *path, const char *what, size_t max_bytes, char **out,
+                       size_t *out_len, char *err, size_t errlen);
 
 /* Random numbers (src/util/rng.c): xoshiro256**, state in the caller's struct. */
 void cl_rng_seed(uint64_t s[4], uint64_t seed);
