@@ -8,7 +8,8 @@
 #   make check      all three (what CI runs)
 #   make demo       train BN, GN and LN models and compare them (DEMO_EPOCHS, default 20;
 #                   DEMO_DIR, default runs/demo; DEMO_FLAGS, more train options)
-#   make fuzz       libFuzzer on the dataset parsers, FUZZ_SECONDS each (needs clang)
+#   make fuzz       libFuzzer on the dataset, image, model-file and safetensors parsers,
+#                   FUZZ_SECONDS each (needs clang)
 #   make fixtures   regenerate tests/ref/*.bin with PyTorch (needs python3-torch)
 CC      ?= cc
 OPT     ?= -O3
@@ -17,8 +18,8 @@ CAIRO_CFLAGS := $(shell pkg-config --cflags cairo 2>/dev/null || echo -I/usr/inc
 CL_FLAGS := -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -fopenmp -Iinclude -Isrc $(CAIRO_CFLAGS) $(CFLAGS)
 # zlib (gzip IDX files), libpng and libjpeg (image folders, PNG output), cairo
 # (figures), libcurl (cnnlab fetch), libarchive (unpacking archives), nettle
-# (checksums), pthreads (the batch loader) and OpenMP.
-LDLIBS  += -lcairo -lpng -ljpeg -lz -lcurl -larchive -lnettle -lpthread -lm -fopenmp
+# (checksums), jansson (safetensors headers), pthreads (the batch loader) and OpenMP.
+LDLIBS  += -ljansson -lcairo -lpng -ljpeg -lz -lcurl -larchive -lnettle -lpthread -lm -fopenmp
 BUILD   ?= build
 PYTHON  ?= /usr/bin/python3
 
@@ -94,7 +95,7 @@ tests: $(TESTS) $(BUILD)/cnnlab $(BUILD)/tests/pngstat
 # Runs every test binary from the repository root, then the CLI tests; prints
 # "N passed, N failed" and fails if any did.
 test: tests
-	@BUILD=$(BUILD) sh tests/run_all.sh $(TESTS) tests/test_cli.sh tests/test_options.sh tests/test_fetch.sh tests/test_train.sh tests/test_report.sh tests/test_mpi.sh
+	@BUILD=$(BUILD) sh tests/run_all.sh $(TESTS) tests/test_cli.sh tests/test_options.sh tests/test_fetch.sh tests/test_train.sh tests/test_report.sh tests/test_files.sh tests/test_mpi.sh
 
 # fontconfig (under cairo's text) keeps a few hundred bytes until exit: not ours.
 asan:
@@ -123,7 +124,8 @@ demo: $(BUILD)/cnnlab
 	done
 	$(BUILD)/cnnlab compare $(DEMO_DIR)/cifar10_bn $(DEMO_DIR)/cifar10_gn $(DEMO_DIR)/cifar10_ln
 
-# Coverage-guided fuzzing of the dataset parsers and the image decoders with
+# Coverage-guided fuzzing of the dataset parsers, the image decoders, the model-file
+# parser and the safetensors reader (with checkpoint loading) with
 # libFuzzer (clang): each target in tests/fuzz/ runs FUZZ_SECONDS from its corpus.
 FUZZ_SECONDS ?= 60
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
@@ -146,6 +148,7 @@ fuzz: $(FUZZERS)
 fixtures:
 	$(PYTHON) tests/ref/gen_fixtures.py
 	$(PYTHON) tests/ref/gen_augment.py
+	$(PYTHON) tests/ref/gen_gn_precision.py
 
 clean:
 	rm -rf build build-asan build-portable

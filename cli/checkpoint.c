@@ -1,6 +1,7 @@
 /* checkpoint.c: opening a checkpoint written by `cnnlab train` for eval, predict and
  * report: its metadata (model text, dataset, class names, normalisation) and the
  * model rebuilt from the text with the weights loaded. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,6 +64,15 @@ bool cli_open_checkpoint(const char *path, cl_compile_args ca, cli_checkpoint *c
         cli_close_checkpoint(ck);
         return false;
     }
+    /* The normalisation divides by std: every command refuses what training never writes. */
+    for (int c = 0; c < ck->input.c; c++)
+        if (!(ck->std[c] > 0) || !isfinite(ck->std[c]) || !isfinite(ck->mean[c])) {
+            cli_error("%s: the stored normalisation of channel %d (mean %g, std %g) is not "
+                      "usable: std must be positive and both finite (a damaged or edited "
+                      "checkpoint)", path, c, ck->mean[c], ck->std[c]);
+            cli_close_checkpoint(ck);
+            return false;
+        }
     if (cl_model_compile(ck->m, ca) != CL_OK) {
         cli_error("%s", cl_model_error(ck->m));
         cli_close_checkpoint(ck);

@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -227,6 +229,14 @@ static int cmd_eval(int argc, char **argv) {
     }
     const char *data = o.data, *data_dir = o.data_dir, *out = o.out;
     long long batch = o.batch, threads = o.threads, show = o.show;
+    /* The output folder must exist before the evaluation, not only when it is written. */
+    struct stat sb;
+    if (out && (stat(out, &sb) != 0 || !S_ISDIR(sb.st_mode) || access(out, W_OK) != 0)) {
+        cli_error("eval --out %s: %s", out,
+                  stat(out, &sb) != 0 ? "no such folder (create it first)"
+                  : !S_ISDIR(sb.st_mode) ? "not a folder" : "the folder is not writable");
+        return 1;
+    }
     cli_checkpoint ck;
     if (!cli_open_checkpoint(path, (cl_compile_args){.max_batch = (int)batch, .threads = (int)threads}, &ck)) return 1;
     cl_dataset ds = {0};
@@ -347,14 +357,16 @@ static int cmd_predict(int argc, char **argv) {
     cl_real *x = malloc(npix * ck.input.c * sizeof *x);
     double *p = malloc((size_t)K * sizeof *p);
     int *order = malloc((size_t)K * sizeof *order);
-    int rc = x && p && order ? 0 : 1;
+    int rc = x && p && order ? 0 : 1, failed = 0;
+    if (rc) cli_error("out of memory");
     for (int i = 0; rc == 0 && i < nimages; i++) {
         uint8_t *img;
         char err[1024];
+        /* A bad image is reported and skipped; the others are still predicted. */
         if (cl_load_image(images[i], ck.input.c, ck.input.h, ck.input.w, &img, err, sizeof err) != CL_OK) {
             cli_error("%s", err);
-            rc = 1;
-            break;
+            failed++;
+            continue;
         }
         cli_normalise(&ck, img, npix, x);
         free(img);
@@ -372,6 +384,10 @@ static int cmd_predict(int argc, char **argv) {
         for (int k = 0; k < top && k < K; k++)
             printf("%s %s %.4f", k ? "," : "", ck.class_names[order[k]], p[order[k]]);
         printf("\n");
+    }
+    if (failed) {
+        cli_error("predict: %d of %d images could not be read (see above)", failed, nimages);
+        rc = 1;
     }
     free(x);
     free(p);

@@ -460,8 +460,6 @@ void cl_loader_span(const cl_loader *l, int *first, int *total);
 
 #define CL_ST_NAME_LEN 128
 #define CL_ST_MAX_DIMS 8
-#define CL_ST_MAX_META 64
-#define CL_ST_META_LEN 8192
 
 typedef struct {
     char name[CL_ST_NAME_LEN];
@@ -475,21 +473,26 @@ typedef struct {
 typedef struct {
     cl_st_tensor *t;
     int n, cap;
-    char meta[CL_ST_MAX_META][2][CL_ST_META_LEN]; /* __metadata__ key, value */
-    int nmeta;
+    char **meta;         /* __metadata__: 2*nmeta strings, key then value; read them */
+    int nmeta;           /* with cl_safetensors_meta (any length, as the header allows) */
     uint8_t *data;
     size_t ndata;
 } cl_safetensors;
 
-/* Write tensors and string metadata (meta holds nmeta key, value pairs) atomically:
- * a temporary file, flushed to disk, then renamed over path. */
+/* Write tensors and string metadata (meta holds nmeta key, value pairs of UTF-8 text,
+ * keys distinct, values of any length) atomically: a temporary file, flushed to disk,
+ * then renamed over path. */
 cl_status cl_safetensors_write(const char *path, const cl_st_tensor *t, int n,
                                const char *const *meta, int nmeta, char *err, size_t errlen);
 /* Read and validate a whole file; NULL with a message naming the file and the offset. */
 cl_safetensors *cl_safetensors_read(const char *path, char *err, size_t errlen);
 void cl_safetensors_free(cl_safetensors *st);
 const cl_st_tensor *cl_safetensors_find(const cl_safetensors *st, const char *name);
+/* The metadata value of key, or NULL. */
 const char *cl_safetensors_meta(const cl_safetensors *st, const char *key);
+/* The number of metadata entries and the key of entry i (0 <= i < count), in file order. */
+int cl_safetensors_meta_count(const cl_safetensors *st);
+const char *cl_safetensors_meta_key(const cl_safetensors *st, int i);
 
 /* ---- checkpoints ---------------------------------------------------------------- */
 
@@ -500,7 +503,8 @@ cl_status cl_model_save(const cl_model *m, cl_optimizer *o, const char *path,
                         const char *const *meta, int nmeta, char *err, size_t errlen);
 /* Load every tensor of m by name (shapes must match; nothing changes on error) and,
  * when o is not NULL, the optimizer state. Files exported from PyTorch with
- * safetensors.torch.save_file(model.state_dict()) load too. */
+ * safetensors.torch.save_file(model.state_dict()) load too. A NaN or Inf in any tensor
+ * is an error naming the tensor. */
 cl_status cl_model_load(cl_model *m, cl_optimizer *o, const char *path, char *err, size_t errlen);
 
 /* ---- model files ---------------------------------------------------------- */

@@ -18,6 +18,7 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -517,7 +518,10 @@ static const struct {
      "{\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
      "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\":"
      "{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4},
-    {"a non-ASCII \\u escape", "{\"\\u00e9\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4},
+    {"invalid UTF-8 in a name", "{\"\xff\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4},
+    {"a NUL escape in a name", "{\"a\\u0000b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4},
+    {"two __metadata__ objects", "{\"__metadata__\":{},\"__metadata__\":{}}", 0},
+    {"a __metadata__ array", "{\"__metadata__\":[]}", 0},
 };
 
 static void hostile_files(const interop *io) {
@@ -684,8 +688,7 @@ static void damaged_files(const interop *io) {
     uint8_t *b = NULL, *mut = NULL;
     if (!o || !train(m, o, io, 1) || !save_ok(m, o, good, NULL, 0) || !(b = read_bytes(good, &size)))
         goto done;
-    /* Every length through the header and the first tensors, then every 61st: each
-     * read allocates the ~1 MB cl_safetensors, which adds up under ASan. */
+    /* Every length through the header and the first tensors, then every 61st. */
     int accepted = 0;
     uint64_t hlen = le64(b);
     for (size_t len = 0; len < size; len += len < 8 + hlen + 256 ? 1 : 61) {
@@ -845,14 +848,12 @@ static void atomic_writes(const interop *io) {
     float v = 1;
     cl_st_tensor t = {.name = "a", .dtype = "F32", .ndim = 1, .dims = {1}, .data = &v, .nbytes = 4};
     tmp_path(path, sizeof path, "args.safetensors");
-    char *long_value = xmalloc(CL_ST_META_LEN + 1);
-    memset(long_value, 'v', CL_ST_META_LEN);
-    long_value[CL_ST_META_LEN] = 0;
-    const char *meta_long[] = {"k", long_value};
-    if (cl_safetensors_write(path, &t, 1, meta_long, 1, err, sizeof err) == CL_OK)
-        t_fail("a %d-byte metadata value was written (the reader keeps at most %d)", CL_ST_META_LEN,
-               CL_ST_META_LEN - 1);
-    free(long_value);
+    const char *bad_utf8[] = {"k", "caf\xe9"};
+    if (cl_safetensors_write(path, &t, 1, bad_utf8, 1, err, sizeof err) == CL_OK)
+        t_fail("a metadata value that is not UTF-8 was written");
+    const char *twice[] = {"k", "1", "k", "2"};
+    if (cl_safetensors_write(path, &t, 1, twice, 2, err, sizeof err) == CL_OK)
+        t_fail("a metadata key given twice was written");
     cl_st_tensor two[2] = {t, t};
     if (cl_safetensors_write(path, two, 2, NULL, 0, err, sizeof err) == CL_OK)
         t_fail("two tensors with the same name were written");
@@ -864,6 +865,126 @@ static void atomic_writes(const interop *io) {
     if (count_tmp_files(tmpdir)) t_fail("a refused write left a temporary file");
     unlink(path);
     cl_model_free(m);
+}
+
+/* ---- metadata of any length, any UTF-8 name ---------------------------------------------- */
+
+static void long_metadata(const interop *io) {
+    t_begin("metadata: a 100 KB model text and 70 entries read back exactly, in order");
+    char path[512], err[1024];
+    tmp_path(path, sizeof path, "long-meta.safetensors");
+    cl_model *m = new_model(io, 1, 13);
+    size_t big = 100 * 1024;
+    char *text = xmalloc(big + 1);
+    for (size_t i = 0; i < big; i++) text[i] = "conv 16 k=3 # caf\xc3\xa9 \"q\" \\ \t\n"[i % 29];
+    text[big] = 0;
+    enum { NMETA = 70 };
+    const char *meta[2 * NMETA];
+    char keys[NMETA][16];
+    for (int i = 0; i < NMETA; i++) {
+        snprintf(keys[i], sizeof keys[i], "key%02d", i);
+        meta[2 * i] = keys[i];
+        meta[2 * i + 1] = i == 7 ? text : "short";
+    }
+    if (m && save_ok(m, NULL, path, meta, NMETA)) {
+        cl_safetensors *st = cl_safetensors_read(path, err, sizeof err);
+        if (!st) {
+            t_fail("%s", err);
+        } else {
+            const char *back = cl_safetensors_meta(st, "key07");
+            if (!back || strcmp(back, text) != 0)
+                t_fail("the %zu-byte value reads back as %zu bytes", big, back ? strlen(back) : 0);
+            if (cl_safetensors_meta_count(st) != NMETA)
+                t_fail("%d metadata entries read back, not %d", cl_safetensors_meta_count(st), NMETA);
+            for (int i = 0; i < cl_safetensors_meta_count(st) && i < NMETA; i++)
+                if (strcmp(cl_safetensors_meta_key(st, i), keys[i]) != 0)
+                    t_fail("entry %d is %s, not %s", i, cl_safetensors_meta_key(st, i), keys[i]);
+            if (cl_safetensors_meta_key(st, NMETA) || cl_safetensors_meta_key(st, -1))
+                t_fail("a key past the entries");
+            cl_safetensors_free(st);
+        }
+    }
+    free(text);
+    cl_model_free(m);
+    unlink(path);
+
+    t_begin("reader: a \\u escape outside ASCII names a tensor in UTF-8; a folder says so");
+    write_st(path, "{\"caf\\u00e9\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4);
+    cl_safetensors *st = cl_safetensors_read(path, err, sizeof err);
+    if (!st) t_fail("%s", err);
+    else if (st->n != 1 || strcmp(st->t[0].name, "caf\xc3\xa9") != 0)
+        t_fail("the name reads back as %s", st->n ? st->t[0].name : "(none)");
+    cl_safetensors_free(st);
+    unlink(path);
+    char dir[512];
+    tmp_path(dir, sizeof dir, "folder.safetensors");
+    mkdir(dir, 0700);
+    st = cl_safetensors_read(dir, err, sizeof err);
+    if (st) t_fail("a folder was read");
+    else if (!strstr(err, dir) || !strstr(err, "directory"))
+        t_fail("reading a folder: \"%s\" does not say it is a directory", err);
+    cl_safetensors_free(st);
+    rmdir(dir);
+}
+
+/* ---- non-finite weights ----------------------------------------------------------------------- */
+
+/* A checkpoint with one NaN or Inf is refused by cl_model_load, naming the tensor;
+ * the model keeps its values. */
+static void non_finite_weights(const interop *io) {
+    static const struct {
+        const char *tensor;
+        float value;
+        bool optimizer;
+    } CASES[] = {
+        {"layers.0.weight", NAN, false},       {"layers.12.bias", INFINITY, false},
+        {"layers.5.running_var", -INFINITY, false}, {"optimizer.buf1", NAN, true},
+    };
+    t_begin("cl_model_load: a NaN or Inf in a tensor is an error naming the tensor");
+    char good[512], bad[512], err[1024];
+    tmp_path(good, sizeof good, "finite.safetensors");
+    tmp_path(bad, sizeof bad, "non-finite.safetensors");
+    cl_model *m = new_model(io, 1, 14), *src = new_model(io, 1, 15);
+    cl_optimizer *o = m ? cl_optimizer_new(m, (cl_optim_args){.kind = CL_OPT_ADAM}) : NULL;
+    cl_optimizer *os = src ? cl_optimizer_new(src, (cl_optim_args){.kind = CL_OPT_ADAM}) : NULL;
+    if (!o || !os || !train(src, os, io, 2) || !save_ok(src, os, good, NULL, 0)) goto done;
+    for (size_t c = 0; c < sizeof CASES / sizeof *CASES; c++) {
+        cl_safetensors *st = cl_safetensors_read(good, err, sizeof err);
+        if (!st) {
+            t_fail("%s", err);
+            break;
+        }
+        const cl_st_tensor *t = cl_safetensors_find(st, CASES[c].tensor);
+        if (!t || strcmp(t->dtype, "F32") || t->nbytes < 8) {
+            t_fail("no F32 tensor %s", CASES[c].tensor);
+            cl_safetensors_free(st);
+            break;
+        }
+        /* the second value, so that a check of the first alone fails */
+        memcpy((uint8_t *)t->data + 4, &CASES[c].value, 4);
+        const char *meta[] = {"format", "pt"};
+        bool written = cl_safetensors_write(bad, st->t, st->n, meta, 1, err, sizeof err) == CL_OK;
+        cl_safetensors_free(st);
+        if (!written) {
+            t_fail("%s", err);
+            break;
+        }
+        char what[160];
+        snprintf(what, sizeof what, "%g in %s", CASES[c].value, CASES[c].tensor);
+        expect_load_refused(what, bad, CASES[c].tensor, m, CASES[c].optimizer ? o : NULL);
+        if (!CASES[c].optimizer && cl_model_load(m, NULL, bad, err, sizeof err) == CL_OK)
+            t_fail("%s: loaded without an optimizer", what);
+        if (!strstr(err, "NaN") && !strstr(err, "finite"))
+            t_fail("%s: \"%s\" does not say the value is not finite", what, err);
+    }
+    if (!load_ok(m, o, good)) t_fail("the finite checkpoint does not load");
+done:
+    cl_optimizer_free(o);
+    cl_optimizer_free(os);
+    cl_model_free(m);
+    cl_model_free(src);
+    unlink(good);
+    unlink(bad);
 }
 
 /* ---- --export: a checkpoint for gen_safetensors.py --check-cnnlab ------------------------------ */
@@ -927,6 +1048,8 @@ int main(int argc, char **argv) {
     model_mismatch(&io);
     damaged_files(&io);
     atomic_writes(&io);
+    long_metadata(&io);
+    non_finite_weights(&io);
     t_end();
 
     if (rmdir(tmpdir) != 0) t_fail("%s is not empty after the tests: %s", tmpdir, strerror(errno));

@@ -224,7 +224,7 @@ static void test_cifar10(const char *tmp) {
     want_error(st, err, CL_ERR_IO, want, "no such folder", NULL);
     t_end();
 
-    t_begin("cifar10/errors: truncated, wrong record size, empty, label out of range");
+    t_begin("cifar10/errors: truncated, wrong record size, trailing byte, empty, label out of range");
     /* 3 records cut 1000 bytes short: the last record is partial. */
     int l3[3] = {1, 2, 3};
     write_cifar(p, 3, 3, 1, l3);
@@ -239,6 +239,16 @@ static void test_cifar10(const char *tmp) {
     write_cifar(p, 3, 3, 2, l100);
     st = cl_load_cifar10(dir, CL_SPLIT_TRAIN, &d, err, sizeof err);
     want_error(st, err, CL_ERR_FORMAT, p, "3073-byte", "is it a CIFAR-100 file?");
+    /* One byte appended to a whole batch: trailing data, not a truncation. */
+    write_cifar(p, 3, 3, 1, l3);
+    FILE *grow = fopen(p, "ab");
+    if (!grow || fputc(7, grow) == EOF || fclose(grow) != 0) abort();
+    st = cl_load_cifar10(dir, CL_SPLIT_TRAIN, &d, err, sizeof err);
+    FMT(want, "%s: wrong size: unexpected trailing data: 1 byte after the 3 whole records, which "
+              "end at byte 9219", p);
+    want_error(st, err, CL_ERR_FORMAT, want, NULL, NULL);
+    if (strstr(err, "truncated")) t_fail("one extra byte is called truncated: %s", err);
+    want_empty(&d);
     write_file(p, "", 0);
     st = cl_load_cifar10(dir, CL_SPLIT_TRAIN, &d, err, sizeof err);
     want_error(st, err, CL_ERR_FORMAT, p, "empty file", NULL);
@@ -896,6 +906,34 @@ static void test_image_folder(const char *tmp) {
     st = cl_load_image_folder(broot, 0, 0, &d, err, sizeof err);
     want_error(st, err, CL_ERR_FORMAT, p, "empty file", NULL);
     want_empty(&d);
+    t_end();
+
+    t_begin("image/errors: a PNG declaring 100000x100000 or 16384x16384, a folder as an image");
+    FMT(p, "%s/k/huge.png", broot);
+    write_png(p, 8, 8, PNG_COLOR_TYPE_RGB, 8, big, NULL, 0, false);
+    bytes = read_all(p, &len);
+    static const uint32_t sides[2] = {100000, 16384};
+    for (int k = 0; k < 2; k++) {
+        /* IHDR's width and height at bytes 16..23, its CRC (over type and data) at 29 */
+        for (int b = 0; b < 4; b++) bytes[16 + b] = bytes[20 + b] = (uint8_t)(sides[k] >> (24 - 8 * b));
+        uint32_t crc = (uint32_t)crc32(0, bytes + 12, 17);
+        for (int b = 0; b < 4; b++) bytes[29 + b] = (uint8_t)(crc >> (24 - 8 * b));
+        write_file(p, bytes, len);
+        uint8_t *img = NULL;
+        st = cl_load_image(p, 3, 8, 8, &img, err, sizeof err);
+        char size[64];
+        FMT(size, "image of %ux%u (HxW): sides must be 1..16384", sides[k], sides[k]);
+        want_error(st, err, CL_ERR_FORMAT, p, size, NULL);
+        free(img);
+    }
+    free(bytes);
+    unlink(p);
+    FMT(p, "%s/k/folder.png", broot);
+    mkdir_p(p);
+    uint8_t *none = NULL;
+    st = cl_load_image(p, 3, 8, 8, &none, err, sizeof err);
+    want_error(st, err, CL_ERR_IO, p, "is a directory", NULL);
+    rmdir(p);
     t_end();
 }
 

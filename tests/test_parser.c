@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cnnlab.h"
 #include "harness.h"
@@ -55,6 +56,11 @@ static void test_valid(void) {
                "# a comment line\n\ninput 3x8x8   # trailing comment\nconv 4 k=1 as=a\nconv 4 k=3 pad=1 as=b\n"
                "add a\nadd a b\nconcat a b input\nconv 2 k=1 from=a",
                "conv2d conv2d add add concat conv2d");
+
+    expect_ops("a UTF-8 byte order mark is skipped", "\xef\xbb\xbfinput 3x8x8\nconv 4", "conv2d");
+    expect_ops("UTF-8 in comments",
+               "# r\xc3\xa9seau \xe2\x80\x94 \xf0\x9f\x90\x88\ninput 3x8x8 # \xe2\x86\x92\nconv 4",
+               "conv2d");
 
     t_begin("parse/shapes and geometry");
     char err[512];
@@ -161,6 +167,10 @@ static void test_errors(void) {
     ERR("binary garbage", "\x7f" "ELF\x02\x01\x01", "1:1", "unexpected byte 0x7f");
     ERR("utf-8 outside a comment", "input 3x8x8\nconv 8 k=3 \xc3\xa9", "2:12", "unexpected byte 0xc3");
     expect_error("NUL byte", "input 3x8x8\nconv\0 8", 17, "2:5", "unexpected byte 0x00");
+    ERR("Latin-1 in a comment", "input 3x8x8  # caf\xe9\nconv 8", "1:19", "not UTF-8");
+    ERR("truncated UTF-8 in a comment", "input 3x8x8\nconv 8 # \xe2\x82", "2:10", "not UTF-8");
+    ERR("overlong UTF-8 in a comment", "input 3x8x8 # \xc0\xaf\nconv 8", "1:15", "not UTF-8");
+    ERR("a BOM then an error", "\xef\xbb\xbfinput 3x8\nconv 8", "1:7", "CxHxW");
 
     /* a 10,000-character line */
     size_t n = 10000;
@@ -262,8 +272,31 @@ static void test_mutations(void) {
     t_end();
 }
 
+/* ---- files ------------------------------------------------------------------- */
+
+static void test_files(void) {
+    t_begin("load/a folder is named as a folder, a missing file as missing");
+    char dir[256], err[512];
+    const char *base = getenv("TMPDIR");
+    snprintf(dir, sizeof dir, "%s/cnnlab-parser-XXXXXX", base && *base ? base : "/tmp");
+    if (!mkdtemp(dir)) {
+        t_fail("mkdtemp failed");
+        return;
+    }
+    cl_model *m = cl_load_model(dir, NULL, err, sizeof err);
+    if (m) t_fail("a folder parsed as a model");
+    else if (!strstr(err, dir) || !strstr(err, "is a directory")) t_fail("folder: '%s'", err);
+    cl_model_free(m);
+    rmdir(dir);
+    m = cl_load_model(dir, NULL, err, sizeof err);
+    if (m || !strstr(err, "No such file")) t_fail("missing file: '%s'", m ? "(parsed)" : err);
+    cl_model_free(m);
+    t_end();
+}
+
 int main(void) {
     test_valid();
+    test_files();
     test_errors();
     test_size();
     test_mutations();

@@ -259,13 +259,25 @@ static cl_status cifar_read(const cifar_spec *s, const char *dir, const char *co
                 snprintf(hint, sizeof hint,
                          "; its size is a whole number of %d-byte records: is it a %s file?",
                          s->other_record, s->other_what);
-            bad = cl_errorf(err, errlen, CL_ERR_FORMAT,
-                       "%s: truncated at byte %lld (record %lld of %lld): expected %lld bytes, a "
-                       "whole number of %zu-byte %s records (%d label byte%s + %d pixel "
-                       "bytes)%s",
-                       path, (long long)size, (long long)full, (long long)full + 1,
-                       (long long)((full + 1) * (int64_t)rec), rec, s->what, s->label_bytes,
-                       s->label_bytes > 1 ? "s" : "", CIFAR_PIXELS, hint);
+            int64_t extra = size - full * (int64_t)rec;
+            /* Less than half a record past the last whole one reads as bytes appended
+               to a batch; more, as a batch cut short. */
+            if (extra < (int64_t)rec / 2)
+                bad = cl_errorf(err, errlen, CL_ERR_FORMAT,
+                           "%s: wrong size: unexpected trailing data: %lld byte%s after the %lld "
+                           "whole records, which end at byte %lld; a batch is a whole number of "
+                           "%zu-byte %s records (%d label byte%s + %d pixel bytes)%s",
+                           path, (long long)extra, extra > 1 ? "s" : "", (long long)full,
+                           (long long)(full * (int64_t)rec), rec, s->what, s->label_bytes,
+                           s->label_bytes > 1 ? "s" : "", CIFAR_PIXELS, hint);
+            else
+                bad = cl_errorf(err, errlen, CL_ERR_FORMAT,
+                           "%s: truncated at byte %lld (record %lld of %lld): expected %lld bytes, "
+                           "a whole number of %zu-byte %s records (%d label byte%s + %d pixel "
+                           "bytes)%s",
+                           path, (long long)size, (long long)full, (long long)full + 1,
+                           (long long)((full + 1) * (int64_t)rec), rec, s->what, s->label_bytes,
+                           s->label_bytes > 1 ? "s" : "", CIFAR_PIXELS, hint);
         }
         counts[i] = size / (int64_t)rec;
         total += counts[i];

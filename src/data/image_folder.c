@@ -327,18 +327,40 @@ static cl_status decode_jpeg(FILE *f, const char *path, image *out, char *err, s
     return CL_OK;
 }
 
+/* The size a PNG's IHDR chunk declares (the 8 bytes after the signature are its length
+ * and type, then width and height, big-endian), checked before libpng sees it: libpng
+ * would refuse a side over its own limit as a corrupt file. f is left after the
+ * signature. */
+static cl_status png_header_size(FILE *f, const char *path, char *err, size_t errlen) {
+    uint8_t h[16];
+    size_t got = fread(h, 1, sizeof h, f);
+    if (fseek(f, 8, SEEK_SET) != 0)
+        return cl_errorf(err, errlen, CL_ERR_IO, "%s: cannot seek: %s", path, strerror(errno));
+    if (got < sizeof h || memcmp(h + 4, "IHDR", 4) != 0) return CL_OK; /* libpng says what */
+    long long w = (long long)h[8] << 24 | h[9] << 16 | h[10] << 8 | h[11];
+    long long ht = (long long)h[12] << 24 | h[13] << 16 | h[14] << 8 | h[15];
+    return check_size(path, w, ht, err, errlen);
+}
+
 /* Open path and decode it by its signature. */
 static cl_status decode_file(const char *path, image *out, char *err, size_t errlen) {
     *out = (image){0};
     FILE *f = fopen(path, "rb");
     if (!f) return cl_errorf(err, errlen, CL_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fileno(f), &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        fclose(f);
+        return cl_errorf(err, errlen, CL_ERR_IO, "%s: is a directory, not a PNG or JPEG image",
+                         path);
+    }
     uint8_t sig[8];
     size_t got = fread(sig, 1, sizeof sig, f);
     cl_status st;
     if (ferror(f)) {
-        st = cl_errorf(err, errlen, CL_ERR_IO, "%s: read error", path);
+        st = cl_errorf(err, errlen, CL_ERR_IO, "%s: read error: %s", path, strerror(errno));
     } else if (got == 8 && !png_sig_cmp(sig, 0, 8)) {
-        st = decode_png(f, path, out, err, errlen);
+        st = png_header_size(f, path, err, errlen);
+        if (st == CL_OK) st = decode_png(f, path, out, err, errlen);
     } else if (got >= 3 && sig[0] == 0xff && sig[1] == 0xd8 && sig[2] == 0xff) {
         if (fseek(f, 0, SEEK_SET) != 0)
             st = cl_errorf(err, errlen, CL_ERR_IO, "%s: cannot seek: %s", path, strerror(errno));

@@ -4,6 +4,7 @@
  * optimizer state, when saved, sits beside them under `optimizer.` (flat, in the
  * library's parameter layout); PyTorch users load the weights with
  * load_state_dict({k: v for k, v in sd.items() if k.startswith("layers.")}). */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -137,6 +138,41 @@ static bool read_values(const cl_st_tensor *t, cl_real *dst, size_t count) {
     return true;
 }
 
+/* The index of a stored tensor's first NaN or Inf (F32/F64), or -1 when all are finite;
+ * its value into *bad. */
+static long long first_non_finite(const cl_st_tensor *t, double *bad) {
+    size_t es = elem_size(t);
+    bool f32 = !strcmp(t->dtype, "F32");
+    if (!f32 && strcmp(t->dtype, "F64")) return -1;
+    const uint8_t *p = t->data;
+    for (size_t i = 0; i < t->nbytes / es; i++, p += es) {
+        double v;
+        if (f32) {
+            float x;
+            memcpy(&x, p, 4);
+            v = x;
+        } else {
+            memcpy(&v, p, 8);
+        }
+        if (!isfinite(v)) {
+            *bad = v;
+            return (long long)i;
+        }
+    }
+    return -1;
+}
+
+/* Whether t holds only finite values; else a message naming it. */
+static bool all_finite(const char *path, const cl_st_tensor *t, char *err, size_t errlen) {
+    double bad = 0;
+    long long at = first_non_finite(t, &bad);
+    if (at < 0) return true;
+    snprintf(err, errlen, "%s: tensor %s holds %s at index %lld: the run that saved it diverged, "
+             "and these weights cannot be used", path, t->name,
+             isnan(bad) ? "NaN" : bad > 0 ? "Inf (not finite)" : "-Inf (not finite)", at);
+    return false;
+}
+
 /* The optimizer's step count, exactly (a float would round counts above 2^24). */
 static bool read_step(const cl_st_tensor *t, int64_t *step) {
     if (!holds(t, 1)) return false;
@@ -184,6 +220,10 @@ cl_status cl_model_load(cl_model *m, cl_optimizer *o, const char *path, char *er
             st = CL_ERR_FORMAT;
             goto done;
         }
+        if (!all_finite(path, t, err, errlen)) {
+            st = CL_ERR_FORMAT;
+            goto done;
+        }
         if ((size_t)info.numel > maxn) maxn = (size_t)info.numel;
     }
     cl_real *b1 = NULL, *b2 = NULL;
@@ -205,6 +245,10 @@ cl_status cl_model_load(cl_model *m, cl_optimizer *o, const char *path, char *er
         if (!holds(t1, np) || (b2 && !holds(t2, np)) || !read_step(ts, &step)) {
             snprintf(err, errlen, "%s: the optimizer state does not fit this model's %zu "
                      "parameters (or its step is not a count)", path, np);
+            st = CL_ERR_FORMAT;
+            goto done;
+        }
+        if (!all_finite(path, t1, err, errlen) || (b2 && !all_finite(path, t2, err, errlen))) {
             st = CL_ERR_FORMAT;
             goto done;
         }

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "io/registry.h"
 
@@ -691,6 +692,21 @@ static bool parse_line(parser *p, char *line) {
     return p->kind->build(p, p->kind);
 }
 
+/* The length of the valid UTF-8 sequence at s (at most avail bytes), or 0: no
+ * overlong forms, surrogates or code points past U+10FFFF. */
+static size_t utf8_length(const unsigned char *s, size_t avail) {
+    unsigned char c = s[0];
+    size_t n = c < 0x80 ? 1 : c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3
+             : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+    if (n == 0 || n > avail) return 0;
+    unsigned char lo = c == 0xe0 ? 0xa0 : c == 0xf0 ? 0x90 : 0x80;
+    unsigned char hi = c == 0xed ? 0x9f : c == 0xf4 ? 0x8f : 0xbf;
+    if (n > 1 && (s[1] < lo || s[1] > hi)) return 0;
+    for (size_t i = 2; i < n; i++)
+        if (s[i] < 0x80 || s[i] > 0xbf) return 0;
+    return n;
+}
+
 cl_model *cl_parse_model(const char *text, size_t len, const char *path,
                          const cl_shape *input_override, char *err, size_t errlen) {
     parser p;
@@ -704,6 +720,8 @@ cl_model *cl_parse_model(const char *text, size_t len, const char *path,
     char line[MAX_LINE + 1];
     size_t pos = 0;
     int last_line = 0;
+    /* A UTF-8 byte order mark, as some editors write, is skipped. */
+    if (len >= 3 && !memcmp(text, "\xef\xbb\xbf", 3)) pos = 3;
     while (pos < len && !p.failed) {
         p.line++;
         size_t n = 0;
@@ -720,6 +738,23 @@ cl_model *cl_parse_model(const char *text, size_t len, const char *path,
             if (c == 0 && comment) {
                 fail_at(&p, (int)n + 1, "unexpected NUL byte: a model file is plain text");
                 break;
+            }
+            /* Comments may hold any UTF-8 text (checkpoints keep the file in JSON,
+               which is UTF-8), but no other bytes. */
+            size_t seq = c >= 0x80 ? utf8_length((const unsigned char *)text + pos, len - pos) : 1;
+            if (seq == 0) {
+                fail_at(&p, (int)n + 1, "byte 0x%02x in a comment is not UTF-8: save the model "
+                        "file as UTF-8 text", c);
+                break;
+            }
+            if (seq > 1) { /* the whole character becomes one blank */
+                if (n == MAX_LINE) {
+                    fail_at(&p, MAX_LINE + 1, "line too long: at most %d characters", MAX_LINE);
+                    break;
+                }
+                line[n++] = ' ';
+                pos += seq;
+                continue;
             }
             if (n == MAX_LINE) {
                 fail_at(&p, MAX_LINE + 1, "line too long: at most %d characters", MAX_LINE);

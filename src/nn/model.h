@@ -224,8 +224,8 @@ void cl_conv2d_direct_forward(cl_real *out, const cl_real *inp, const cl_real *w
 bool cl_conv2d_direct_input_grad_ok(const cl_conv_shape *d);
 void cl_conv2d_direct_input_grad(cl_real *dinp, const cl_real *dout, const cl_real *weight,
                                  const cl_conv_shape *d, cl_real *scratch);
-void cl_conv2d_direct_weight_grad(cl_real *dweight, cl_real *dbias, const cl_real *dout,
-                                  const cl_real *inp, const cl_conv_shape *d, cl_real *scratch);
+void cl_conv2d_direct_weight_grad(cl_real *dweight, const cl_real *dout, const cl_real *inp,
+                                  const cl_conv_shape *d, cl_real *scratch);
 
 /* Shared helpers for the ops. */
 int cl_conv_out_size(int in, int k, int stride, int pad, int dilation);

@@ -18,7 +18,7 @@ CL_CLONES static void activation_forward(cl_real *restrict out, const cl_real *r
     case CL_ACT_RELU:
         for (size_t i = 0; i < count; i++) {
             cl_real x = inp[i];
-            out[i] = x > 0 ? x : 0;
+            out[i] = x < 0 ? 0 : x; /* NaN and -0 pass, as in torch.relu */
         }
         break;
     case CL_ACT_LEAKY_RELU:
@@ -54,7 +54,7 @@ CL_CLONES static void activation_backward(cl_real *restrict dinp, const cl_real 
     case CL_ACT_RELU:
         for (size_t i = 0; i < count; i++) {
             cl_real d = dout[i];
-            dinp[i] += inp[i] > 0 ? d : 0;
+            dinp[i] += inp[i] <= 0 ? 0 : d; /* passes at NaN, as torch's threshold_backward */
         }
         break;
     case CL_ACT_LEAKY_RELU:

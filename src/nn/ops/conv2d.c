@@ -56,10 +56,10 @@ static void conv2d_forward(cl_real *restrict out, const cl_real *restrict inp,
             }
 }
 
-/* Accumulates dinp [N][H][W][C] (if not NULL), dweight [G][R][S][Cg][Kg] and dbias [K]
- * (if not NULL) from dout [N][OH][OW][K]. */
+/* Accumulates dinp [N][H][W][C] (if not NULL) and dweight [G][R][S][Cg][Kg] from
+ * dout [N][OH][OW][K] (the bias gradient: bias_grad). */
 static void conv2d_backward(cl_real *restrict dinp, cl_real *restrict dweight,
-                            cl_real *restrict dbias, const cl_real *restrict dout,
+                            const cl_real *restrict dout,
                             const cl_real *restrict inp, const cl_real *restrict weight,
                             const conv_dims *d) {
     const int Cg = d->C / d->G, Kg = d->K / d->G;
@@ -67,8 +67,6 @@ static void conv2d_backward(cl_real *restrict dinp, cl_real *restrict dweight,
         for (int oh = 0; oh < d->OH; oh++)
             for (int ow = 0; ow < d->OW; ow++) {
                 const cl_real *dout_p = dout + (((size_t)n * d->OH + oh) * d->OW + ow) * d->K;
-                if (dbias)
-                    for (int k = 0; k < d->K; k++) dbias[k] += dout_p[k];
                 for (int g = 0; g < d->G; g++) {
                     const cl_real *dog = dout_p + g * Kg;
                     for (int r = 0; r < d->R; r++) {
@@ -177,6 +175,7 @@ static void sizes(const cl_model *m, cl_node *n) {
         cl_conv_shape d = shape_of(m, n, 1);
         n->nscratch = cl_conv2d_direct_scratch(&d);
     }
+    if (!n->a.conv.no_bias) n->nteam = (size_t)n->a.conv.out_channels; /* bias_grad's sums */
 }
 
 static int tensors(const cl_model *m, const cl_node *n, cl_op_tensor *t) {
@@ -212,15 +211,31 @@ static void forward(const cl_exec *e, const cl_node *n) {
     conv2d_forward(cl_act(e, n->out), cl_act(e, n->in[0]), w, b, &d);
 }
 
+/* dbias [K] += the sum of dout [pixels][K] over its pixels (images x OH x OW), summed in
+ * double in acc [K]: summed in float over the 1024 pixels of every 32x32 image, the
+ * bias gradient lost precision against PyTorch's float32 (issue 12). */
+static void bias_grad(cl_real *restrict dbias, const cl_real *restrict dout, size_t pixels, int K,
+                      double *restrict acc) {
+    memset(acc, 0, (size_t)K * sizeof *acc);
+    for (size_t p = 0; p < pixels; p++)
+        for (int k = 0; k < K; k++) acc[k] += dout[p * K + k];
+    for (int k = 0; k < K; k++) dbias[k] += (cl_real)acc[k];
+}
+
 static void backward(const cl_exec *e, const cl_node *n) {
     size_t wc = weight_count(e->m, n);
     const cl_real *w = e->m->params + n->param_off;
     cl_real *dw = e->grads + n->param_off, *db = n->a.conv.no_bias ? NULL : dw + wc;
     cl_real *dinp = cl_dinp(e, n->in[0]);
     const cl_real *dout = cl_dact(e, n->out), *inp = cl_act(e, n->in[0]);
+    if (db) {
+        const cl_shape *out = cl_out_shape(e->m, n);
+        bias_grad(db, dout, (size_t)(e->n1 - e->n0) * out->h * out->w, out->c,
+                  cl_team_slot(e, e->tid));
+    }
     if (use_direct(e->m, n)) {
         cl_conv_shape d = shape_of(e->m, n, e->n1 - e->n0);
-        cl_conv2d_direct_weight_grad(dw, db, dout, inp, &d, e->scratch);
+        cl_conv2d_direct_weight_grad(dw, dout, inp, &d, e->scratch);
         if (!dinp) return;
         if (cl_conv2d_direct_input_grad_ok(&d)) {
             cl_conv2d_direct_input_grad(dinp, dout, w, &d, e->scratch);
@@ -232,7 +247,7 @@ static void backward(const cl_exec *e, const cl_node *n) {
         return;
     }
     conv_dims d = dims_of(e->m, n, e->n1 - e->n0);
-    conv2d_backward(dinp, dw, db, dout, inp, w, &d);
+    conv2d_backward(dinp, dw, dout, inp, w, &d);
 }
 
 const cl_op cl_op_conv2d = {

@@ -223,8 +223,8 @@ WEIGHT_KERNEL(weight_8, 8)
 WEIGHT_KERNEL(weight_4, 4)
 WEIGHT_KERNEL(weight_1, 1)
 
-/* dweight[R][S][C][K] += sum over images and pixels of inp (padded) x dout; dbias += dout */
-CL_CLONES void cl_conv2d_direct_weight_grad(cl_real *dweight, cl_real *dbias, const cl_real *dout,
+/* dweight[R][S][C][K] += sum over images and pixels of inp (padded) x dout */
+CL_CLONES void cl_conv2d_direct_weight_grad(cl_real *dweight, const cl_real *dout,
                                             const cl_real *inp, const cl_conv_shape *d,
                                             cl_real *scratch) {
     const int Kp = round16(d->K), Wp = d->W + 2 * d->pw;
@@ -235,11 +235,8 @@ CL_CLONES void cl_conv2d_direct_weight_grad(cl_real *dweight, cl_real *dbias, co
         const cl_real *dn = dout + (size_t)n * P * d->K;
         /* the output gradient with rows padded to Kp: full-vector loads */
         memset(dk, 0, (P * Kp + 2 * VL) * sizeof(cl_real));
-        for (size_t p = 0; p < P; p++) {
+        for (size_t p = 0; p < P; p++)
             memcpy(dk + p * Kp, dn + p * d->K, (size_t)d->K * sizeof(cl_real));
-            if (dbias)
-                for (int k = 0; k < d->K; k++) dbias[k] += dn[p * d->K + k];
-        }
         pad_image(pad, inp + (size_t)n * d->H * d->W * d->C, d->H, d->W, d->C, d->ph, d->pw);
         for (int r = 0; r < d->R; r++)
             for (int s = 0; s < d->S; s++) {

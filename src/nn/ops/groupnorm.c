@@ -17,9 +17,15 @@ typedef struct {
     cl_real eps;
 } gn_dims;
 
+/* The node's team slot (acc) holds 4*C + 2*G doubles of sums: per channel sums
+ * [0, 2C), per group means [2C, 2C + 2G), per channel sums of the affine gradients
+ * [2C + 2G, 4C + 2G); then 4*C reals of per-channel statistics, which start here. */
+static cl_real *channel_stats(double *acc, const gn_dims *d) {
+    return (cl_real *)(acc + 4 * (size_t)d->C + 2 * (size_t)d->G);
+}
+
 /* One sample: out[HW][C] = (inp - mean[g]) * rstd[g] * gamma + beta. stats receives
- * mean[G] and rstd[G]; acc is the node's team slot: 2*C + 2*G doubles of sums, then
- * room for 4*C reals of per-channel statistics. */
+ * mean[G] and rstd[G]. */
 CL_CLONES static void groupnorm_forward(cl_real *restrict out, cl_real *restrict stats,
                               const cl_real *restrict inp, const cl_real *restrict gamma,
                               const cl_real *restrict beta, double *restrict acc,
@@ -47,7 +53,7 @@ CL_CLONES static void groupnorm_forward(cl_real *restrict out, cl_real *restrict
     }
     /* the group's statistics spread to its channels, so the loop over channels has
        no division and vectorises */
-    cl_real *cm = (cl_real *)(acc + 2 * C + 2 * d->G), *cr = cm + C;
+    cl_real *cm = channel_stats(acc, d), *cr = cm + C;
     for (int c = 0; c < C; c++) {
         cm[c] = mean[c / Cg];
         cr[c] = rstd[c / Cg];
@@ -61,8 +67,10 @@ CL_CLONES static void groupnorm_forward(cl_real *restrict out, cl_real *restrict
     }
 }
 
-/* One sample: accumulates dinp[HW][C] (if not NULL), dgamma and dbeta from dout,
- * with xhat = (x - mean) * rstd and dxhat = dout * gamma:
+/* One sample: accumulates dinp[HW][C] (if not NULL), and dgamma and dbeta from dout
+ * (per-element affine: into dgamma and dbeta; per channel: into the double sums in
+ * acc, which backward() adds to them), with xhat = (x - mean) * rstd and
+ * dxhat = dout * gamma:
  *     dinp = rstd * (dxhat - mean_g(dxhat) - xhat * mean_g(dxhat * xhat)). */
 CL_CLONES static void groupnorm_backward(cl_real *restrict dinp, cl_real *restrict dgamma,
                                cl_real *restrict dbeta, const cl_real *restrict dout,
@@ -72,25 +80,42 @@ CL_CLONES static void groupnorm_backward(cl_real *restrict dinp, cl_real *restri
     const int C = d->C, Cg = C / d->G;
     const cl_real *mean = stats, *rstd = stats + d->G;
     /* per-channel copies of the group statistics (see the forward) */
-    cl_real *cm = (cl_real *)(acc + 2 * C + 2 * d->G), *cr = cm + C, *cg1 = cr + C, *cg2 = cg1 + C;
+    cl_real *cm = channel_stats(acc, d), *cr = cm + C, *cg1 = cr + C, *cg2 = cg1 + C;
     for (int c = 0; c < C; c++) {
         cm[c] = mean[c / Cg];
         cr[c] = rstd[c / Cg];
     }
     memset(acc, 0, 2 * (size_t)C * sizeof(double));
-    for (int p = 0; p < d->HW; p++) {
-        const cl_real *gp = d->elementwise ? gamma + (size_t)p * C : gamma;
-        cl_real *dgp = d->elementwise ? dgamma + (size_t)p * C : dgamma;
-        cl_real *dbp = d->elementwise ? dbeta + (size_t)p * C : dbeta;
-        for (int c = 0; c < C; c++) {
-            size_t i = (size_t)p * C + c;
-            cl_real xhat = (inp[i] - cm[c]) * cr[c];
-            cl_real dy = dout[i];
-            dgp[c] += dy * xhat;
-            dbp[c] += dy;
-            acc[c] += (double)dy * gp[c];
-            acc[C + c] += (double)dy * gp[c] * xhat;
+    if (d->elementwise) {
+        /* one gamma and beta per element: each gradient sums over the batch only */
+        for (int p = 0; p < d->HW; p++) {
+            const cl_real *gp = gamma + (size_t)p * C;
+            cl_real *dgp = dgamma + (size_t)p * C, *dbp = dbeta + (size_t)p * C;
+            for (int c = 0; c < C; c++) {
+                size_t i = (size_t)p * C + c;
+                cl_real xhat = (inp[i] - cm[c]) * cr[c];
+                cl_real dy = dout[i];
+                dgp[c] += dy * xhat;
+                dbp[c] += dy;
+                acc[c] += (double)dy * gp[c];
+                acc[C + c] += (double)dy * gp[c] * xhat;
+            }
         }
+    } else {
+        /* per channel: dgamma and dbeta sum HW values of every sample; in float these
+           sums lost up to 10x PyTorch's precision at 32x32 (issue 12), so they are
+           summed in double across the thread's samples (see backward()) */
+        double *sg = acc + 2 * C + 2 * d->G, *sb = sg + C;
+        for (int p = 0; p < d->HW; p++)
+            for (int c = 0; c < C; c++) {
+                size_t i = (size_t)p * C + c;
+                cl_real xhat = (inp[i] - cm[c]) * cr[c];
+                double dy = dout[i];
+                sg[c] += dy * xhat;
+                sb[c] += dy;
+                acc[c] += dy * gamma[c];
+                acc[C + c] += dy * gamma[c] * xhat;
+            }
     }
     if (!dinp) return;
     const double count = (double)Cg * d->HW;
@@ -138,9 +163,9 @@ static size_t affine_count(const cl_model *m, const cl_node *n) {
 static void sizes(const cl_model *m, cl_node *n) {
     n->nparams = 2 * affine_count(m, n);
     n->nsaved = 2 * (size_t)n->a.norm.groups;
-    /* 2C + 2G doubles of sums, then 4C reals of per-channel statistics (4C doubles
+    /* 4C + 2G doubles of sums, then 4C reals of per-channel statistics (4C doubles
        in the double-precision build) */
-    n->nteam = 6 * (size_t)cl_in_shape(m, n, 0)->c + 2 * (size_t)n->a.norm.groups;
+    n->nteam = 8 * (size_t)cl_in_shape(m, n, 0)->c + 2 * (size_t)n->a.norm.groups;
 }
 
 static int tensors(const cl_model *m, const cl_node *n, cl_op_tensor *t) {
@@ -191,9 +216,16 @@ static void backward(const cl_exec *e, const cl_node *n) {
     const cl_real *stats = cl_node_saved(e, n);
     cl_real *dinp = cl_dinp(e, n->in[0]);
     double *acc = cl_team_slot(e, e->tid);
+    double *sg = acc + 2 * d.C + 2 * d.G, *sb = sg + d.C; /* per-channel affine gradients */
+    memset(sg, 0, 2 * (size_t)d.C * sizeof(double));
     for (int i = 0; i < e->n1 - e->n0; i++)
         groupnorm_backward(dinp ? dinp + i * size : NULL, dgamma, dgamma + A, dout + i * size,
                            inp + i * size, stats + i * n->nsaved, gamma, acc, &d);
+    if (!d.elementwise)
+        for (int c = 0; c < d.C; c++) {
+            dgamma[c] += (cl_real)sg[c];
+            dgamma[A + c] += (cl_real)sb[c];
+        }
 }
 
 const cl_op cl_op_groupnorm = {
