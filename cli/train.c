@@ -640,7 +640,10 @@ static int train_run(int argc, char **argv) {
     double t_start = now_seconds();
     rc = 0;
     while (r.epoch < r.o.epochs) {
-        double t0 = now_seconds(), lr = cl_schedule_lr(&r.sched, r.epoch, r.step);
+        /* the rate the epoch's last step used: a run resumed after its last batch
+           runs no step, and its metrics row must show the same lr */
+        double t0 = now_seconds(),
+               lr = cl_schedule_lr(&r.sched, r.epoch, r.batch_in_epoch > 0 ? r.step - 1 : r.step);
         int status = train_epoch(&r, &lr);
         if (status == 1) {
             char last[TRAIN_STR_LEN + 32];
