@@ -56,12 +56,15 @@ static void range_text(const cli_option *o, char *buf, size_t len) {
 }
 
 void cli_option_notes(const cli_option *o, char *buf, size_t len) {
-    double lo, hi;
+    double lo = 0, hi = 0;
     bool ranged = option_range(o, &lo, &hi) && !(o->kind == OPT_INT && o->min == 0 && o->max == 0);
+    ranged = ranged || o->choices;
     buf[0] = 0;
     if (!o->def && !ranged) return;
     char range[96] = "";
-    if (ranged && o->kind == OPT_INT)
+    if (o->choices)
+        snprintf(range, sizeof range, "%s", o->choices);
+    else if (ranged && o->kind == OPT_INT)
         snprintf(range, sizeof range, "%lld..%lld", (long long)lo, (long long)hi);
     else if (ranged)
         snprintf(range, sizeof range, "%s%g..%g", o->min_open ? ">" : "", lo, hi);
@@ -128,6 +131,17 @@ static bool set_number(const char *command, const cli_option *o, char *field, co
     return true;
 }
 
+/* Whether value is one of "a|b|c". */
+static bool is_choice(const char *choices, const char *value) {
+    size_t len = strlen(value);
+    for (const char *p = choices; *p;) {
+        size_t n = strcspn(p, "|");
+        if (n == len && !strncmp(p, value, len)) return true;
+        p += n + (p[n] == '|');
+    }
+    return false;
+}
+
 bool cli_option_set(const cli_option *table, const char *command, void *opts, const char *name,
                     const char *value, bool *used_value) {
     const cli_option *o = cli_find_option(table, name);
@@ -147,6 +161,10 @@ bool cli_option_set(const cli_option *table, const char *command, void *opts, co
         return false;
     }
     if (used_value) *used_value = true;
+    if (o->choices && !is_choice(o->choices, value)) {
+        cli_error("%s: --%s: expected one of %s, got '%s'", command, name, o->choices, value);
+        return false;
+    }
     switch (o->kind) {
     case OPT_STR:
         if (strlen(value) >= CLI_STR_LEN) {

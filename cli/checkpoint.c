@@ -8,17 +8,6 @@
 
 #include "cli.h"
 
-static bool meta_floats(const cl_safetensors *sf, const char *key, float *v, int n) {
-    const char *s = cl_safetensors_meta(sf, key);
-    for (int i = 0; s && i < n; i++) {
-        char *end;
-        v[i] = strtof(s, &end);
-        if (end == s) return false;
-        s = *end == ',' ? end + 1 : end;
-    }
-    return s != NULL;
-}
-
 bool cli_open_checkpoint(const char *path, cl_compile_args ca, cli_checkpoint *ck) {
     memset(ck, 0, sizeof *ck);
     char err[1024];
@@ -56,11 +45,13 @@ bool cli_open_checkpoint(const char *path, cl_compile_args ca, cli_checkpoint *c
         ck->class_names[k] = strndup(s, len);
         s += len + (s[len] == '\n');
     }
-    bool ok = ck->class_names && meta_floats(sf, "cnnlab.mean", ck->mean, ck->input.c) &&
-              meta_floats(sf, "cnnlab.std", ck->std, ck->input.c);
+    bool ok = ck->class_names &&
+              cli_meta_floats(cl_safetensors_meta(sf, "cnnlab.mean"), ck->mean, ck->input.c) &&
+              cli_meta_floats(cl_safetensors_meta(sf, "cnnlab.std"), ck->std, ck->input.c);
     cl_safetensors_free(sf);
     if (!ok) {
-        cli_error("%s: incomplete cnnlab metadata (normalisation)", path);
+        cli_error("%s: incomplete cnnlab metadata: cnnlab.mean and cnnlab.std must hold %d "
+                  "numbers each", path, ck->input.c);
         cli_close_checkpoint(ck);
         return false;
     }

@@ -62,6 +62,7 @@ typedef struct {
      * number. */
     double min, max;
     bool min_open;
+    const char *choices; /* OPT_STR, OPT_TEXT: the only values allowed, "a|b|c", or NULL */
     char short_name;     /* also accepted as "-x VALUE", or 0 */
     size_t count_offset; /* OPT_LIST: of the int that receives the count */
     int max_items;       /* OPT_LIST: capacity */
@@ -145,6 +146,9 @@ bool train_option_set(train_options *o, const char *name, const char *value, boo
 /* Write the options as "key=value" lines (resume and init left out); read them back. */
 size_t train_options_write(const train_options *o, char *buf, size_t len);
 bool train_options_read(train_options *o, const char *text);
+/* Refuse values torch.optim refuses (negative --lr, --momentum, --weight-decay);
+ * prints the error (a usage error). */
+bool train_options_check(const train_options *o);
 /* The learning-rate schedule these (resolved) options describe, for `batches` steps
  * per epoch. Prints the error on a bad combination. */
 bool train_options_schedule(const train_options *o, int batches, cl_schedule *s);
@@ -169,6 +173,25 @@ bool cli_open_checkpoint(const char *path, cl_compile_args ca, cli_checkpoint *c
 void cli_close_checkpoint(cli_checkpoint *ck);
 /* uint8 [npix][C] -> normalised model input, as training did. */
 void cli_normalise(const cli_checkpoint *ck, const uint8_t *img, size_t npix, cl_real *out);
+
+/* ---- run folders in use (runstate.c) ---- */
+
+/* The lock file in a run folder; it holds the PID of the run that uses the folder. */
+#define CLI_LOCK_FILE "train.lock"
+/* Lock DIR for this process (flock on DIR/train.lock, released by the kernel on any
+ * exit, kill -9 included). Returns the lock's descriptor, or -1 after printing the
+ * error, which names the process holding the lock. */
+int cli_lock_run_folder(const char *dir);
+/* Remove NAME.tmp.PID files (left by a killed checkpoint writer) whose process is
+ * gone, and NAME.tmp files (cli_atomic_open's, which name no process), from DIR.
+ * Call it holding the lock. Returns the count. */
+int cli_remove_stale_temporaries(const char *dir);
+/* Checked parsing of checkpoint metadata values: the whole text must parse, in range
+ * and finite; false otherwise (the caller names the key). */
+bool cli_meta_long(const char *text, long min, long max, long *out);
+bool cli_meta_u64(const char *text, uint64_t *out);
+bool cli_meta_doubles(const char *text, char sep, double *v, int n);
+bool cli_meta_floats(const char *text, float *v, int n); /* comma-separated, n <= 8 */
 
 /* ---- evaluation (eval.c) ---- */
 

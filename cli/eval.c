@@ -184,7 +184,7 @@ static bool write_eval_csvs(const char *dir, const cli_checkpoint *ck, const cl_
 
 typedef struct {
     const char *data, *data_dir, *out;
-    long long batch, threads, show;
+    long long batch, threads, show, test_subset;
 } eval_options;
 
 #define E(field) offsetof(eval_options, field)
@@ -200,6 +200,8 @@ static const cli_option eval_options_table[] = {
      .max = 1000000},
     {"out", OPT_TEXT, E(out), "folder for the CSV files", .arg = "DIR",
      .def = "the checkpoint's folder"},
+    {"test-subset", OPT_INT, E(test_subset), "evaluate on the first N test images", .def = "0, all",
+     .min = 0, .max = 2000000000},
     {0},
 };
 
@@ -228,7 +230,7 @@ static int cmd_eval(int argc, char **argv) {
         return EXIT_USAGE;
     }
     const char *data = o.data, *data_dir = o.data_dir, *out = o.out;
-    long long batch = o.batch, threads = o.threads, show = o.show;
+    long long batch = o.batch, threads = o.threads, show = o.show, subset = o.test_subset;
     /* The output folder must exist before the evaluation, not only when it is written. */
     struct stat sb;
     if (out && (stat(out, &sb) != 0 || !S_ISDIR(sb.st_mode) || access(out, W_OK) != 0)) {
@@ -248,7 +250,7 @@ static int cmd_eval(int argc, char **argv) {
     int32_t *mis = NULL;
     int rc = 1;
     if (!cli_resolve_dataset(data, data_dir, &ref) || !cli_load_dataset(&ref, CL_SPLIT_TEST, &rs, &ds) ||
-        !cli_evaluate(&ck, &ds, (int)batch, 0, &ev))
+        !cli_evaluate(&ck, &ds, (int)batch, (int)subset, &ev))
         goto done;
     const int K = ck.classes;
     printf("Checkpoint: %s (%lld parameters); test split of %s: %d images\n", path,

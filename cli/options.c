@@ -28,7 +28,8 @@ const cli_option train_option_table[] = {
     {"workers", OPT_INT, F(workers), "data-loading threads", .def = "1"},
     {"out", OPT_STR, F(out), "run folder", .arg = "DIR",
      .def = "runs/MODEL, numbered if it exists"},
-    {"opt", OPT_STR, F(opt), "sgd|adam|adamw", .arg = "NAME", .def = "sgd"},
+    {"opt", OPT_STR, F(opt), "the optimizer", .arg = "NAME", .def = "sgd",
+     .choices = "sgd|adam|adamw"},
     {"lr", OPT_FLOAT, F(lr), "learning rate; onecycle: the maximum", .def = "sgd 0.05, adam 0.001"},
     {"momentum", OPT_FLOAT, F(momentum), "SGD momentum", .def = "0.9"},
     {"nesterov", OPT_FLAG, F(nesterov), "Nesterov momentum", .def = "off"},
@@ -36,8 +37,8 @@ const cli_option train_option_table[] = {
      .def = "5e-4 for sgd, 0 for adam, 0.01 for adamw"},
     {"label-smoothing", OPT_FLOAT, F(label_smoothing), "cross-entropy label smoothing, below 1",
      .def = "0", .min = 0, .max = 1},
-    {"sched", OPT_STR, F(sched), "none|step|multistep|onecycle|cosine|plateau", .arg = "NAME",
-     .def = "onecycle"},
+    {"sched", OPT_STR, F(sched), "the learning-rate schedule", .arg = "NAME", .def = "onecycle",
+     .choices = "none|step|multistep|onecycle|cosine|plateau"},
     {"step-size", OPT_INT, F(step_size), "step: epochs between decays", .def = "10"},
     {"gamma", OPT_FLOAT, F(gamma), "step, multistep: decay factor", .def = "0.1"},
     {"milestones", OPT_LIST, F(milestones), "multistep: epochs, e.g. 10,15",
@@ -155,6 +156,13 @@ bool train_options_schedule(const train_options *o, int batches, cl_schedule *s)
             return false;
         }
         a.total_steps = (int)o->epochs * batches;
+        if (a.total_steps < 2) {
+            cli_error("--sched onecycle needs at least 2 steps in all, and %lld epoch%s of %d "
+                      "batch%s make %d: train more epochs, use more images or a smaller --batch, "
+                      "or choose another --sched", o->epochs, o->epochs == 1 ? "" : "s", batches,
+                      batches == 1 ? "" : "es", a.total_steps);
+            return false;
+        }
     }
     if (a.kind == CL_SCHED_COSINE && a.t_max == 0) a.t_max = (int)o->epochs;
     if (a.kind == CL_SCHED_MULTISTEP) {
@@ -167,5 +175,20 @@ bool train_options_schedule(const train_options *o, int batches, cl_schedule *s)
         cli_error("--sched %s: %s", o->sched, err);
         return false;
     }
+    return true;
+}
+
+/* What PyTorch's optimizers refuse: a negative learning rate, momentum or weight decay. */
+bool train_options_check(const train_options *o) {
+    const struct {
+        const char *name;
+        float v;
+    } nonneg[] = {{"lr", o->lr}, {"momentum", o->momentum}, {"weight-decay", o->weight_decay}};
+    for (size_t i = 0; i < sizeof nonneg / sizeof *nonneg; i++)
+        if (nonneg[i].v < 0) { /* NaN: not given, a default follows */
+            cli_error("--%s must be 0 or more (as in torch.optim), got %g", nonneg[i].name,
+                      (double)nonneg[i].v);
+            return false;
+        }
     return true;
 }

@@ -2,15 +2,18 @@
  * the model, and runs epochs of shuffled, augmented mini-batches with the chosen
  * optimizer and schedule, evaluating on the test set after each epoch. The run
  * folder receives the resolved configuration, metrics.csv, log.txt and the `last`
- * and `best` checkpoints (safetensors, written atomically). Ctrl-C finishes the
- * current step and saves a checkpoint that --resume continues exactly; a NaN or Inf
- * loss stops the run and keeps the last good checkpoint. A finished run writes its
- * report (report.c). Under MPI (build/cnnlab-mpi, dist.c) every rank runs this same
- * loop on its share of each batch; rank 0 alone writes the run folder. */
+ * and `best` checkpoints (safetensors, written atomically). The folder is locked while
+ * the run uses it (runstate.c). Ctrl-C, SIGTERM and SIGHUP finish the current step and
+ * save a checkpoint that --resume continues exactly; a second signal ends the run at
+ * once. A NaN or Inf loss (training or test) stops the run and keeps the last good
+ * checkpoint. A finished run writes its report (report.c). Under MPI (build/cnnlab-mpi,
+ * dist.c) every rank runs this same loop on its share of each batch; rank 0 alone
+ * writes the run folder. */
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,11 +23,40 @@
 #include "cli.h"
 #include "dist.h"
 
-static volatile sig_atomic_t interrupted;
+/* Signals. The first SIGINT, SIGTERM or SIGHUP asks the run to stop at the next batch
+ * boundary, where it saves a checkpoint; a second one, or one while nothing is left to
+ * save (the report), ends the process at once, after printing stop_message (to the
+ * console and log.txt): the checkpoints are renamed into place whole, so the last one
+ * stays intact whenever the process ends. */
+static volatile sig_atomic_t stop_signal; /* the first signal received, 0 if none */
+static volatile sig_atomic_t stop_at_once;
+static char stop_message[TRAIN_STR_LEN * 2 + 256];
+static size_t stop_message_len;
+static int stop_log_fd = -1;
 
-static void on_sigint(int sig) {
-    (void)sig;
-    interrupted = 1;
+static void on_stop_signal(int sig) {
+    if (stop_signal || stop_at_once) {
+        if (write(STDERR_FILENO, stop_message, stop_message_len) < 0) {
+            /* nothing left to tell */
+        }
+        if (stop_log_fd >= 0 && write(stop_log_fd, stop_message, stop_message_len) < 0) {
+            /* the console has it */
+        }
+        _exit(128 + sig);
+    }
+    stop_signal = sig;
+    static const char first[] = "\ncnnlab: stopping at the end of this step (a second signal stops at once)\n";
+    if (write(STDERR_FILENO, first, sizeof first - 1) < 0) {
+        /* the stop message follows anyway */
+    }
+}
+
+/* The signal that stops this rank: its own, or (under MPI, where dist_any told it that
+ * another rank got one) SIGTERM, what mpirun forwards. */
+static int stopping_signal(void) { return stop_signal ? stop_signal : SIGTERM; }
+
+static const char *signal_name(int sig) {
+    return sig == SIGINT ? "Ctrl-C (SIGINT)" : sig == SIGTERM ? "SIGTERM" : sig == SIGHUP ? "SIGHUP" : "a signal";
 }
 
 /* Everything a run needs, so the steps below read as the training loop. */
@@ -53,6 +85,9 @@ typedef struct {
     double loss_sum, best_acc;
     long correct, seen;
     int best_epoch;
+    uint64_t dropout_step; /* the model's dropout counter, copied at save and load */
+    int lock_fd;           /* the run folder's lock, held until exit; -1 before */
+    bool described;        /* model.net and config.txt written by this process */
 } run;
 
 /* Print to stdout and append to log.txt. */
@@ -66,6 +101,20 @@ __attribute__((format(printf, 2, 3))) static void say(run *r, const char *fmt, .
         va_start(ap, fmt);
         vfprintf(r->log, fmt, ap);
         va_end(ap);
+        fflush(r->log);
+    }
+}
+
+/* An error: "cnnlab: ..." on stderr, and in log.txt once the run has one. */
+__attribute__((format(printf, 2, 3))) static void run_error(run *r, const char *fmt, ...) {
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    cli_error("%s", msg);
+    if (r->log) {
+        fprintf(r->log, "cnnlab: %s\n", msg);
         fflush(r->log);
     }
 }
@@ -231,76 +280,256 @@ static bool build_model(run *r) {
 
 /* ---- checkpoints ----------------------------------------------------------------- */
 
-static void csv_floats(char *buf, size_t len, const float *v, int n) {
-    size_t k = 0;
+/* Every metadata key of a checkpoint written by `cnnlab train`: its type and where its
+ * value lives in the run. save_checkpoint writes every row; --resume reads the
+ * progress rows back with checked parsing (resume_state) and compares the identity
+ * rows with the run folder (check_belongs); eval, predict and report read the identity
+ * rows (checkpoint.c). */
+typedef enum {
+    META_CONST,   /* fixed text (row.text) */
+    META_TEXT,    /* a NUL-terminated char array */
+    META_OPTIONS, /* train_options, as key=value lines */
+    META_CLASSES, /* cl_dataset: its class names, one a line */
+    META_SHAPE,   /* cl_dataset: its image shape, CxHxW */
+    META_FLOATS,  /* float[channels of the training set], comma-separated */
+    META_INT,
+    META_LONG,
+    META_U64,
+    META_DOUBLE,
+    META_SCHED,   /* cl_schedule: plateau_lr best bad_epochs cooldown_left has_best */
+} meta_type;
+
+typedef struct {
+    const char *key;
+    meta_type type;
+    size_t offset;    /* into run */
+    bool progress;    /* where the run stands: read back by --resume */
+    const char *text; /* META_CONST */
+} meta_row;
+
+#define AT(field) offsetof(run, field)
+static const meta_row run_meta[] = {
+    /* what safetensors.torch writes: tells loaders these are torch tensors */
+    {"format", META_CONST, 0, false, "pt"},
+    {"cnnlab.version", META_CONST, 0, false, CNNLAB_VERSION},
+    /* what the run is */
+    {"cnnlab.model_text", META_TEXT, AT(model_text), false, NULL},
+    {"cnnlab.options", META_OPTIONS, AT(o), false, NULL},
+    {"cnnlab.dataset", META_TEXT, AT(ref.kind), false, NULL},
+    {"cnnlab.classes", META_CLASSES, AT(train), false, NULL},
+    {"cnnlab.input", META_SHAPE, AT(train), false, NULL},
+    {"cnnlab.mean", META_FLOATS, AT(mean), false, NULL},
+    {"cnnlab.std", META_FLOATS, AT(std), false, NULL},
+    /* where it stands */
+    {"cnnlab.epoch", META_INT, AT(epoch), true, NULL},
+    {"cnnlab.batch", META_INT, AT(batch_in_epoch), true, NULL},
+    {"cnnlab.step", META_LONG, AT(step), true, NULL},
+    {"cnnlab.dropout_step", META_U64, AT(dropout_step), true, NULL},
+    {"cnnlab.train_loss_sum", META_DOUBLE, AT(loss_sum), true, NULL},
+    {"cnnlab.train_correct", META_LONG, AT(correct), true, NULL},
+    {"cnnlab.train_seen", META_LONG, AT(seen), true, NULL},
+    {"cnnlab.best_acc", META_DOUBLE, AT(best_acc), true, NULL},
+    {"cnnlab.best_epoch", META_INT, AT(best_epoch), true, NULL},
+    {"cnnlab.sched_state", META_SCHED, AT(sched), true, NULL},
+};
+#define NMETA ((int)(sizeof run_meta / sizeof *run_meta))
+
+/* Row i's value as text: a pointer into r, or into buf (len bytes). */
+static const char *meta_format(const run *r, const meta_row *row, char *buf, size_t len) {
+    const void *at = (const char *)r + row->offset;
     buf[0] = 0;
-    for (int i = 0; i < n && k < len; i++) k += (size_t)snprintf(buf + k, len - k, "%s%.9g", i ? "," : "", v[i]);
+    switch (row->type) {
+    case META_CONST: return row->text;
+    case META_TEXT: return at;
+    case META_OPTIONS: train_options_write(at, buf, len); break;
+    case META_CLASSES: {
+        const cl_dataset *ds = at;
+        size_t k = 0;
+        for (int i = 0; i < ds->classes && k < len; i++)
+            k += (size_t)snprintf(buf + k, len - k, "%s%s", i ? "\n" : "", ds->class_names[i]);
+        break;
+    }
+    case META_SHAPE: {
+        const cl_dataset *ds = at;
+        snprintf(buf, len, "%dx%dx%d", ds->c, ds->h, ds->w);
+        break;
+    }
+    case META_FLOATS: {
+        const float *v = at;
+        size_t k = 0;
+        for (int i = 0; i < r->train.c && k < len; i++)
+            k += (size_t)snprintf(buf + k, len - k, "%s%.9g", i ? "," : "", v[i]);
+        break;
+    }
+    case META_INT: snprintf(buf, len, "%d", *(const int *)at); break;
+    case META_LONG: snprintf(buf, len, "%ld", *(const long *)at); break;
+    case META_U64: snprintf(buf, len, "%llu", (unsigned long long)*(const uint64_t *)at); break;
+    case META_DOUBLE: snprintf(buf, len, "%.17g", *(const double *)at); break;
+    case META_SCHED: {
+        const cl_schedule *sc = at;
+        snprintf(buf, len, "%.17g %.17g %d %d %d", sc->plateau_lr, sc->best, sc->bad_epochs,
+                 sc->cooldown_left, sc->has_best);
+        break;
+    }
+    }
+    return buf;
 }
 
-/* Save the model with metadata; last (with optimizer state) or best (weights only). */
+/* Parse a progress row's text into r; false when it is missing or does not parse. */
+static bool meta_parse(run *r, const meta_row *row, const char *text) {
+    void *at = (char *)r + row->offset;
+    long v;
+    double d[5];
+    switch (row->type) {
+    case META_INT:
+        if (!cli_meta_long(text, 0, 2000000000, &v)) return false;
+        *(int *)at = (int)v;
+        return true;
+    case META_LONG: return cli_meta_long(text, 0, __LONG_MAX__, (long *)at);
+    case META_U64: return cli_meta_u64(text, (uint64_t *)at);
+    case META_DOUBLE: return cli_meta_doubles(text, 0, (double *)at, 1);
+    case META_SCHED: {
+        cl_schedule *sc = at;
+        if (!cli_meta_doubles(text, ' ', d, 5)) return false;
+        for (int i = 2; i < 5; i++) /* counts, then a 0/1 flag */
+            if (d[i] < 0 || d[i] > 2e9 || d[i] != (int)d[i] || (i == 4 && d[i] > 1)) return false;
+        sc->plateau_lr = d[0];
+        sc->best = d[1];
+        sc->bad_epochs = (int)d[2];
+        sc->cooldown_left = (int)d[3];
+        sc->has_best = d[4] != 0;
+        return true;
+    }
+    default: return false; /* identity rows are compared, not read back */
+    }
+}
+
+/* Save the model with the run state; last (with optimizer state) or best (weights
+ * only). A failure (a full disk, weights that diverged) is reported to the console
+ * and log.txt. */
 static bool save_checkpoint(run *r, const char *name, bool with_state) {
     if (dist_rank() != 0) return true; /* one writer */
     char path[TRAIN_STR_LEN + 32], err[1024];
     path_in(r, path, sizeof path, name);
-    static char options[1 << 15], classes[1 << 14];
-    train_options_write(&r->o, options, sizeof options);
-    size_t k = 0;
-    for (int i = 0; i < r->train.classes && k < sizeof classes; i++)
-        k += (size_t)snprintf(classes + k, sizeof classes - k, "%s%s", i ? "\n" : "",
-                              r->train.class_names[i]);
-    char epoch[32], batch[32], step[32], dstep[32], loss[40], correct[32], seen[32], best[40],
-        best_epoch[32], sched[160], mean[160], std[160], input[48];
-    snprintf(epoch, sizeof epoch, "%d", r->epoch);
-    snprintf(batch, sizeof batch, "%d", r->batch_in_epoch);
-    snprintf(step, sizeof step, "%ld", r->step);
-    snprintf(dstep, sizeof dstep, "%llu", (unsigned long long)cl_model_step(r->m));
-    snprintf(loss, sizeof loss, "%.17g", r->loss_sum);
-    snprintf(correct, sizeof correct, "%ld", r->correct);
-    snprintf(seen, sizeof seen, "%ld", r->seen);
-    snprintf(best, sizeof best, "%.17g", r->best_acc);
-    snprintf(best_epoch, sizeof best_epoch, "%d", r->best_epoch);
-    snprintf(sched, sizeof sched, "%.17g %.17g %d %d %d", r->sched.plateau_lr, r->sched.best,
-             r->sched.bad_epochs, r->sched.cooldown_left, r->sched.has_best);
-    csv_floats(mean, sizeof mean, r->mean, r->train.c);
-    csv_floats(std, sizeof std, r->std, r->train.c);
-    snprintf(input, sizeof input, "%dx%dx%d", r->train.c, r->train.h, r->train.w);
-    const char *meta[] = {
-        "format", "pt",  /* what safetensors.torch writes: tells loaders these are torch tensors */
-        "cnnlab.version", CNNLAB_VERSION,
-        "cnnlab.model_text", r->model_text,
-        "cnnlab.options", options,
-        "cnnlab.dataset", r->ref.kind,
-        "cnnlab.classes", classes,
-        "cnnlab.input", input,
-        "cnnlab.mean", mean,
-        "cnnlab.std", std,
-        "cnnlab.epoch", epoch,
-        "cnnlab.batch", batch,
-        "cnnlab.step", step,
-        "cnnlab.dropout_step", dstep,
-        "cnnlab.train_loss_sum", loss,
-        "cnnlab.train_correct", correct,
-        "cnnlab.train_seen", seen,
-        "cnnlab.best_acc", best,
-        "cnnlab.best_epoch", best_epoch,
-        "cnnlab.sched_state", sched,
-    };
-    if (cl_model_save(r->m, with_state ? r->opt : NULL, path, meta, (int)(sizeof meta / sizeof *meta / 2),
-                      err, sizeof err) != CL_OK) {
-        cli_error("%s", err);
+    static char options[1 << 15], classes[1 << 14], small[NMETA][256];
+    const char *meta[2 * NMETA];
+    r->dropout_step = cl_model_step(r->m);
+    for (int i = 0; i < NMETA; i++) {
+        const meta_row *row = &run_meta[i];
+        char *buf = row->type == META_OPTIONS ? options : row->type == META_CLASSES ? classes : small[i];
+        size_t len = row->type == META_OPTIONS ? sizeof options
+                     : row->type == META_CLASSES ? sizeof classes : sizeof small[i];
+        meta[2 * i] = row->key;
+        meta[2 * i + 1] = meta_format(r, row, buf, len);
+    }
+    if (cl_model_save(r->m, with_state ? r->opt : NULL, path, meta, NMETA, err, sizeof err) != CL_OK) {
+        run_error(r, "%s", err);
         return false;
     }
     return true;
 }
 
-static long meta_long(const cl_safetensors *sf, const char *key) {
-    const char *v = cl_safetensors_meta(sf, key);
-    return v ? strtol(v, NULL, 10) : 0;
+/* Whether the lines of two texts agree; else the first line that differs (1-based). */
+static int first_different_line(const char *a, const char *b) {
+    for (int line = 1;; line++) {
+        size_t la = strcspn(a, "\n"), lb = strcspn(b, "\n");
+        if (la != lb || memcmp(a, b, la) != 0) return line;
+        if (!a[la] && !b[lb]) return 0;
+        if (!a[la] || !b[lb]) return line + 1;
+        a += la + 1;
+        b += lb + 1;
+    }
 }
 
-static double meta_double(const cl_safetensors *sf, const char *key) {
-    const char *v = cl_safetensors_meta(sf, key);
-    return v ? strtod(v, NULL) : 0;
+/* Whether --name (or --name=...) was given on the command line. */
+static bool given(int argc, char **argv, const char *name) {
+    size_t len = strlen(name);
+    for (int i = 0; i < argc; i++)
+        if (!strncmp(argv[i], "--", 2) && !strncmp(argv[i] + 2, name, len) &&
+            (argv[i][2 + len] == 0 || argv[i][2 + len] == '='))
+            return true;
+    return false;
+}
+
+/* The value of key in "key=value" lines (into buf), or false. */
+static bool line_value(const char *text, const char *key, char *buf, size_t len) {
+    size_t klen = strlen(key);
+    for (const char *s = text; *s; s += strcspn(s, "\n") + (s[strcspn(s, "\n")] == '\n')) {
+        if (!strncmp(s, key, klen) && s[klen] == '=') {
+            size_t vlen = strcspn(s + klen + 1, "\n");
+            snprintf(buf, len, "%.*s", (int)vlen, s + klen + 1);
+            return true;
+        }
+    }
+    return false;
+}
+
+/* --resume: whether the checkpoint belongs to the run recorded in its folder (model.net,
+ * the dataset and options in config.txt); else print what differs. Options given again
+ * on the command line are not compared: they are meant to change; nor are --out and
+ * --data-dir, which move with the folders. A folder without
+ * model.net or config.txt has nothing to compare. */
+static bool check_belongs(const char *dir, const char *path, const char *text, const char *dataset,
+                          const char *opts, int argc, char **argv) {
+    char file[TRAIN_STR_LEN + 32], what[1024] = "";
+    size_t k = 0;
+    snprintf(file, sizeof file, "%s/model.net", dir);
+    FILE *f = fopen(file, "rb");
+    if (f) {
+        fclose(f);
+        char *net = cli_read_text(file, 1 << 16);
+        int line = net ? first_different_line(net, text) : 0;
+        if (line)
+            k += (size_t)snprintf(what + k, sizeof what - k, "\n  its model differs from %s at line %d",
+                                  file, line);
+        free(net);
+    }
+    snprintf(file, sizeof file, "%s/config.txt", dir);
+    char *config = NULL;
+    if ((f = fopen(file, "rb"))) {
+        fclose(f);
+        config = cli_read_text(file, 1 << 16);
+    }
+    char value[TRAIN_STR_LEN];
+    if (config && line_value(config, "dataset", value, sizeof value) && strcmp(value, dataset) != 0 &&
+        !given(argc, argv, "data"))
+        k += (size_t)snprintf(what + k, k < sizeof what ? sizeof what - k : 0,
+                              "\n  it was trained on %s, config.txt says %s", dataset, value);
+    /* The options: config.txt lists them after params=, as the checkpoint does. */
+    const char *listed = config ? strstr(config, "\nparams=") : NULL;
+    if (listed) {
+        listed += strcspn(listed + 1, "\n") + 1;
+        train_options a, b;
+        train_options_defaults(&a);
+        train_options_defaults(&b);
+        static char ta[1 << 15], tb[1 << 15];
+        if (train_options_read(&a, opts) && train_options_read(&b, listed)) {
+            /* both in one canonical form, then every key of either */
+            train_options_write(&a, ta, sizeof ta);
+            train_options_write(&b, tb, sizeof tb);
+            const char *texts[2] = {ta, tb};
+            int shown = 0;
+            for (int t = 0; t < 2; t++)
+                for (const char *l = texts[t]; *l; l += strcspn(l, "\n") + (l[strcspn(l, "\n")] != 0)) {
+                    char key[64], va[TRAIN_STR_LEN] = "(unset)", vb[TRAIN_STR_LEN] = "(unset)";
+                    snprintf(key, sizeof key, "%.*s", (int)strcspn(l, "="), l);
+                    bool in_a = line_value(ta, key, va, sizeof va);
+                    if (t == 1 && in_a) continue; /* compared already */
+                    line_value(tb, key, vb, sizeof vb);
+                    /* where the run and the data lie may move with their folders */
+                    bool place = !strcmp(key, "out") || !strcmp(key, "data-dir");
+                    if (strcmp(va, vb) != 0 && !place && !given(argc, argv, key) && shown++ < 4 &&
+                        k < sizeof what)
+                        k += (size_t)snprintf(what + k, sizeof what - k,
+                                              "\n  option %s is %s in it, %s in config.txt", key, va, vb);
+                }
+        }
+    }
+    free(config);
+    if (!what[0]) return true;
+    cli_error("--resume: %s does not belong to the run in %s:%s\nNothing was changed. Resume the "
+              "run that wrote it in its own folder, or start a new run with --out.", path, dir, what);
+    return false;
 }
 
 /* --resume DIR: the options and model of the run, then (after setup) its state. */
@@ -315,11 +544,13 @@ static bool resume_options(run *r, const train_options *cmdline, int argc, char 
     }
     const char *opts = cl_safetensors_meta(sf, "cnnlab.options");
     const char *text = cl_safetensors_meta(sf, "cnnlab.model_text");
-    bool ok = opts && text;
+    const char *dataset = cl_safetensors_meta(sf, "cnnlab.dataset");
+    bool ok = opts && text && dataset;
     train_options_defaults(&r->o);
     if (ok) ok = train_options_read(&r->o, opts);
     if (!ok) cli_error("--resume: %s was not written by cnnlab train", path);
-    else {
+    else ok = check_belongs(r->dir, path, text, dataset, opts, argc, argv);
+    if (ok) {
         snprintf(r->model_text, sizeof r->model_text, "%s", text);
         /* Options given again on the command line win (e.g. --epochs to train longer). */
         const char *pos[1];
@@ -343,100 +574,126 @@ static bool resume_state(run *r) {
         cli_error("--resume: %s", err);
         return false;
     }
-    r->epoch = (int)meta_long(sf, "cnnlab.epoch");
-    r->batch_in_epoch = (int)meta_long(sf, "cnnlab.batch");
-    r->step = meta_long(sf, "cnnlab.step");
-    const char *dstep = cl_safetensors_meta(sf, "cnnlab.dropout_step");
-    cl_model_set_step(r->m, dstep ? (uint64_t)strtoull(dstep, NULL, 10) : 0);
-    r->loss_sum = meta_double(sf, "cnnlab.train_loss_sum");
-    r->correct = meta_long(sf, "cnnlab.train_correct");
-    r->seen = meta_long(sf, "cnnlab.train_seen");
-    r->best_acc = meta_double(sf, "cnnlab.best_acc");
-    r->best_epoch = (int)meta_long(sf, "cnnlab.best_epoch");
-    const char *s = cl_safetensors_meta(sf, "cnnlab.sched_state");
-    int has_best = 0;
-    if (s) sscanf(s, "%lf %lf %d %d %d", &r->sched.plateau_lr, &r->sched.best, &r->sched.bad_epochs,
-                  &r->sched.cooldown_left, &has_best);
-    r->sched.has_best = has_best;
+    bool ok = true;
+    for (int i = 0; i < NMETA && ok; i++) {
+        if (!run_meta[i].progress) continue;
+        const char *v = cl_safetensors_meta(sf, run_meta[i].key);
+        ok = meta_parse(r, &run_meta[i], v);
+        if (!ok)
+            cli_error("--resume: %s: metadata %s is %s%s%s", path, run_meta[i].key,
+                      v ? "not a valid value: '" : "missing", v ? v : "", v ? "'" : "");
+    }
+    const char *dataset = cl_safetensors_meta(sf, "cnnlab.dataset");
+    if (ok && dataset && strcmp(dataset, r->ref.kind) != 0) {
+        cli_error("--resume: %s was trained on %s, this run loads %s", path, dataset, r->ref.kind);
+        ok = false;
+    }
+    if (ok && r->batch_in_epoch > cl_loader_batches(r->train_loader)) {
+        cli_error("--resume: %s: batch %d of an epoch of %d batches", path, r->batch_in_epoch,
+                  cl_loader_batches(r->train_loader));
+        ok = false;
+    }
+    cl_model_set_step(r->m, r->dropout_step);
     cl_safetensors_free(sf);
-    return true;
+    return ok;
 }
 
 /* ---- the run folder ---------------------------------------------------------------- */
 
-static bool open_run_folder(run *r, bool resuming) {
-    if (!resuming) {
-        if (r->o.out[0]) {
-            snprintf(r->dir, sizeof r->dir, "%s", r->o.out);
-            char last[TRAIN_STR_LEN + 32];
-            path_in(r, last, sizeof last, "last.safetensors");
-            if (exists(last)) {
-                cli_error("%s already holds a run: continue it with --resume %s, or choose another --out",
-                          r->dir, r->dir);
-                return false;
-            }
-        } else {
-            /* runs/MODEL, then runs/MODEL-2, ... */
-            const char *base = strrchr(r->model_path, '/');
-            base = base ? base + 1 : r->model_path;
-            int len = (int)strcspn(base, ".");
-            snprintf(r->dir, sizeof r->dir, "runs/%.*s", len, base);
-            for (int k = 2; exists(r->dir); k++) snprintf(r->dir, sizeof r->dir, "runs/%.*s-%d", len, base, k);
-        }
-        if (!cli_mkdirs(r->dir)) {
-            cli_error("cannot create the run folder %s: %s", r->dir, strerror(errno));
-            return false;
-        }
+/* Lock the run folder r->dir (once) and remove the temporary files a killed writer
+ * left there: from here on no other run writes in it. */
+static bool lock_run_folder(run *r) {
+    if (r->lock_fd >= 0) return true;
+    r->lock_fd = cli_lock_run_folder(r->dir);
+    if (r->lock_fd < 0) return false;
+    int removed = cli_remove_stale_temporaries(r->dir);
+    if (removed) printf("Removed %d temporary file%s left in %s by a killed run\n", removed,
+                        removed > 1 ? "s" : "", r->dir);
+    return true;
+}
+
+/* A new run: the folder (--out, or runs/MODEL numbered), created and locked; one that
+ * already holds a run is refused. */
+static bool make_run_folder(run *r) {
+    if (r->o.out[0]) {
+        snprintf(r->dir, sizeof r->dir, "%s", r->o.out);
+    } else {
+        /* runs/MODEL, then runs/MODEL-2, ... */
+        const char *base = strrchr(r->model_path, '/');
+        base = base ? base + 1 : r->model_path;
+        int len = (int)strcspn(base, ".");
+        snprintf(r->dir, sizeof r->dir, "runs/%.*s", len, base);
+        for (int k = 2; exists(r->dir); k++) snprintf(r->dir, sizeof r->dir, "runs/%.*s-%d", len, base, k);
     }
+    if (!cli_mkdirs(r->dir)) {
+        cli_error("cannot create the run folder %s: %s", r->dir, strerror(errno));
+        return false;
+    }
+    if (!lock_run_folder(r)) return false;
+    char last[TRAIN_STR_LEN + 32];
+    path_in(r, last, sizeof last, "last.safetensors");
+    if (exists(last)) {
+        cli_error("%s already holds a run: continue it with --resume %s, or choose another --out",
+                  r->dir, r->dir);
+        return false;
+    }
+    return true;
+}
+
+/* model.net and config.txt: the model text and every resolved option, written
+ * atomically. A new run writes them at its start; a resumed one with its first
+ * checkpoint, so that they always describe the checkpoint (--resume compares them). */
+static bool describe_run(run *r) {
+    char path[TRAIN_STR_LEN + 32];
+    cli_atomic_file a;
+    path_in(r, path, sizeof path, "model.net");
+    FILE *f = cli_atomic_open(&a, path);
+    if (!f) return false;
+    fputs(r->model_text, f);
+    if (!cli_atomic_close(&a, true)) return false;
+    path_in(r, path, sizeof path, "config.txt");
+    if (!(f = cli_atomic_open(&a, path))) return false;
+    static char options[1 << 15];
+    train_options_write(&r->o, options, sizeof options);
+    fprintf(f, "# cnnlab %s: the resolved options of this run (model in model.net)\n", CNNLAB_VERSION);
+    fprintf(f, "model=%s\ndataset=%s\ndataset_dir=%s\nclasses=%d\ninput=%dx%dx%d\n", r->model_path,
+            r->ref.kind, r->ref.dir, r->train.classes, r->train.c, r->train.h, r->train.w);
+    fprintf(f, "train_images=%d\ntest_images=%d\n", r->ntrain, r->ntest);
+    for (int c = 0; c < r->train.c; c++) fprintf(f, "mean[%d]=%.6f\nstd[%d]=%.6f\n", c, r->mean[c], c, r->std[c]);
+    fprintf(f, "params=%lld\n%s", (long long)cl_model_param_count(r->m), options);
+    if (!cli_atomic_close(&a, true)) return false;
+    r->described = true;
+    return true;
+}
+
+/* log.txt (appended to on resume) and metrics.csv (on resume: the rows of finished
+ * epochs, rewritten atomically), then model.net and config.txt for a new run. */
+static bool open_run_folder(run *r, bool resuming) {
     char path[TRAIN_STR_LEN + 32];
     path_in(r, path, sizeof path, "log.txt");
     r->log = fopen(path, resuming ? "a" : "w");
-    /* metrics.csv: on resume keep the rows of finished epochs only */
-    path_in(r, path, sizeof path, "metrics.csv");
-    static char keep[1 << 16];
-    size_t kept = 0;
-    if (resuming) {
-        FILE *f = fopen(path, "r");
-        char line[512];
-        int rows = -1;
-        while (f && fgets(line, sizeof line, f) && rows < r->epoch) {
-            size_t l = strlen(line);
-            if (kept + l < sizeof keep) memcpy(keep + kept, line, l), kept += l;
-            rows++;
-        }
-        if (f) fclose(f);
-    }
-    r->metrics = fopen(path, "w");
-    if (!r->log || !r->metrics) {
-        cli_error("cannot write in %s: %s", r->dir, strerror(errno));
+    if (!r->log) {
+        cli_error("cannot write %s: %s", path, strerror(errno));
         return false;
     }
-    if (kept)
-        fwrite(keep, 1, kept, r->metrics);
-    else
-        fprintf(r->metrics, "epoch,lr,train_loss,train_acc,test_loss,test_acc,seconds\n");
-    fflush(r->metrics);
-    /* The resolved configuration: the model text and every option. */
-    path_in(r, path, sizeof path, "model.net");
-    FILE *f = fopen(path, "w");
-    if (f) {
-        fputs(r->model_text, f);
-        fclose(f);
+    path_in(r, path, sizeof path, "metrics.csv");
+    cli_atomic_file a;
+    FILE *out = cli_atomic_open(&a, path);
+    if (!out) return false;
+    FILE *f = resuming ? fopen(path, "r") : NULL;
+    char line[512];
+    int rows = -1;
+    while (f && rows < r->epoch && fgets(line, sizeof line, f)) {
+        fputs(line, out);
+        rows++;
     }
-    path_in(r, path, sizeof path, "config.txt");
-    f = fopen(path, "w");
-    if (f) {
-        static char options[1 << 15];
-        train_options_write(&r->o, options, sizeof options);
-        fprintf(f, "# cnnlab %s: the resolved options of this run (model in model.net)\n", CNNLAB_VERSION);
-        fprintf(f, "model=%s\ndataset=%s\ndataset_dir=%s\nclasses=%d\ninput=%dx%dx%d\n", r->model_path,
-                r->ref.kind, r->ref.dir, r->train.classes, r->train.c, r->train.h, r->train.w);
-        fprintf(f, "train_images=%d\ntest_images=%d\n", r->ntrain, r->ntest);
-        for (int c = 0; c < r->train.c; c++) fprintf(f, "mean[%d]=%.6f\nstd[%d]=%.6f\n", c, r->mean[c], c, r->std[c]);
-        fprintf(f, "params=%lld\n%s", (long long)cl_model_param_count(r->m), options);
-        fclose(f);
+    if (f) fclose(f);
+    if (rows < 0) fprintf(out, "epoch,lr,train_loss,train_acc,test_loss,test_acc,seconds\n");
+    if (!cli_atomic_close(&a, true) || !(r->metrics = fopen(path, "a"))) {
+        cli_error("cannot write %s: %s", path, strerror(errno));
+        return false;
     }
-    return true;
+    return resuming || describe_run(r);
 }
 
 /* ---- ranks ------------------------------------------------------------------------- */
@@ -485,7 +742,8 @@ static const cl_real *forward_batch(run *r, cl_loader *l, const cl_real *x, int 
 
 /* ---- the loop ------------------------------------------------------------------------ */
 
-static void evaluate(run *r, double *loss, double *acc, long *correct_out, long *total_out) {
+/* The test loss and accuracy; false when a signal stopped it part-way. */
+static bool evaluate(run *r, double *loss, double *acc, long *correct_out, long *total_out) {
     const cl_real *x;
     const int32_t *labels;
     int n;
@@ -499,14 +757,16 @@ static void evaluate(run *r, double *loss, double *acc, long *correct_out, long 
         loss_sum += cl_cross_entropy(logits, labels, n, K, 0, NULL) * n;
         for (int i = 0; i < n; i++) correct += cli_argmax(logits + (size_t)i * K, K) == labels[i];
         total += n;
+        if (dist_any(stop_signal != 0)) return false;
     }
     *loss = total ? loss_sum / total : 0;
     *acc = total ? (double)correct / total : 0;
     *correct_out = correct;
     *total_out = total;
+    return true;
 }
 
-/* One epoch; returns 0, 1 on a NaN/Inf loss, 2 when interrupted. */
+/* One epoch; returns 0, 1 on a NaN/Inf loss, 2 when a signal asked to stop. */
 static int train_epoch(run *r, double *lr_used) {
     const train_options *o = &r->o;
     const int K = r->train.classes, batches = cl_loader_batches(r->train_loader);
@@ -546,7 +806,7 @@ static int train_epoch(run *r, double *lr_used) {
         r->step++;
         r->batch_in_epoch++;
         progress_update(&p, r->batch_in_epoch, r->loss_sum / r->seen, (double)r->correct / r->seen);
-        if (dist_any(interrupted)) {
+        if (dist_any(stop_signal != 0)) { /* every rank stops at the same step */
             progress_end(&p);
             return 2;
         }
@@ -570,11 +830,134 @@ static void free_run(run *r) {
     free(r->all_labels);
     if (r->log) fclose(r->log);
     if (r->metrics) fclose(r->metrics);
+    if (r->lock_fd >= 0) close(r->lock_fd);
 }
 
 static int cmd_train(int argc, char **argv);
-
 static int train_run(int argc, char **argv);
+
+/* ---- stopping ------------------------------------------------------------------------ */
+
+static void say_last_good(run *r) {
+    char last[TRAIN_STR_LEN + 32];
+    path_in(r, last, sizeof last, "last.safetensors");
+    if (exists(last))
+        say(r, "The last good checkpoint is %s (after epoch %d).\n", last, r->epoch);
+    else
+        say(r, "No checkpoint was written: no epoch finished with finite losses.\n");
+}
+
+/* What a second signal prints before the process ends at once (during is "" or the
+ * phase, e.g. " during the report"). */
+static void set_stop_message(run *r, bool report) {
+    char last[TRAIN_STR_LEN + 32];
+    path_in(r, last, sizeof last, "last.safetensors");
+    if (report)
+        snprintf(stop_message, sizeof stop_message, "\ncnnlab: stopped during the report: the run is "
+                 "complete and its checkpoints are intact; write the report with `cnnlab report %s`\n",
+                 r->dir);
+    else if (exists(last))
+        snprintf(stop_message, sizeof stop_message, "\ncnnlab: stopped at once by a second signal: "
+                 "%s is intact; continue with `cnnlab train --resume %s`\n", last, r->dir);
+    else
+        snprintf(stop_message, sizeof stop_message, "\ncnnlab: stopped at once by a second signal, "
+                 "before the first checkpoint\n");
+    stop_message_len = strlen(stop_message);
+}
+
+/* Installed first thing: a signal during setup stops the run where the loop starts. */
+static void catch_stop_signals(void) {
+    snprintf(stop_message, sizeof stop_message, "\ncnnlab: stopped at once by a second signal\n");
+    stop_message_len = strlen(stop_message);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+}
+
+/* A signal asked the run to stop: save the state reached (--resume continues from it
+ * exactly) and say so. Returns the exit status, 128 + the signal. */
+static int stop_run(run *r) {
+    int sig = stopping_signal(), batches = cl_loader_batches(r->train_loader);
+    /* the other ranks wait here until rank 0 has saved */
+    if (dist_all_ok(save_checkpoint(r, "last.safetensors", true))) {
+        if (!r->described && dist_rank() == 0) describe_run(r);
+        say(r, "Interrupted by %s: saved %s/last.safetensors at epoch %d, batch %d/%d%s. Continue "
+               "with `cnnlab train --resume %s`.\n", signal_name(sig), r->dir, r->epoch + 1,
+            r->batch_in_epoch, batches, r->batch_in_epoch == batches ? " (not yet evaluated)" : "",
+            r->dir);
+    } else {
+        say(r, "Interrupted by %s; the state reached was not saved.\n", signal_name(sig));
+        say_last_good(r);
+    }
+    return 128 + sig;
+}
+
+/* Whether the resumed run's --out (if any) is its own folder. */
+static bool same_folder(const char *a, const char *b) {
+    struct stat sa, sb;
+    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+/* One epoch's training, evaluation, metrics row and checkpoints. Returns -1 to go on,
+ * else the exit status. */
+static int run_epoch(run *r) {
+    /* the lr of the step last taken, for an epoch resumed after all its batches */
+    double t0 = now_seconds(), lr = cl_schedule_lr(&r->sched, r->epoch, r->step - (r->batch_in_epoch > 0));
+    int status = train_epoch(r, &lr);
+    if (status == 1) {
+        say_last_good(r);
+        return 1;
+    }
+    double test_loss, test_acc;
+    long correct, total;
+    if (status == 2 || !evaluate(r, &test_loss, &test_acc, &correct, &total)) return stop_run(r);
+    double secs = now_seconds() - t0;
+    double train_loss = r->seen ? r->loss_sum / r->seen : 0, train_acc = r->seen ? (double)r->correct / r->seen : 0;
+    say(r, "Epoch %d/%lld: train loss %.4f, accuracy %.2f%%, lr %.4g, %.1f s\n", r->epoch + 1,
+        r->o.epochs, train_loss, 100 * train_acc, lr, secs);
+    if (!isfinite(test_loss)) {
+        say(r, "Test loss became %s after epoch %d: the run diverged and stops here. Try a lower "
+               "--lr.\n", isnan(test_loss) ? "NaN" : "Inf", r->epoch + 1);
+        say_last_good(r);
+        return 1;
+    }
+    say(r, "Test set: Average loss: %.4f, Accuracy: %ld/%ld (%.2f%%)\n", test_loss, correct, total,
+        100 * test_acc);
+    bool written = true;
+    if (r->metrics) { /* rank 0's */
+        fprintf(r->metrics, "%d,%.8g,%.6f,%.6f,%.6f,%.6f,%.2f\n", r->epoch + 1, lr, train_loss,
+                train_acc, test_loss, test_acc, secs);
+        written = fflush(r->metrics) == 0;
+        if (!written) run_error(r, "%s/metrics.csv: write error: %s", r->dir, strerror(errno));
+    }
+    if (!dist_all_ok(written)) return 1;
+    cl_schedule_epoch_end(&r->sched, test_loss);
+    r->epoch++;
+    r->batch_in_epoch = 0;
+    r->loss_sum = 0;
+    r->correct = r->seen = 0;
+    bool best = test_acc > r->best_acc;
+    if (best) {
+        r->best_acc = test_acc;
+        r->best_epoch = r->epoch;
+    }
+    /* best first: a kill between the two leaves last at the previous epoch, whose
+       resume redoes this epoch and saves best again */
+    bool saved = (!best || save_checkpoint(r, "best.safetensors", false)) &&
+                 save_checkpoint(r, "last.safetensors", true);
+    if (!dist_all_ok(saved)) {
+        say_last_good(r);
+        return 1;
+    }
+    if (!dist_all_ok(dist_rank() != 0 || r->described || describe_run(r))) return 1;
+    set_stop_message(r, false);
+    return -1;
+}
 
 const cli_command train_command = {
     .name = "train",
@@ -605,14 +988,32 @@ static int cmd_train(int argc, char **argv) {
 static int train_run(int argc, char **argv) {
     static run r;
     memset(&r, 0, sizeof r);
+    r.lock_fd = -1;
+    catch_stop_signals();
     train_options cmd;
     train_options_defaults(&cmd);
     const char *pos[1] = {NULL};
     int npos = cli_parse(&train_command, &cmd, argc - 1, argv + 1, pos, 1);
     if (npos < 0) return EXIT_USAGE;
     bool resuming = cmd.resume[0] != 0;
+    int rc = 1;
     if (resuming) {
-        if (!resume_options(&r, &cmd, argc - 1, argv + 1)) return 1;
+        if (cmd.out[0] && !same_folder(cmd.out, cmd.resume)) {
+            cli_error("--out %s: a resumed run continues in its own folder, %s; leave --out out, "
+                      "or copy the folder first to branch off", cmd.out, cmd.resume);
+            return EXIT_USAGE;
+        }
+        struct stat st;
+        if (stat(cmd.resume, &st) != 0 || !S_ISDIR(st.st_mode)) {
+            cli_error("--resume %s: no such run folder", cmd.resume);
+            return 1;
+        }
+        snprintf(r.dir, sizeof r.dir, "%s", cmd.resume);
+        /* rank 0 alone locks (and cleans) the folder: on a shared file system the
+           other ranks would find it locked */
+        if (!dist_all_ok(dist_rank() != 0 || lock_run_folder(&r)) ||
+            !resume_options(&r, &cmd, argc - 1, argv + 1))
+            goto out;
     } else {
         if (!pos[0]) {
             usage(stderr);
@@ -622,12 +1023,21 @@ static int train_run(int argc, char **argv) {
         snprintf(r.model_path, sizeof r.model_path, "%s", pos[0]);
         if (!read_file(pos[0], r.model_text, sizeof r.model_text)) return 1;
     }
-    int rc = 1;
+    if (!train_options_check(&r.o)) {
+        rc = EXIT_USAGE;
+        goto out;
+    }
+    /* An existing --out folder is locked before the data loads: a second run into it
+       stops at once, having touched nothing. */
+    if (!resuming && r.o.out[0] &&
+        !dist_all_ok(dist_rank() != 0 || !exists(r.o.out) || make_run_folder(&r)))
+        goto out;
     bool ready = resolve_defaults(&r.o) && load_data(&r) && make_loaders(&r) && build_model(&r) &&
                  train_options_schedule(&r.o, cl_loader_batches(r.train_loader), &r.sched) &&
                  (!resuming || resume_state(&r));
     /* every rank ready and alike, then the run folder (rank 0) */
     if (!dist_all_ok(ready) || !ranks_agree(&r) ||
+        !dist_all_ok(dist_rank() != 0 || resuming || make_run_folder(&r)) ||
         !dist_all_ok(dist_rank() != 0 || open_run_folder(&r, resuming)))
         goto out;
 
@@ -635,66 +1045,22 @@ static int train_run(int argc, char **argv) {
         resuming ? "Resuming" : "Training", r.model_path, (long long)cl_model_param_count(r.m),
         r.ref.kind, r.ntrain, r.ntest, r.train.c, r.train.h, r.train.w, r.train.classes);
     say(&r, "Run folder: %s (epoch %d of %lld done)\n", r.dir, r.epoch, r.o.epochs);
-    signal(SIGINT, on_sigint);
-    signal(SIGTERM, on_sigint); /* what mpirun sends every rank on Ctrl-C */
+    set_stop_message(&r, false);
+    if (r.log) stop_log_fd = fileno(r.log);
     double t_start = now_seconds();
-    rc = 0;
-    while (r.epoch < r.o.epochs) {
-        /* the rate the epoch's last step used: a run resumed after its last batch
-           runs no step, and its metrics row must show the same lr */
-        double t0 = now_seconds(),
-               lr = cl_schedule_lr(&r.sched, r.epoch, r.batch_in_epoch > 0 ? r.step - 1 : r.step);
-        int status = train_epoch(&r, &lr);
-        if (status == 1) {
-            char last[TRAIN_STR_LEN + 32];
-            path_in(&r, last, sizeof last, "last.safetensors");
-            if (exists(last))
-                say(&r, "The last good checkpoint is %s (after epoch %d).\n", last, r.epoch);
-            else
-                say(&r, "No checkpoint was written: no epoch finished.\n");
-            rc = 1;
-            break;
-        }
-        if (status == 2) {
-            /* the other ranks wait here until rank 0 has saved */
-            dist_all_ok(save_checkpoint(&r, "last.safetensors", true));
-            say(&r, "Interrupted: saved %s/last.safetensors at epoch %d, batch %d. Continue with "
-                    "`cnnlab train --resume %s`.\n", r.dir, r.epoch + 1, r.batch_in_epoch, r.dir);
-            rc = 130;
-            break;
-        }
-        double test_loss, test_acc;
-        long correct, total;
-        evaluate(&r, &test_loss, &test_acc, &correct, &total);
-        double secs = now_seconds() - t0;
-        double train_loss = r.seen ? r.loss_sum / r.seen : 0, train_acc = r.seen ? (double)r.correct / r.seen : 0;
-        say(&r, "Epoch %d/%lld: train loss %.4f, accuracy %.2f%%, lr %.4g, %.1f s\n", r.epoch + 1,
-            r.o.epochs, train_loss, 100 * train_acc, lr, secs);
-        say(&r, "Test set: Average loss: %.4f, Accuracy: %ld/%ld (%.2f%%)\n", test_loss, correct,
-            total, 100 * test_acc);
-        if (r.metrics) { /* rank 0's */
-            fprintf(r.metrics, "%d,%.8g,%.6f,%.6f,%.6f,%.6f,%.2f\n", r.epoch + 1, lr, train_loss,
-                    train_acc, test_loss, test_acc, secs);
-            fflush(r.metrics);
-        }
-        cl_schedule_epoch_end(&r.sched, test_loss);
-        r.epoch++;
-        r.batch_in_epoch = 0;
-        r.loss_sum = 0;
-        r.correct = r.seen = 0;
-        bool best = test_acc > r.best_acc;
-        if (best) {
-            r.best_acc = test_acc;
-            r.best_epoch = r.epoch;
-        }
-        bool saved = save_checkpoint(&r, "last.safetensors", true) &&
-                     (!best || save_checkpoint(&r, "best.safetensors", false));
-        if (!dist_all_ok(saved)) {
-            rc = 1;
-            break;
-        }
+    rc = -1;
+    while (rc < 0 && r.epoch < r.o.epochs) rc = dist_any(stop_signal != 0) ? stop_run(&r) : run_epoch(&r);
+    if (rc < 0 && dist_any(stop_signal != 0)) {
+        say(&r, "Interrupted by %s after the last epoch: the run is complete; write its report with "
+                "`cnnlab report %s`.\n", signal_name(stopping_signal()), r.dir);
+        rc = 128 + stopping_signal();
     }
-    if (rc == 0) {
+    if (rc < 0) {
+        rc = 0;
+        /* nothing is left to save: a signal now ends the process at once (set before
+           "Done:" is printed, which is what a watcher waits for) */
+        set_stop_message(&r, true);
+        stop_at_once = 1;
         say(&r, "Done: best test accuracy %.2f%% at epoch %d; %.1f s. Run folder: %s\n",
             100 * r.best_acc, r.best_epoch, now_seconds() - t_start, r.dir);
         long reductions;

@@ -498,7 +498,8 @@ const char *cl_safetensors_meta_key(const cl_safetensors *st, int i);
 
 /* Save m's tensors under PyTorch state_dict names and layouts (float32;
  * num_batches_tracked int64) and, when o is not NULL, the optimizer's state under
- * "optimizer.", with string metadata (nmeta key, value pairs). Atomic. */
+ * "optimizer.", with string metadata (nmeta key, value pairs). Atomic. A model or
+ * optimizer state holding NaN or Inf is not saved (CL_ERR_STATE naming the tensor). */
 cl_status cl_model_save(const cl_model *m, cl_optimizer *o, const char *path,
                         const char *const *meta, int nmeta, char *err, size_t errlen);
 /* Load every tensor of m by name (shapes must match; nothing changes on error) and,

@@ -844,6 +844,30 @@ static void atomic_writes(const interop *io) {
         cl_model_free(raw);
     }
 
+    t_begin("cl_model_save: a model or optimizer state holding NaN or Inf is not saved");
+    tmp_path(path, sizeof path, "nan.safetensors");
+    int wi = cl_model_find_tensor(m, "layers.0.weight");
+    cl_tensor_info wt = cl_model_tensor(m, wi >= 0 ? wi : 0);
+    cl_real *wv = xmalloc((size_t)wt.numel * sizeof *wv);
+    cl_model_get_tensor(m, wi >= 0 ? wi : 0, wv);
+    cl_real saved = wv[1];
+    for (int k = 0; k < 2; k++) {
+        wv[1] = k ? (cl_real)INFINITY : (cl_real)NAN;
+        cl_model_set_tensor(m, wi >= 0 ? wi : 0, wv);
+        err[0] = 0;
+        if (cl_model_save(m, NULL, path, NULL, 0, err, sizeof err) != CL_ERR_STATE)
+            t_fail("a model holding %s was saved", k ? "Inf" : "NaN");
+        else if (!strstr(err, wt.name) || !strstr(err, k ? "Inf" : "NaN"))
+            t_fail("the message does not name the tensor and the value: %s", err);
+    }
+    wv[1] = saved;
+    cl_model_set_tensor(m, wi >= 0 ? wi : 0, wv);
+    free(wv);
+    if (access(path, F_OK) == 0) t_fail("a refused save left a file");
+    if (count_tmp_files(tmpdir)) t_fail("a refused save left a temporary file");
+    if (!save_ok(m, NULL, path, NULL, 0)) t_fail("the finite model again: not saved");
+    unlink(path);
+
     t_begin("cl_safetensors_write: arguments the reader could not read back are refused");
     float v = 1;
     cl_st_tensor t = {.name = "a", .dtype = "F32", .ndim = 1, .dims = {1}, .data = &v, .nbytes = 4};

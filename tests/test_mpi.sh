@@ -123,7 +123,7 @@ interrupt_run() { # LOG COMMAND...
     wait $pid
 }
 interrupt_run "$tmp/r1.log" $MPIRUN -np 2 "$MPI_CNNLAB" train "$tmp/mnist_bn.net" $mnist --threads 1 --out "$tmp/r1"
-if [ "$(grep -c '^Interrupted: saved' "$tmp/r1/log.txt" 2>/dev/null)" = 1 ]; then
+if [ "$(grep -c '^Interrupted by [A-Z]*: saved' "$tmp/r1/log.txt" 2>/dev/null)" = 1 ]; then
     ok "SIGTERM to mpirun: every rank stops and rank 0 saves the checkpoint once"
     "$CNNLAB" train --resume "$tmp/r1" --threads 2 >"$tmp/r1b.log" 2>&1 &&
         [ "$(metrics "$tmp/r1")" = "$(metrics "$tmp/mnist-bn-t2")" ] &&
@@ -131,7 +131,7 @@ if [ "$(grep -c '^Interrupted: saved' "$tmp/r1/log.txt" 2>/dev/null)" = 1 ]; the
         ok "an interrupted mpirun -np 2 run resumed in one process ends as the uninterrupted run" ||
         fail "MPI -> one process resume" "$(tail -n 3 "$tmp/r1b.log"; metrics "$tmp/r1" | tail -n 1)"
 else
-    fail "interrupting mpirun" "$(grep -c '^Interrupted: saved' "$tmp/r1/log.txt" 2>/dev/null) 'Interrupted: saved' lines; $(tail -c 300 "$tmp/r1.log")"
+    fail "interrupting mpirun" "$(grep -c '^Interrupted by [A-Z]*: saved' "$tmp/r1/log.txt" 2>/dev/null) 'Interrupted by ...: saved' lines; $(tail -c 300 "$tmp/r1.log")"
 fi
 interrupt_run "$tmp/r2.log" "$CNNLAB" train "$tmp/mnist_bn.net" $mnist --threads 2 --out "$tmp/r2"
 if [ -f "$tmp/r2/last.safetensors" ]; then

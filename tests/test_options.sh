@@ -86,6 +86,10 @@ check "eval --batch x: not a number" 2 "--batch: expected a whole number, got 'x
 check "a value is missing" 2 "--top needs a value" -- "$CNNLAB" predict x.safetensors img.png --top
 check "train --milestones bad list" 2 "--milestones: expected comma-separated whole numbers" -- \
     "$CNNLAB" train models/mnist.net --milestones 10,x
+check "train --opt adagrad: the choices named" 2 "--opt: expected one of sgd\|adam\|adamw, got 'adagrad'" -- \
+    "$CNNLAB" train models/mnist.net --opt adagrad
+check "train --sched=linear: the choices named" 2 "--sched: expected one of none\|step\|multistep" -- \
+    "$CNNLAB" train models/mnist.net --sched=linear
 check "too many operands" 2 "unexpected argument 'b.net'" -- "$CNNLAB" summary models/mnist.net b.net
 check "--name=value form" 0 "^Within budget" -- "$CNNLAB" summary models/mnist.net --max-params=8000
 check "augment-preview -o is --out" 2 "--k: expected" -- "$CNNLAB" augment-preview --aug hflip -o x.png --k 0
@@ -123,6 +127,8 @@ EOS
         fail "completion of 'stats --per'" "$(complete cnnlab stats --per)"
     [ "$(complete cnnlab help --bash)" = "--bash-completion" ] && ok "completion: help's options" ||
         fail "completion of 'help --bash'" "$(complete cnnlab help --bash)"
+    [ "$(complete cnnlab train --opt ad | tr '\n' ' ')" = "adam adamw " ] && ok "completion: the values of --opt" ||
+        fail "completion of 'train --opt ad'" "$(complete cnnlab train --opt ad)"
     [ -z "$(complete cnnlab train models/)" ] && ok "completion: operands left to file names" ||
         fail "completion of a file name" "$(complete cnnlab train models/)"
     missing=''

@@ -104,7 +104,7 @@ done
 kill -INT $pid 2>/dev/null
 wait $pid
 rc=$?
-if [ $rc -eq 130 ] && grep -q "Interrupted: saved" "$tmp/r.log"; then
+if [ $rc -eq 130 ] && grep -q "Interrupted by Ctrl-C (SIGINT): saved" "$tmp/r.log"; then
     ok "Ctrl-C: finishes the step, saves a checkpoint, exit status 130"
     "$CNNLAB" train --resume "$tmp/r" >"$tmp/r2.log" 2>&1
     if [ "$(metrics "$tmp/a")" = "$(metrics "$tmp/r")" ]; then

@@ -13,6 +13,13 @@
 
 static const char *real_dtype(void) { return sizeof(cl_real) == 4 ? "F32" : "F64"; }
 
+/* The index of the first NaN or Inf among n values, or -1. */
+static long first_non_finite_real(const cl_real *v, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(v[i])) return (long)i;
+    return -1;
+}
+
 static bool is_counter(const cl_tensor_info *info) {
     size_t n = strlen(info->name), k = strlen("num_batches_tracked");
     return n >= k && !strcmp(info->name + n - k, "num_batches_tracked");
@@ -47,6 +54,14 @@ cl_status cl_model_save(const cl_model *m, cl_optimizer *o, const char *path,
             goto done;
         }
         cl_model_get_tensor(m, i, vals);
+        /* A diverged model is never saved: a file of NaNs would pass for a checkpoint. */
+        long bad = first_non_finite_real(vals, (size_t)info.numel);
+        if (bad >= 0) {
+            snprintf(err, errlen, "%s: not saved: tensor %s holds %s (element %ld): the weights "
+                     "diverged", path, info.name, isnan(vals[bad]) ? "NaN" : "Inf", bad);
+            st = CL_ERR_STATE;
+            goto done;
+        }
         if (is_counter(&info)) {
             /* num_batches_tracked: an int64 scalar in PyTorch */
             int64_t *c = malloc(sizeof *c);
@@ -76,6 +91,13 @@ cl_status cl_model_save(const cl_model *m, cl_optimizer *o, const char *path,
         cl_real *bs[2] = {b1, b2};
         for (int k = 0; k < 2; k++) {
             if (!bs[k]) continue;
+            long bad = first_non_finite_real(bs[k], np);
+            if (bad >= 0) {
+                snprintf(err, errlen, "%s: not saved: %s holds %s (element %ld): the training "
+                         "diverged", path, names[k], isnan(bs[k][bad]) ? "NaN" : "Inf", bad);
+                st = CL_ERR_STATE;
+                goto done;
+            }
             cl_st_tensor *t = &ts[n++];
             snprintf(t->name, sizeof t->name, "%s", names[k]);
             snprintf(t->dtype, sizeof t->dtype, "%s", real_dtype());
