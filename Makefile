@@ -1,5 +1,7 @@
 # Makefile for cnnlab: the library (build/libcnnlab.a), the CLI (build/cnnlab) and the tests.
 #   make            library and CLI
+#   make mpi        build/cnnlab-mpi: the CLI with data-parallel training over MPI
+#                   (needs mpicc: Debian's libopenmpi-dev; see docs/distributed.md)
 #   make test       build and run every test (C only; fixtures are committed)
 #   make asan       the tests under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make portable   the tests with the fast kernels built without CPU dispatch
@@ -96,6 +98,20 @@ $(BUILD)/libcnnlab.a: $(LIB_OBJ)
 $(BUILD)/cnnlab: $(CLI_OBJ) $(BUILD)/libcnnlab.a
 	$(CC) $(CL_FLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
+# The MPI build differs from the plain one in cli/dist.c alone (-DCNNLAB_MPI); the
+# library stays free of MPI.
+MPICC   ?= mpicc
+MPI_CLI_OBJ := $(filter-out $(BUILD)/cli/dist.o,$(CLI_OBJ)) $(BUILD)/mpi/cli/dist.o
+
+$(BUILD)/mpi/cli/dist.o: cli/dist.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(MPICC) $(CL_FLAGS) -DCNNLAB_MPI -c $< -o $@
+
+$(BUILD)/cnnlab-mpi: $(MPI_CLI_OBJ) $(BUILD)/libcnnlab.a
+	$(MPICC) $(CL_FLAGS) $^ -o $@ $(LDLIBS)
+
+mpi: $(BUILD)/cnnlab-mpi
+
 $(BUILD)/tests/%: tests/%.c $(HARNESS) tests/harness.h $(BUILD)/libcnnlab.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CL_FLAGS) -Itests $< $(HARNESS) $(BUILD)/libcnnlab.a -o $@ $(LDLIBS)
@@ -122,7 +138,7 @@ tests: $(TESTS) $(BUILD)/cnnlab $(BUILD)/tests/pngstat
 # "N passed, N failed" and fails if any did.
 test: tests
 	@BUILD=$(BUILD) sh tests/run_all.sh $(TESTS) tests/test_cli.sh tests/test_options.sh tests/test_fetch.sh tests/test_train.sh tests/test_reliability.sh tests/test_kill.sh tests/test_report.sh \
-	    tests/test_files.sh tests/test_symbols.sh tests/test_install.sh tests/test_deb.sh tests/test_onnx.sh tests/test_deploy.sh
+	    tests/test_files.sh tests/test_symbols.sh tests/test_install.sh tests/test_deb.sh tests/test_onnx.sh tests/test_deploy.sh tests/test_mpi.sh
 
 # fontconfig (under cairo's text) keeps a few hundred bytes until exit: not ours.
 asan:
@@ -306,5 +322,5 @@ FORCE:
 clean:
 	rm -rf build build-asan build-portable
 
-.PHONY: all tests test asan portable check demo fuzz fixtures clean shared doc install uninstall deb \
+.PHONY: all mpi tests test asan portable check demo fuzz fixtures clean shared doc install uninstall deb \
         test-deps FORCE

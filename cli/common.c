@@ -7,11 +7,15 @@
 #include <stdlib.h>
 
 #include "cli.h"
+#include "dist.h"
 
 void cli_error(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    fputs("cnnlab: ", stderr);
+    if (dist_size() > 1) /* under MPI: which rank says it */
+        fprintf(stderr, "cnnlab (rank %d): ", dist_rank());
+    else
+        fputs("cnnlab: ", stderr);
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);

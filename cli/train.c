@@ -6,7 +6,9 @@
  * the run uses it (runstate.c). Ctrl-C, SIGTERM and SIGHUP finish the current step and
  * save a checkpoint that --resume continues exactly; a second signal ends the run at
  * once. A NaN or Inf loss (training or test) stops the run and keeps the last good
- * checkpoint. A finished run writes its report (report.c). */
+ * checkpoint. A finished run writes its report (report.c). Under MPI (build/cnnlab-mpi,
+ * dist.c) every rank runs this same loop on its share of each batch; rank 0 alone
+ * writes the run folder. */
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
@@ -19,6 +21,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "dist.h"
 
 /* Signals. The first SIGINT, SIGTERM or SIGHUP asks the run to stop at the next batch
  * boundary, where it saves a checkpoint; a second one, or one while nothing is left to
@@ -48,6 +51,10 @@ static void on_stop_signal(int sig) {
     }
 }
 
+/* The signal that stops this rank: its own, or (under MPI, where dist_any told it that
+ * another rank got one) SIGTERM, what mpirun forwards. */
+static int stopping_signal(void) { return stop_signal ? stop_signal : SIGTERM; }
+
 static const char *signal_name(int sig) {
     return sig == SIGINT ? "Ctrl-C (SIGINT)" : sig == SIGTERM ? "SIGTERM" : sig == SIGHUP ? "SIGHUP" : "a signal";
 }
@@ -68,6 +75,8 @@ typedef struct {
     int32_t *train_idx, *test_idx;
     int ntrain, ntest; /* images used (after --train-subset, --test-subset) */
     cl_real *dlogits;
+    cl_real *all_logits;  /* [batch][classes]: every rank's logits (MPI) */
+    int32_t *all_labels;  /* [batch] */
     FILE *log, *metrics;
     char dir[TRAIN_STR_LEN];
     /* progress, saved in checkpoints */
@@ -200,9 +209,11 @@ static bool make_loaders(run *r) {
     r->test_idx = first_n(ntest);
     cl_loader_args ta = {.ds = &r->train, .batch = (int)o->batch, .shuffle = true,
                          .seed = (uint64_t)o->seed, .aug = r->aug, .mean = r->mean, .std = r->std,
-                         .subset = r->train_idx, .nsubset = ntrain, .workers = (int)o->workers};
+                         .subset = r->train_idx, .nsubset = ntrain, .workers = (int)o->workers,
+                         .shard = dist_rank(), .shards = dist_size()};
     cl_loader_args va = {.ds = &r->test, .batch = (int)o->batch, .mean = r->mean, .std = r->std,
-                         .subset = r->test_idx, .nsubset = ntest, .workers = 1};
+                         .subset = r->test_idx, .nsubset = ntest, .workers = 1,
+                         .shard = dist_rank(), .shards = dist_size()};
     r->train_loader = cl_loader_new(ta, err, sizeof err);
     if (!r->train_loader) {
         cli_error("training data: %s", err);
@@ -240,6 +251,7 @@ static bool build_model(run *r) {
     }
     cl_compile_args ca = {.max_batch = (int)o->batch, .threads = (int)o->threads,
                           .seed = (uint64_t)o->seed};
+    if (!dist_prepare(r->m, &ca)) return false;
     if (cl_model_compile(r->m, ca) != CL_OK) {
         cli_error("%s", cl_model_error(r->m));
         return false;
@@ -257,7 +269,9 @@ static bool build_model(run *r) {
     }
     r->opt = cl_optimizer_new(r->m, oa);
     r->dlogits = malloc((size_t)o->batch * r->train.classes * sizeof(cl_real));
-    if (!r->opt || !r->dlogits) {
+    r->all_logits = malloc((size_t)o->batch * r->train.classes * sizeof(cl_real));
+    r->all_labels = malloc((size_t)o->batch * sizeof(int32_t));
+    if (!r->opt || !r->dlogits || !r->all_logits || !r->all_labels) {
         cli_error("out of memory");
         return false;
     }
@@ -394,6 +408,7 @@ static bool meta_parse(run *r, const meta_row *row, const char *text) {
  * only). A failure (a full disk, weights that diverged) is reported to the console
  * and log.txt. */
 static bool save_checkpoint(run *r, const char *name, bool with_state) {
+    if (dist_rank() != 0) return true; /* one writer */
     char path[TRAIN_STR_LEN + 32], err[1024];
     path_in(r, path, sizeof path, name);
     static char options[1 << 15], classes[1 << 14], small[NMETA][256];
@@ -681,6 +696,50 @@ static bool open_run_folder(run *r, bool resuming) {
     return resuming || describe_run(r);
 }
 
+/* ---- ranks ------------------------------------------------------------------------- */
+
+/* Under MPI, refuse to start unless every rank runs the same model and options on the
+ * same data from the same weights (--data-dir, --threads, --workers and --out may
+ * differ between machines). */
+static bool ranks_agree(run *r) {
+    if (dist_size() == 1) return true;
+    static char text[sizeof r->model_text + (1 << 15)];
+    train_options o = r->o;
+    o.data[0] = o.data_dir[0] = o.out[0] = o.resume[0] = o.init[0] = 0;
+    o.threads = o.workers = 0;
+    size_t k = (size_t)snprintf(text, sizeof text, "%s\n--\n", r->model_text);
+    if (k < sizeof text) train_options_write(&o, text + k, sizeof text - k);
+    struct {
+        int ntrain, ntest, classes, c, h, w;
+        float mean[8], std[8];
+    } data = {r->ntrain, r->ntest, r->train.classes, r->train.c, r->train.h, r->train.w, {0}, {0}};
+    memcpy(data.mean, r->mean, sizeof data.mean);
+    memcpy(data.std, r->std, sizeof data.std);
+    size_t np, nb;
+    const cl_real *params = cl_model_params(r->m, &np), *buffers = cl_model_buffers(r->m, &nb);
+    bool same = dist_same("model file and options", text, strlen(text));
+    same &= dist_same("dataset (sizes and channel statistics)", &data, sizeof data);
+    same &= dist_same("training labels", r->train.labels, (size_t)r->train.n * sizeof(int32_t));
+    same &= dist_same("starting weights (--init or --resume checkpoint)", params, np * sizeof *params);
+    same &= dist_same("starting BatchNorm statistics", buffers, nb * sizeof *buffers);
+    return same;
+}
+
+/* Forward this rank's share of the batch that loader l returned last (x, n samples)
+ * and return the logits of the whole batch, [*total][classes], with its labels in
+ * *labels; *first is this rank's first sample in it. One process: the batch itself. */
+static const cl_real *forward_batch(run *r, cl_loader *l, const cl_real *x, int n, bool train,
+                                    const int32_t **labels, int *first, int *total) {
+    cl_loader_span(l, first, total);
+    cl_model_set_shard(r->m, *first);
+    const cl_real *logits = cl_model_forward(r->m, x, n, train);
+    if (dist_size() == 1) return logits;
+    dist_gather_rows(logits, *total, r->train.classes, r->all_logits);
+    dist_gather_labels(*labels, *total, r->all_labels);
+    *labels = r->all_labels;
+    return r->all_logits;
+}
+
 /* ---- the loop ------------------------------------------------------------------------ */
 
 /* The test loss and accuracy; false when a signal stopped it part-way. */
@@ -693,11 +752,12 @@ static bool evaluate(run *r, double *loss, double *acc, long *correct_out, long 
     int K = r->train.classes;
     cl_loader_start(r->test_loader, 0);
     while (cl_loader_next(r->test_loader, &x, &labels, NULL, &n)) {
-        const cl_real *logits = cl_model_forward(r->m, x, n, false);
+        int first;
+        const cl_real *logits = forward_batch(r, r->test_loader, x, n, false, &labels, &first, &n);
         loss_sum += cl_cross_entropy(logits, labels, n, K, 0, NULL) * n;
         for (int i = 0; i < n; i++) correct += cli_argmax(logits + (size_t)i * K, K) == labels[i];
         total += n;
-        if (stop_signal) return false;
+        if (dist_any(stop_signal != 0)) return false;
     }
     *loss = total ? loss_sum / total : 0;
     *acc = total ? (double)correct / total : 0;
@@ -723,7 +783,8 @@ static int train_epoch(run *r, double *lr_used) {
         double lr = cl_schedule_lr(&r->sched, r->epoch, r->step);
         double mom = cl_schedule_momentum(&r->sched, r->step);
         if (mom >= 0) cl_optimizer_set_momentum(r->opt, (float)mom);
-        const cl_real *logits = cl_model_forward(r->m, x, n, true);
+        int first;
+        const cl_real *logits = forward_batch(r, r->train_loader, x, n, true, &labels, &first, &n);
         double loss = cl_cross_entropy(logits, labels, n, K, o->label_smoothing, r->dlogits);
         if (!isfinite(loss)) {
             progress_end(&p);
@@ -736,13 +797,16 @@ static int train_epoch(run *r, double *lr_used) {
         r->loss_sum += loss * n;
         r->seen += n;
         cl_model_zero_grad(r->m);
-        cl_model_backward(r->m, r->dlogits);
+        cl_model_backward(r->m, r->dlogits + (size_t)first * K);
+        size_t np;
+        cl_real *grads = cl_model_grads(r->m, &np);
+        dist_sum_grads(grads, np);
         cl_optimizer_step(r->opt, (float)lr);
         *lr_used = lr;
         r->step++;
         r->batch_in_epoch++;
         progress_update(&p, r->batch_in_epoch, r->loss_sum / r->seen, (double)r->correct / r->seen);
-        if (stop_signal) {
+        if (dist_any(stop_signal != 0)) { /* every rank stops at the same step */
             progress_end(&p);
             return 2;
         }
@@ -762,12 +826,15 @@ static void free_run(run *r) {
     free(r->train_idx);
     free(r->test_idx);
     free(r->dlogits);
+    free(r->all_logits);
+    free(r->all_labels);
     if (r->log) fclose(r->log);
     if (r->metrics) fclose(r->metrics);
     if (r->lock_fd >= 0) close(r->lock_fd);
 }
 
 static int cmd_train(int argc, char **argv);
+static int train_run(int argc, char **argv);
 
 /* ---- stopping ------------------------------------------------------------------------ */
 
@@ -815,9 +882,10 @@ static void catch_stop_signals(void) {
 /* A signal asked the run to stop: save the state reached (--resume continues from it
  * exactly) and say so. Returns the exit status, 128 + the signal. */
 static int stop_run(run *r) {
-    int sig = stop_signal, batches = cl_loader_batches(r->train_loader);
-    if (save_checkpoint(r, "last.safetensors", true)) {
-        if (!r->described) describe_run(r);
+    int sig = stopping_signal(), batches = cl_loader_batches(r->train_loader);
+    /* the other ranks wait here until rank 0 has saved */
+    if (dist_all_ok(save_checkpoint(r, "last.safetensors", true))) {
+        if (!r->described && dist_rank() == 0) describe_run(r);
         say(r, "Interrupted by %s: saved %s/last.safetensors at epoch %d, batch %d/%d%s. Continue "
                "with `cnnlab train --resume %s`.\n", signal_name(sig), r->dir, r->epoch + 1,
             r->batch_in_epoch, batches, r->batch_in_epoch == batches ? " (not yet evaluated)" : "",
@@ -860,12 +928,14 @@ static int run_epoch(run *r) {
     }
     say(r, "Test set: Average loss: %.4f, Accuracy: %ld/%ld (%.2f%%)\n", test_loss, correct, total,
         100 * test_acc);
-    fprintf(r->metrics, "%d,%.8g,%.6f,%.6f,%.6f,%.6f,%.2f\n", r->epoch + 1, lr, train_loss,
-            train_acc, test_loss, test_acc, secs);
-    if (fflush(r->metrics) != 0) {
-        run_error(r, "%s/metrics.csv: write error: %s", r->dir, strerror(errno));
-        return 1;
+    bool written = true;
+    if (r->metrics) { /* rank 0's */
+        fprintf(r->metrics, "%d,%.8g,%.6f,%.6f,%.6f,%.6f,%.2f\n", r->epoch + 1, lr, train_loss,
+                train_acc, test_loss, test_acc, secs);
+        written = fflush(r->metrics) == 0;
+        if (!written) run_error(r, "%s/metrics.csv: write error: %s", r->dir, strerror(errno));
     }
+    if (!dist_all_ok(written)) return 1;
     cl_schedule_epoch_end(&r->sched, test_loss);
     r->epoch++;
     r->batch_in_epoch = 0;
@@ -878,12 +948,13 @@ static int run_epoch(run *r) {
     }
     /* best first: a kill between the two leaves last at the previous epoch, whose
        resume redoes this epoch and saves best again */
-    if ((best && !save_checkpoint(r, "best.safetensors", false)) ||
-        !save_checkpoint(r, "last.safetensors", true)) {
+    bool saved = (!best || save_checkpoint(r, "best.safetensors", false)) &&
+                 save_checkpoint(r, "last.safetensors", true);
+    if (!dist_all_ok(saved)) {
         say_last_good(r);
         return 1;
     }
-    if (!r->described && !describe_run(r)) return 1;
+    if (!dist_all_ok(dist_rank() != 0 || r->described || describe_run(r))) return 1;
     set_stop_message(r, false);
     return -1;
 }
@@ -910,6 +981,11 @@ static int cmd_train(int argc, char **argv) {
             usage(stdout);
             return 0;
         }
+    if (!dist_start()) return dist_end(1);
+    return dist_end(train_run(argc, argv));
+}
+
+static int train_run(int argc, char **argv) {
     static run r;
     memset(&r, 0, sizeof r);
     r.lock_fd = -1;
@@ -933,7 +1009,11 @@ static int cmd_train(int argc, char **argv) {
             return 1;
         }
         snprintf(r.dir, sizeof r.dir, "%s", cmd.resume);
-        if (!lock_run_folder(&r) || !resume_options(&r, &cmd, argc - 1, argv + 1)) goto out;
+        /* rank 0 alone locks (and cleans) the folder: on a shared file system the
+           other ranks would find it locked */
+        if (!dist_all_ok(dist_rank() != 0 || lock_run_folder(&r)) ||
+            !resume_options(&r, &cmd, argc - 1, argv + 1))
+            goto out;
     } else {
         if (!pos[0]) {
             usage(stderr);
@@ -949,11 +1029,16 @@ static int cmd_train(int argc, char **argv) {
     }
     /* An existing --out folder is locked before the data loads: a second run into it
        stops at once, having touched nothing. */
-    if (!resuming && r.o.out[0] && exists(r.o.out) && !make_run_folder(&r)) goto out;
-    if (!resolve_defaults(&r.o) || !load_data(&r) || !make_loaders(&r) || !build_model(&r) ||
-        !train_options_schedule(&r.o, cl_loader_batches(r.train_loader), &r.sched) ||
-        (resuming && !resume_state(&r)) || (!resuming && !make_run_folder(&r)) ||
-        !open_run_folder(&r, resuming))
+    if (!resuming && r.o.out[0] &&
+        !dist_all_ok(dist_rank() != 0 || !exists(r.o.out) || make_run_folder(&r)))
+        goto out;
+    bool ready = resolve_defaults(&r.o) && load_data(&r) && make_loaders(&r) && build_model(&r) &&
+                 train_options_schedule(&r.o, cl_loader_batches(r.train_loader), &r.sched) &&
+                 (!resuming || resume_state(&r));
+    /* every rank ready and alike, then the run folder (rank 0) */
+    if (!dist_all_ok(ready) || !ranks_agree(&r) ||
+        !dist_all_ok(dist_rank() != 0 || resuming || make_run_folder(&r)) ||
+        !dist_all_ok(dist_rank() != 0 || open_run_folder(&r, resuming)))
         goto out;
 
     say(&r, "%s %s: %lld parameters, %s (%d train / %d test images of %dx%dx%d, %d classes)\n",
@@ -961,19 +1046,29 @@ static int cmd_train(int argc, char **argv) {
         r.ref.kind, r.ntrain, r.ntest, r.train.c, r.train.h, r.train.w, r.train.classes);
     say(&r, "Run folder: %s (epoch %d of %lld done)\n", r.dir, r.epoch, r.o.epochs);
     set_stop_message(&r, false);
-    stop_log_fd = fileno(r.log);
+    if (r.log) stop_log_fd = fileno(r.log);
     double t_start = now_seconds();
     rc = -1;
-    while (rc < 0 && r.epoch < r.o.epochs) rc = stop_signal ? stop_run(&r) : run_epoch(&r);
-    if (rc < 0 && stop_signal) {
+    while (rc < 0 && r.epoch < r.o.epochs) rc = dist_any(stop_signal != 0) ? stop_run(&r) : run_epoch(&r);
+    if (rc < 0 && dist_any(stop_signal != 0)) {
         say(&r, "Interrupted by %s after the last epoch: the run is complete; write its report with "
-                "`cnnlab report %s`.\n", signal_name(stop_signal), r.dir);
-        rc = 128 + stop_signal;
+                "`cnnlab report %s`.\n", signal_name(stopping_signal()), r.dir);
+        rc = 128 + stopping_signal();
     }
     if (rc < 0) {
         rc = 0;
+        /* nothing is left to save: a signal now ends the process at once (set before
+           "Done:" is printed, which is what a watcher waits for) */
+        set_stop_message(&r, true);
+        stop_at_once = 1;
         say(&r, "Done: best test accuracy %.2f%% at epoch %d; %.1f s. Run folder: %s\n",
             100 * r.best_acc, r.best_epoch, now_seconds() - t_start, r.dir);
+        long reductions;
+        double wait_s, reduce_s = dist_reduce_seconds(&reductions, &wait_s);
+        if (dist_size() > 1 && reductions > 0)
+            say(&r, "MPI: %d ranks; per step, %.3f ms summing the gradients and %.3f ms waiting "
+                    "for the slowest rank (%ld steps)\n", dist_size(), 1e3 * reduce_s / reductions,
+                1e3 * wait_s / reductions, reductions);
         /* the checkpoints are safe; a report that fails can be made again. The
            training state goes first: the report needs memory of its own. */
         fflush(stdout);
@@ -985,11 +1080,8 @@ static int cmd_train(int argc, char **argv) {
         r.train_loader = r.test_loader = NULL;
         r.opt = NULL;
         r.m = NULL;
-        /* nothing is left to save: a signal now ends the process at once */
-        set_stop_message(&r, true);
-        stop_at_once = 1;
         cli_report_args ra = {.threads = (int)r.o.threads, .show = 20, .test = &r.test};
-        if (!cli_write_report(r.dir, &ra)) {
+        if (dist_rank() == 0 && !cli_write_report(r.dir, &ra)) {
             cli_error("the report was not written; the run itself is complete. Try again with "
                       "`cnnlab report %s`", r.dir);
             rc = 1;

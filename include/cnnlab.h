@@ -181,6 +181,18 @@ typedef struct {
     bool keep_activation_grads; /* keep every tensor's gradient after backward (for
                                    cl_model_activation_grad, e.g. Grad-CAM); otherwise
                                    gradients share memory and only the input's stays */
+    /* Data-parallel training over several processes (e.g. MPI ranks), each holding a
+     * contiguous share of every global batch (see cl_model_set_shard). When reduce is
+     * set, a training pass combines BatchNorm's batch statistics across processes:
+     * after this process's threads have summed their partial sums in thread order,
+     * reduce(sums, n, reduce_ctx) is called once, from the thread that called
+     * cl_model_forward or cl_model_backward, and must replace sums[0..n) on every
+     * process with the sum over all processes of their sums[0..n), added in process
+     * order (so that results never depend on timing). The last element of sums is
+     * the number of values summed, so the statistics are those of the global batch.
+     * The library itself never communicates. NULL: a single process. */
+    void (*reduce)(double *sums, size_t n, void *reduce_ctx);
+    void *reduce_ctx;
 } cl_compile_args;
 
 /* Plan every buffer, allocate them once and initialise parameters as PyTorch does
@@ -189,7 +201,9 @@ CL_API cl_status cl_model_compile(cl_model *m, cl_compile_args a);
 
 /* Forward a batch of n samples, NHWC float32 [n, H, W, C]. train selects batch
  * statistics and active dropout. Returns the output activations [n, H, W, C]
- * (logits [n, classes] for a Cx1x1 output), owned by the model, or NULL on error. */
+ * (logits [n, classes] for a Cx1x1 output), owned by the model, or NULL on error.
+ * With a reduce hook (cl_compile_args) n may be 0: a process whose share of a small
+ * global batch is empty still takes part in the reductions. */
 CL_API const cl_real *cl_model_forward(cl_model *m, const cl_real *x, int n, bool train);
 
 /* Backward from dout, the gradient of the loss with respect to the last forward's
@@ -202,6 +216,12 @@ CL_API void cl_model_zero_grad(cl_model *m);
  * resumed from a checkpoint sets it back to draw the same masks. */
 CL_API uint64_t cl_model_step(const cl_model *m);
 CL_API void cl_model_set_step(cl_model *m, uint64_t step);
+
+/* Data-parallel training: the samples of the following forward passes are samples
+ * [first, first + n) of a global batch split across processes (0, the default, for
+ * a whole batch). Dropout masks are keyed by the element's index in the global batch,
+ * so a process draws exactly the masks one process would draw for those samples. */
+CL_API void cl_model_set_shard(cl_model *m, int first);
 
 /* The input gradient [n, H, W, C] of the last backward (needs input_grad). */
 CL_API const cl_real *cl_model_input_grad(const cl_model *m);
@@ -431,6 +451,10 @@ typedef struct {
     int nsubset;
     int workers;             /* preparing threads; 0: 1 */
     int prefetch;            /* batches prepared ahead; 0: 4 */
+    int shard, shards;       /* data-parallel training: prepare only share `shard` of
+                                `shards` of every batch of n, its samples
+                                [n*shard/shards, n*(shard+1)/shards) (the batches and
+                                their order stay those of the whole run); 0, 0: all */
 } cl_loader_args;
 
 typedef struct cl_loader cl_loader;
@@ -444,6 +468,9 @@ CL_API void cl_loader_start(cl_loader *l, int epoch);
  * The pointers stay valid until the following call. */
 CL_API bool cl_loader_next(cl_loader *l, const cl_real **x, const int32_t **labels,
                     const int32_t **indices, int *n);
+/* Where the batch cl_loader_next returned last lies in the whole batch: its first
+ * sample's index there and the whole batch's size (0 and n without shards). */
+CL_API void cl_loader_span(const cl_loader *l, int *first, int *total);
 
 /* ---- safetensors files -------------------------------------------------------- */
 

@@ -3,7 +3,8 @@
  * same seed the same one), a last partial batch or none (drop_last), subsets,
  * normalisation values, and identical batches, augmentation included, whatever the
  * number of worker threads and prefetched batches. Also starting a new epoch in the
- * middle of one (as an interrupted run does). */
+ * middle of one (as an interrupted run does). Shards (the ranks of data-parallel
+ * training) put together give exactly the whole batches. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -181,6 +182,53 @@ int main(void) {
     a.subset = NULL;
     a.batch = 0;
     if (cl_loader_new(a, err, sizeof err) || !strstr(err, "batch size")) t_fail("batch 0: %s", err);
+    t_end();
+
+    t_begin("loader: shards of every batch (data-parallel ranks) make the whole batch, in order");
+    cl_loader_args sa = {.ds = &ds, .batch = 16, .shuffle = true, .seed = 7, .aug = aug,
+                         .mean = mean, .std = std, .workers = 2};
+    cl_loader *whole = cl_loader_new(sa, err, sizeof err);
+    epoch_data all = run_epoch(whole, 2);
+    cl_loader_free(whole);
+    for (int shards = 2; shards <= 3; shards++) {
+        cl_loader *part[3];
+        for (int k = 0; k < shards; k++) {
+            sa.shard = k;
+            sa.shards = shards;
+            part[k] = cl_loader_new(sa, err, sizeof err);
+            cl_loader_start(part[k], 2);
+        }
+        epoch_data cat = {0};
+        cat.x = xmalloc((size_t)N * H * W * C * sizeof(float));
+        cat.idx = xmalloc(N * sizeof(int32_t));
+        for (int b = 0; b * 16 < N; b++) {
+            int total = N - b * 16 < 16 ? N - b * 16 : 16;
+            for (int k = 0; k < shards; k++) {
+                const float *x;
+                const int32_t *labels, *idx;
+                int n, first, whole_n;
+                if (!cl_loader_next(part[k], &x, &labels, &idx, &n)) {
+                    t_fail("%d shards: shard %d ended early", shards, k);
+                    break;
+                }
+                cl_loader_span(part[k], &first, &whole_n);
+                if (first != total * k / shards || whole_n != total || n != total * (k + 1) / shards - first)
+                    t_fail("%d shards: batch %d shard %d spans %d+%d of %d", shards, b, k, first, n, whole_n);
+                if (cat.n + n > N) break;
+                memcpy(cat.x + (size_t)cat.n * H * W * C, x, (size_t)n * H * W * C * sizeof(float));
+                memcpy(cat.idx + cat.n, idx, (size_t)n * sizeof(int32_t));
+                cat.n += n;
+            }
+        }
+        if (!same_epoch(&all, &cat)) t_fail("%d shards: the batches put together differ from the whole", shards);
+        for (int k = 0; k < shards; k++) cl_loader_free(part[k]);
+        free(cat.x);
+        free(cat.idx);
+    }
+    sa.shard = 2;
+    sa.shards = 2;
+    if (cl_loader_new(sa, err, sizeof err) || !strstr(err, "shard 2 of 2")) t_fail("shard 2 of 2: %s", err);
+    free_epoch(&all);
     t_end();
 
     free_epoch(&e0);

@@ -3,7 +3,9 @@
  * into channels-last floats, into a ring of `prefetch` slots the consumer takes in
  * order. What goes into batch b depends only on (seed, epoch, b): the epoch order is
  * a Fisher-Yates shuffle keyed by (seed, epoch) and each sample's augmentation is
- * keyed by (epoch, sample index), so the thread count never changes the batches. */
+ * keyed by (epoch, sample index), so the thread count never changes the batches.
+ * With shards (data-parallel training) each process prepares only its contiguous
+ * share of every batch; the shares together are exactly the whole batch. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +20,7 @@ typedef struct {
     int32_t *labels; /* [batch] */
     int32_t *indices;
     int n;
+    int first, total; /* its place in the whole batch (shards) */
     int batch_index; /* which batch of the epoch it holds */
     int state;
 } slot;
@@ -42,6 +45,7 @@ struct cl_loader {
     int generation; /* bumped by cl_loader_start: work for an old epoch is discarded */
     int next_prepare, next_consume, busy;
     int held; /* slot handed to the consumer, or -1 */
+    int held_first, held_total; /* its span (cl_loader_span) */
     bool quit;
 };
 
@@ -59,10 +63,15 @@ static void fill(cl_loader *l, int b, slot *s, uint8_t *scratch) {
     const cl_dataset *ds = l->ds;
     const int C = ds->c;
     const size_t size = l->sample_size;
-    int first = b * l->a.batch;
-    int n = l->count - first < l->a.batch ? l->count - first : l->a.batch;
+    int start = b * l->a.batch;
+    int total = l->count - start < l->a.batch ? l->count - start : l->a.batch;
+    int lo = 0, n = total;
+    if (l->a.shards > 1) {
+        lo = (int)((int64_t)total * l->a.shard / l->a.shards);
+        n = (int)((int64_t)total * (l->a.shard + 1) / l->a.shards) - lo;
+    }
     for (int i = 0; i < n; i++) {
-        int32_t idx = l->order[first + i];
+        int32_t idx = l->order[start + lo + i];
         const uint8_t *src = ds->images + (size_t)idx * size;
         if (l->a.aug && cl_augment_count(l->a.aug) > 0) {
             memcpy(scratch, src, size);
@@ -77,6 +86,8 @@ static void fill(cl_loader *l, int b, slot *s, uint8_t *scratch) {
         s->indices[i] = idx;
     }
     s->n = n;
+    s->first = lo;
+    s->total = total;
     s->batch_index = b;
 }
 
@@ -141,6 +152,10 @@ cl_loader *cl_loader_new(cl_loader_args a, char *err, size_t errlen) {
         }
     if (count < 1 || (a.drop_last && count < a.batch)) {
         snprintf(err, errlen, "%d samples make no batch of %d", count, a.batch);
+        return NULL;
+    }
+    if (a.shards < 0 || a.shard < 0 || (a.shards > 0 && a.shard >= a.shards)) {
+        snprintf(err, errlen, "shard %d of %d does not exist", a.shard, a.shards);
         return NULL;
     }
     if (a.workers <= 0) a.workers = 1;
@@ -254,6 +269,8 @@ bool cl_loader_next(cl_loader *l, const cl_real **x, const int32_t **labels,
     slot *s = &l->slots[b % l->nslots];
     while (!(s->state == SLOT_READY && s->batch_index == b)) pthread_cond_wait(&l->cond, &l->mu);
     l->held = b % l->nslots;
+    l->held_first = s->first;
+    l->held_total = s->total;
     l->next_consume++;
     pthread_cond_broadcast(&l->cond);
     pthread_mutex_unlock(&l->mu);
@@ -262,4 +279,9 @@ bool cl_loader_next(cl_loader *l, const cl_real **x, const int32_t **labels,
     if (indices) *indices = s->indices;
     *n = s->n;
     return true;
+}
+
+void cl_loader_span(const cl_loader *l, int *first, int *total) {
+    *first = l->held_first;
+    *total = l->held_total;
 }

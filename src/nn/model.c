@@ -40,6 +40,22 @@ void cl_barrier(void) {
 #endif
 }
 
+const double *cl_team_sum(const cl_exec *e, size_t n) {
+    cl_model *m = e->m;
+    double *sums = m->team + (size_t)m->nthreads * m->team_size;
+    cl_barrier();
+    if (e->tid == 0) {
+        memset(sums, 0, n * sizeof(double));
+        for (int t = 0; t < e->nthreads; t++) {
+            const double *slot = cl_team_slot(e, t);
+            for (size_t i = 0; i < n; i++) sums[i] += slot[i];
+        }
+        if (m->args.reduce) m->args.reduce(sums, n, m->args.reduce_ctx);
+    }
+    cl_barrier();
+    return sums;
+}
+
 int cl_conv_out_size(int in, int k, int stride, int pad, int dilation) {
     int64_t span = (int64_t)dilation * (k - 1) + 1;
     int64_t num = (int64_t)in + 2 * (int64_t)pad - span;
@@ -537,7 +553,7 @@ cl_status cl_model_compile(cl_model *m, cl_compile_args a) {
     size_t dact = plan_gradients(m, B, Bt, threads, a.keep_activation_grads);
     if (dact == (size_t)-1) return cl_fail(m, CL_ERR_NOMEM, NULL, "out of memory planning the model");
     double bytes = (double)sizeof(cl_real) * ((double)np * (2 + threads) + (double)nb + (double)act + dact + saved + bsaved +
-                          (double)scratch * threads) + 8.0 * team * threads;
+                          (double)scratch * threads) + 8.0 * team * (threads + 1);
     if (bytes > (double)CL_MAX_PLAN_BYTES)
         return cl_fail(m, CL_ERR_NOMEM, NULL,
                        "the model needs %.1f GiB of buffers at batch %d, more than the %zu GiB limit",
@@ -557,7 +573,7 @@ cl_status cl_model_compile(cl_model *m, cl_compile_args a) {
     m->thread_grads = alloc_reals(np * (size_t)(threads - 1), &ok);
     m->scratch = alloc_reals(scratch * (size_t)threads, &ok);
     if (team) {
-        m->team = calloc(team * (size_t)threads, sizeof(double));
+        m->team = calloc(team * (size_t)(threads + 1), sizeof(double));
         if (!m->team) ok = false;
     }
     if (!ok) return cl_fail(m, CL_ERR_NOMEM, NULL, "out of memory allocating the model's buffers");
@@ -587,6 +603,7 @@ static cl_exec make_exec(cl_model *m, int tid, int nthreads) {
     e.nthreads = nthreads;
     e.tid = tid;
     e.n = m->cur_n;
+    e.first = m->shard_first;
     e.n0 = (int)((int64_t)m->cur_n * tid / nthreads);
     e.n1 = (int)((int64_t)m->cur_n * (tid + 1) / nthreads);
     e.train = m->cur_train;
@@ -615,7 +632,7 @@ static int team_size(void) {
  * m->cur_train). With fuse, the planned conv -> BatchNorm [-> ReLU] spans run as one
  * pass each (eval mode only). */
 static void run_forward(cl_model *m, bool fuse) {
-    int threads = m->nthreads < m->cur_n ? m->nthreads : m->cur_n;
+    int threads = m->nthreads < m->cur_n ? m->nthreads : m->cur_n > 0 ? m->cur_n : 1;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(threads)
 #endif
@@ -642,14 +659,15 @@ const cl_real *cl_model_forward(cl_model *m, const cl_real *x, int n, bool train
         cl_fail(m, CL_ERR_STATE, NULL, "compile the model before running it");
         return NULL;
     }
-    if (n < 1 || n > m->args.max_batch) {
+    if (n < (m->args.reduce ? 0 : 1) || n > m->args.max_batch) {
         cl_fail(m, CL_ERR_ARG, NULL, "batch of %d samples; the model was compiled for 1 to %d", n,
                 m->args.max_batch);
         return NULL;
     }
-    memcpy(m->act + m->tensors[0].off, x, (size_t)n * m->tensors[0].size * sizeof(cl_real));
+    if (n > 0) memcpy(m->act + m->tensors[0].off, x, (size_t)n * m->tensors[0].size * sizeof(cl_real));
     m->cur_n = n;
     m->cur_train = train;
+    m->forwarded = true;
     if (train) m->dropout_step++;
     run_forward(m, !train);
     const cl_tensor *out = &m->tensors[cl_model_output(m)];
@@ -657,13 +675,13 @@ const cl_real *cl_model_forward(cl_model *m, const cl_real *x, int n, bool train
 }
 
 cl_status cl_model_backward(cl_model *m, const cl_real *dout) {
-    if (!m->compiled || m->cur_n == 0)
+    if (!m->compiled || !m->forwarded)
         return cl_fail(m, CL_ERR_STATE, NULL, "backward needs a forward pass first");
     /* the fused inference forward did not write the tensors inside its spans:
      * recompute them, unfused, from the input still in place (eval mode has no
      * randomness, so this is the same forward) */
     if (m->cur_fused) run_forward(m, false);
-    int threads = m->nthreads < m->cur_n ? m->nthreads : m->cur_n;
+    int threads = m->nthreads < m->cur_n ? m->nthreads : m->cur_n > 0 ? m->cur_n : 1;
     const cl_tensor *out = &m->tensors[cl_model_output(m)];
     size_t np = m->nparams;
 #ifdef _OPENMP
@@ -672,8 +690,9 @@ cl_status cl_model_backward(cl_model *m, const cl_real *dout) {
     {
         cl_exec e = make_exec(m, thread_id(), team_size());
         if (e.tid > 0 && np) memset(e.grads, 0, np * sizeof(cl_real));
-        memcpy(cl_dact(&e, cl_model_output(m)), dout + (size_t)e.n0 * out->size,
-               (size_t)(e.n1 - e.n0) * out->size * sizeof(cl_real));
+        if (e.n1 > e.n0)
+            memcpy(cl_dact(&e, cl_model_output(m)), dout + (size_t)e.n0 * out->size,
+                   (size_t)(e.n1 - e.n0) * out->size * sizeof(cl_real));
         for (int i = m->nnodes - 1; i >= 0; i--) {
             const cl_node *n = &m->nodes[i];
             /* gradients first written by this node start from zero (each once) */
@@ -703,6 +722,8 @@ cl_status cl_model_backward(cl_model *m, const cl_real *dout) {
 uint64_t cl_model_step(const cl_model *m) { return m->dropout_step; }
 
 void cl_model_set_step(cl_model *m, uint64_t step) { m->dropout_step = step; }
+
+void cl_model_set_shard(cl_model *m, int first) { m->shard_first = first > 0 ? first : 0; }
 
 void cl_model_zero_grad(cl_model *m) {
     if (m->grads) memset(m->grads, 0, m->nparams * sizeof(cl_real));

@@ -108,7 +108,8 @@ typedef struct {
     cl_model *m;
     int tid, nthreads;
     int n0, n1; /* this thread's samples */
-    int n;      /* samples in the whole batch */
+    int n;      /* samples in this process's batch */
+    int first;  /* index of this process's first sample in the global batch */
     bool train;
     cl_real *grads;   /* this thread's parameter-gradient accumulator */
     cl_real *scratch; /* this thread's scratch */
@@ -153,11 +154,14 @@ struct cl_model {
     cl_real *saved, *batch_saved;
     cl_real *thread_grads;      /* (nthreads-1) extra gradient accumulators */
     cl_real *scratch;           /* nthreads * scratch_size */
-    double *team;             /* nthreads * team_size, for cross-thread reductions */
+    double *team;             /* (nthreads + 1) * team_size, for cross-thread reductions:
+                                 one slot per thread, then the combined sums */
     int cur_n;
     bool cur_train;
     bool cur_fused;           /* the last forward ran fused spans (see plan_inference_fusion) */
+    bool forwarded;           /* a forward has run (backward may follow) */
     uint64_t dropout_step;    /* counts training forwards; keys the dropout masks */
+    int shard_first;          /* cl_model_set_shard */
 };
 
 /* Record an error message (and the option it is about, or NULL) and return code. */
@@ -199,6 +203,11 @@ void cl_barrier(void);
 static inline double *cl_team_slot(const cl_exec *e, int tid) {
     return e->m->team + (size_t)tid * e->m->team_size;
 }
+/* Every thread calls this with its partial sums in the first n values of its own
+ * slot: it returns their sum over the threads, added in thread order, and then over
+ * the processes by the reduce hook when there is one. The result is shared and stays
+ * valid until the next cl_team_sum; the slots are free again when it returns. */
+const double *cl_team_sum(const cl_exec *e, size_t n);
 
 /* Optimizer state for checkpoints (src/nn/optim.c): its buffers (buf2 NULL for SGD),
  * the step count, and the parameter count they hold. */

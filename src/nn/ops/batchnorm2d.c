@@ -62,7 +62,7 @@ static void sizes(const cl_model *m, cl_node *n) {
     n->nbuffers = 2 * C + 1;
     n->nbatch_saved = 2 * C; /* mean, invstd of the last forward */
     n->nscratch = 4 * C;     /* scale, shift (forward); k1, k2 (backward) */
-    n->nteam = 4 * C;        /* per thread: partial sums, then the combined sums */
+    n->nteam = 2 * C + 1;    /* per thread: partial sums and the count of values */
 }
 
 static int tensors(const cl_model *m, const cl_node *n, cl_op_tensor *t) {
@@ -86,18 +86,6 @@ static void init(cl_model *m, const cl_node *n, cl_real *params, cl_real *buffer
     buffers[2 * C] = 0.0f;
 }
 
-/* Sum the threads' partial sums (the first half of each slot) in thread order into
- * the second half of this thread's own slot, and return it. */
-static const double *combine(const cl_exec *e, int C) {
-    double *sums = cl_team_slot(e, e->tid) + 2 * C;
-    memset(sums, 0, 2 * (size_t)C * sizeof(double));
-    for (int t = 0; t < e->nthreads; t++) {
-        const double *slot = cl_team_slot(e, t);
-        for (int i = 0; i < 2 * C; i++) sums[i] += slot[i];
-    }
-    return sums;
-}
-
 static void forward(const cl_exec *e, const cl_node *n) {
     cl_model *m = e->m;
     const cl_shape *s = cl_in_shape(m, n, 0);
@@ -112,10 +100,9 @@ static void forward(const cl_exec *e, const cl_node *n) {
         double *slot = cl_team_slot(e, e->tid);
         memset(slot, 0, 2 * (size_t)C * sizeof(double));
         batchnorm_stats(slot, inp, M, C);
-        cl_barrier();
-        const double *sums = combine(e, C);
-        cl_barrier(); /* slots are free again for the next layer */
-        double total = (double)e->n * HW;
+        slot[2 * C] = (double)M;
+        const double *sums = cl_team_sum(e, 2 * (size_t)C + 1);
+        double total = sums[2 * C];
         for (int c = 0; c < C; c++) {
             double mu = sums[c] / total;
             double var = sums[C + c] / total - mu * mu;
@@ -160,16 +147,15 @@ static void backward(const cl_exec *e, const cl_node *n) {
     double *slot = cl_team_slot(e, e->tid);
     memset(slot, 0, 2 * (size_t)C * sizeof(double));
     batchnorm_backward_sums(slot, dout, inp, mean, invstd, M, C);
+    slot[2 * C] = (double)M;
     for (int c = 0; c < C; c++) {
         dbeta[c] += (cl_real)slot[c];
         dgamma[c] += (cl_real)slot[C + c];
     }
     cl_real *dinp = cl_dinp(e, n->in[0]);
     if (e->train) {
-        cl_barrier();
-        const double *sums = combine(e, C);
-        cl_barrier();
-        double total = (double)e->n * HW;
+        const double *sums = cl_team_sum(e, 2 * (size_t)C + 1);
+        double total = sums[2 * C];
         for (int c = 0; c < C; c++) {
             k1[c] = (cl_real)(sums[c] / total);
             k2[c] = (cl_real)(sums[C + c] / total);

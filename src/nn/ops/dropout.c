@@ -3,7 +3,9 @@
  *
  * The mask is never stored: bit i of the mask is a keyed hash of the element's index
  * in the whole batch, keyed by the seed, the training step and the layer, so the
- * backward recomputes it, and it does not depend on how threads split the batch. */
+ * backward recomputes it, and it does not depend on how threads split the batch, nor
+ * on how processes split a global batch (the index counts from the global batch's
+ * start: cl_model_set_shard). */
 #include "nn/model.h"
 
 static uint32_t mask_key(const cl_exec *e, const cl_node *n) {
@@ -43,7 +45,7 @@ static void forward(const cl_exec *e, const cl_node *n) {
         for (size_t i = 0; i < count; i++) out[i] = inp[i];
         return;
     }
-    dropout_forward(out, inp, count, mask_key(e, n), (uint32_t)((size_t)e->n0 * size),
+    dropout_forward(out, inp, count, mask_key(e, n), (uint32_t)((size_t)(e->first + e->n0) * size),
                     threshold_of(n->a.p), 1.0f / (1.0f - n->a.p));
 }
 
@@ -56,7 +58,7 @@ static void backward(const cl_exec *e, const cl_node *n) {
         for (size_t i = 0; i < count; i++) dinp[i] += dout[i];
         return;
     }
-    dropout_backward(dinp, dout, count, mask_key(e, n), (uint32_t)((size_t)e->n0 * size),
+    dropout_backward(dinp, dout, count, mask_key(e, n), (uint32_t)((size_t)(e->first + e->n0) * size),
                      threshold_of(n->a.p), 1.0f / (1.0f - n->a.p));
 }
 
