@@ -222,6 +222,7 @@ typedef struct {
     const char *opset; /* onnx: "17" or "21" (the table's choices) */
     bool no_normalize; /* onnx: leave the input normalisation out of the graph */
     bool int8;         /* quantize (c: model.c; onnx: QDQ pairs) */
+    bool uint8_activations; /* onnx --int8: activations as uint8 (zero point + 128) */
     long long calib;
 } export_options;
 /* `cnnlab export --format c` (export_c.c), after export.c parsed the options.

@@ -30,6 +30,9 @@ static const cli_option export_options_table[] = {
      .def = "off"},
     {"int8", OPT_FLAG, EF(int8), "quantize to int8 (weights per output channel, activations "
      "per tensor); onnx: QuantizeLinear/DequantizeLinear pairs", .def = "off"},
+    {"uint8-activations", OPT_FLAG, EF(uint8_activations),
+     "onnx --int8: write the activations as uint8 with the zero point + 128 (the same "
+     "values), which ONNX Runtime on x86 fuses into its integer kernels throughout", .def = "off"},
     {"calib", OPT_INT, EF(calib), "--int8: calibrate on N training images", .def = "1000",
      .min = 1, .max = 1000000},
     {"data", OPT_TEXT, EF(data), "--int8: the dataset whose training split calibrates",
@@ -109,6 +112,10 @@ static int cmd_export(int argc, char **argv) {
     if (!path) {
         cli_error("export: which checkpoint?");
         cli_print_usage(&export_command, stderr);
+        return EXIT_USAGE;
+    }
+    if (o.uint8_activations && (!o.int8 || strcmp(o.format, "onnx"))) {
+        cli_error("export: --uint8-activations is for --int8 in ONNX");
         return EXIT_USAGE;
     }
     if (!strcmp(o.format, "onnx")) return export_onnx(path, &o);

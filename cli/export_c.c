@@ -139,13 +139,14 @@ int cli_export_onnx_int8(const char *path, const export_options *o, const char *
                              .class_names = (const char *const *)ck.class_names,
                              .model_text = cl_safetensors_meta(sf, "cnnlab.model_text"),
                              .dataset = ck.dataset};
-    if (cl_onnx_export_int8(q, &a, out, err, sizeof err) != CL_OK) {
+    if (cl_onnx_export_int8(q, &a, o->uint8_activations, out, err, sizeof err) != CL_OK) {
         cli_error("%s", err);
         goto done;
     }
-    printf("Wrote %s (ONNX opset %d, int8 QuantizeLinear/DequantizeLinear, %s input, %d classes), "
-           "calibrated on %d training images\n",
-           out, opset, o->no_normalize ? "normalised" : "0..1 pixel", ck.classes, q->calib_images);
+    printf("Wrote %s (ONNX opset %d, int8 QuantizeLinear/DequantizeLinear%s, %s input, %d "
+           "classes), calibrated on %d training images\n",
+           out, opset, o->uint8_activations ? " with uint8 activations" : "",
+           o->no_normalize ? "normalised" : "0..1 pixel", ck.classes, q->calib_images);
     rc = 0;
 done:
     cl_quant_free(q);

@@ -750,7 +750,9 @@ cl_status cl_onnx_export(const cl_model *m, const cl_onnx_export_args *a, const 
  * The int8 network of src/deploy/quantize.c (cl_quant over the inference graph,
  * BatchNorm folded, ReLU fused) in the QDQ form of onnxruntime's quantize_static:
  * every activation tensor is QuantizeLinear -> DequantizeLinear with cnnlab's
- * per-tensor scale and zero point (int8); weights are int8 initializers behind a
+ * per-tensor scale and zero point (int8; or uint8 with the zero point + 128, the
+ * same values, which ONNX Runtime's x86 kernels fuse throughout); weights are int8
+ * initializers behind a
  * DequantizeLinear per output channel (axis 0, zero point 0), biases int32 at
  * scale input_scale * weight_scale[k]. The float ops between the pairs (Conv,
  * Gemm, pooling, Add, Concat, activations, norms) are the ones a runtime fuses into
@@ -765,11 +767,12 @@ cl_status cl_onnx_export(const cl_model *m, const cl_onnx_export_args *a, const 
 typedef struct {
     exporter ex;
     const cl_quant *q;
+    bool uint8;    /* activations as uint8, zero point + 128 (the same values) */
     value_ref *dq; /* [g->ntensors]: the dequantized value of each tensor */
 } qdq_writer;
 
-/* Tensor t's per-tensor scale (float) and zero point (int8) as scalar initializers,
- * made once. */
+/* Tensor t's per-tensor scale (float) and zero point (int8, or uint8 + 128) as
+ * scalar initializers, made once. */
 static void tensor_qparams(qdq_writer *w, int t, const char **scale, const char **zp) {
     const cl_qparams p = w->q->t[t];
     exporter *ex = &w->ex;
@@ -777,8 +780,10 @@ static void tensor_qparams(qdq_writer *w, int t, const char **scale, const char 
     *zp = ex_printf(ex, "t%d.zero_point", t);
     if (find_init(ex, *scale)) return;
     const int8_t z = (int8_t)p.zero_point;
+    const uint8_t zu = (uint8_t)(p.zero_point + 128);
     add_init(ex, *scale, NULL, 0, ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, &p.scale, sizeof p.scale);
-    add_init(ex, *zp, NULL, 0, ONNX__TENSOR_PROTO__DATA_TYPE__INT8, &z, 1);
+    if (w->uint8) add_init(ex, *zp, NULL, 0, ONNX__TENSOR_PROTO__DATA_TYPE__UINT8, &zu, 1);
+    else add_init(ex, *zp, NULL, 0, ONNX__TENSOR_PROTO__DATA_TYPE__INT8, &z, 1);
 }
 
 /* QuantizeLinear -> DequantizeLinear of the float value src with tensor t's
@@ -1013,8 +1018,8 @@ static const char *qdq_act(qdq_writer *w, const cl_deploy_node *d, int layer, in
     return out;
 }
 
-cl_status cl_onnx_export_int8(const cl_quant *q, const cl_onnx_export_args *a, const char *path,
-                              char *err, size_t errlen) {
+cl_status cl_onnx_export_int8(const cl_quant *q, const cl_onnx_export_args *a, bool uint8,
+                              const char *path, char *err, size_t errlen) {
     const cl_deploy_graph *g = q->g;
     int opset = a->opset ? a->opset : 21;
     if (opset != 17 && opset != 21)
@@ -1022,7 +1027,7 @@ cl_status cl_onnx_export_int8(const cl_quant *q, const cl_onnx_export_args *a, c
                          path, opset);
     if (a->normalize && (!a->mean || !a->std))
         return cl_errorf(err, errlen, CL_ERR_ARG, "%s: normalisation asked for without mean and std", path);
-    qdq_writer w = {.ex = {.opset = opset}, .q = q};
+    qdq_writer w = {.ex = {.opset = opset}, .q = q, .uint8 = uint8};
     exporter *ex = &w.ex;
     w.dq = calloc((size_t)g->ntensors, sizeof *w.dq);
     if (!w.dq) return cl_errorf(err, errlen, CL_ERR_NOMEM, "%s: out of memory", path);
@@ -1087,8 +1092,8 @@ cl_status cl_onnx_export_int8(const cl_quant *q, const cl_onnx_export_args *a, c
              "int8, QuantizeLinear/DequantizeLinear pairs: BatchNorm folded into the "
              "convolutions; weights int8 symmetric per output channel (zero point 0), biases "
              "int32 at input_scale * weight_scale; activations int8 per tensor (asymmetric), "
-             "ranges calibrated on %d training images; %s",
-             q->calib_images,
+             "ranges calibrated on %d training images%s; %s",
+             q->calib_images, uint8 ? " (written as uint8 with the zero point + 128)" : "",
              logits ? "the last layer's output is float (not quantized), as cnnlab's int8 "
                       "logits come from its int32 accumulators"
                     : "the output is dequantized int8");
