@@ -11,7 +11,9 @@
  * and bias since opset 21) and GELU as Gelu; opset 17 writes what torch.onnx writes:
  * Reshape [N, G, -1] -> InstanceNormalization (unit scale) -> Reshape -> Mul -> Add,
  * and GELU as x * (1 + erf(x / sqrt 2)) * 0.5. All memory of one export lives in an
- * arena freed at the end. */
+ * arena freed at the end. The int8 form (cl_onnx_export_int8, at the end) is written
+ * from the inference graph and its quantization (src/deploy/quantize.h) instead of
+ * the model: QuantizeLinear/DequantizeLinear pairs around the same ops. */
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
