@@ -152,26 +152,36 @@ static const char *init_scalar(exporter *ex, const char *name, float v) {
 }
 
 /* Layer `layer`'s tensor `attr` ("weight", "running_mean", ...) as float32 in
- * PyTorch's layout, added as initializer "layers.L.attr" with the given dims (NULL:
- * its own). Returns the name, or NULL when the layer has no such tensor. */
-static const char *init_param(exporter *ex, int layer, const char *attr, const int64_t *dims,
-                              int ndim) {
+ * PyTorch's layout, in the exporter's memory, and its shape in *info; NULL when the
+ * layer has no such tensor (or memory ran out: ex->oom). */
+static const float *param_floats(exporter *ex, int layer, const char *attr, cl_tensor_info *info) {
     char want[64];
     snprintf(want, sizeof want, "layers.%d.%s", layer, attr);
     int i = cl_model_find_tensor(ex->m, want);
     if (i < 0) return NULL;
-    cl_tensor_info info = cl_model_tensor(ex->m, i);
-    float *v = ex_alloc(ex, (size_t)info.numel * sizeof *v);
-    cl_real *tmp = malloc((size_t)info.numel * sizeof *tmp);
+    *info = cl_model_tensor(ex->m, i);
+    float *v = ex_alloc(ex, (size_t)info->numel * sizeof *v);
+    cl_real *tmp = malloc((size_t)info->numel * sizeof *tmp);
     if (!v || !tmp) {
         free(tmp);
         ex->oom = true;
         return NULL;
     }
     cl_model_get_tensor(ex->m, i, tmp);
-    for (int64_t k = 0; k < info.numel; k++) v[k] = (float)tmp[k];
+    for (int64_t k = 0; k < info->numel; k++) v[k] = (float)tmp[k];
     free(tmp);
-    return init_floats(ex, ex_strdup(ex, want), dims ? dims : info.dims, dims ? ndim : info.ndim, v);
+    return v;
+}
+
+/* Layer `layer`'s tensor `attr` (see param_floats) added as initializer "layers.L.attr" with the given dims (NULL:
+ * its own). Returns the name, or NULL when the layer has no such tensor. */
+static const char *init_param(exporter *ex, int layer, const char *attr, const int64_t *dims,
+                              int ndim) {
+    cl_tensor_info info;
+    const float *v = param_floats(ex, layer, attr, &info);
+    if (!v) return NULL;
+    return init_floats(ex, ex_printf(ex, "layers.%d.%s", layer, attr), dims ? dims : info.dims,
+                       dims ? ndim : info.ndim, v);
 }
 
 /* ---- nodes ------------------------------------------------------------------ */
@@ -335,28 +345,26 @@ static cl_status export_batchnorm(exporter *ex, const cl_node *n, int layer) {
     return CL_OK;
 }
 
-/* GroupNorm, and LayerNorm over channel groups (nn.GroupNorm(1, C)). */
-static cl_status export_groupnorm(exporter *ex, const cl_node *n, int layer) {
-    const cl_shape *s = cl_in_shape(ex->m, n, 0);
-    const int G = n->a.norm.groups;
-    const char *x = value4(ex, n->in[0]);
+/* GroupNorm of x [N, c, h, w] in G groups, per-channel weight and bias, to out; the
+ * float and the int8 exports both write it. Opset 21: GroupNormalization; before:
+ * torch.onnx's decomposition, InstanceNormalization over [N, G, c/G*h*w] with unit
+ * scale, then the per-channel affine. Node and initializer names start with base. */
+static cl_status emit_groupnorm(exporter *ex, const char *base, const char *x, const char *out, int G,
+                                int64_t c, int64_t h, int64_t w, float eps, const float *weight,
+                                const float *bias) {
+    const char *wname = ex_printf(ex, "%s.weight", base), *bname = ex_printf(ex, "%s.bias", base);
     if (ex->opset >= 21) {
-        const char *in[3] = {x, init_param(ex, layer, "weight", NULL, 0),
-                             init_param(ex, layer, "bias", NULL, 0)};
-        node_proto *p = add_node(ex, "GroupNormalization",
-                                 ex_printf(ex, "layers.%d.GroupNormalization", layer), in, 3,
-                                 set_out(ex, n, 4));
-        attr_float(ex, p, "epsilon", n->a.norm.eps);
+        const char *in[3] = {x, init_floats(ex, wname, &c, 1, weight), init_floats(ex, bname, &c, 1, bias)};
+        node_proto *p = add_node(ex, "GroupNormalization", ex_printf(ex, "%s.GroupNormalization", base),
+                                 in, 3, out);
+        attr_float(ex, p, "epsilon", eps);
         attr_int(ex, p, "num_groups", G);
         return CL_OK;
     }
-    /* torch.onnx's decomposition: InstanceNormalization over [N, G, C/G*H*W] */
-    const int64_t grouped[3] = {0, G, -1}, back[4] = {0, s->c, s->h, s->w};
-    const int64_t gdim = G, cdims[3] = {s->c, 1, 1};
+    const int64_t grouped[3] = {0, G, -1}, back[4] = {0, c, h, w}, gdim = G, c11[3] = {c, 1, 1};
     float *ones = ex_alloc(ex, (size_t)G * sizeof *ones), *zeros = ex_alloc(ex, (size_t)G * sizeof *zeros);
     if (!ones || !zeros) return CL_ERR_NOMEM;
     for (int g = 0; g < G; g++) ones[g] = 1.0f;
-    const char *base = ex_printf(ex, "layers.%d", layer);
     const char *r1in[2] = {x, init_ints(ex, ex_printf(ex, "%s.grouped_shape", base), grouped, 3)};
     const char *r1 = ex_printf(ex, "%s.grouped", base);
     add_node(ex, "Reshape", ex_printf(ex, "%s.Reshape", base), r1in, 2, r1);
@@ -365,28 +373,50 @@ static cl_status export_groupnorm(exporter *ex, const cl_node *n, int layer) {
     const char *in_out = ex_printf(ex, "%s.normalized", base);
     node_proto *p = add_node(ex, "InstanceNormalization",
                              ex_printf(ex, "%s.InstanceNormalization", base), inin, 3, in_out);
-    attr_float(ex, p, "epsilon", n->a.norm.eps);
+    attr_float(ex, p, "epsilon", eps);
     const char *r2in[2] = {in_out, init_ints(ex, ex_printf(ex, "%s.shape", base), back, 4)};
     const char *r2 = ex_printf(ex, "%s.ungrouped", base);
     add_node(ex, "Reshape", ex_printf(ex, "%s.Reshape_1", base), r2in, 2, r2);
-    const char *min[2] = {r2, init_param(ex, layer, "weight", cdims, 3)};
+    const char *min[2] = {r2, init_floats(ex, wname, c11, 3, weight)};
     const char *mo = ex_printf(ex, "%s.scaled", base);
     add_node(ex, "Mul", ex_printf(ex, "%s.Mul", base), min, 2, mo);
-    const char *ain[2] = {mo, init_param(ex, layer, "bias", cdims, 3)};
-    add_node(ex, "Add", ex_printf(ex, "%s.Add", base), ain, 2, set_out(ex, n, 4));
+    const char *ain[2] = {mo, init_floats(ex, bname, c11, 3, bias)};
+    add_node(ex, "Add", ex_printf(ex, "%s.Add", base), ain, 2, out);
     return CL_OK;
+}
+
+/* nn.LayerNorm([c, h, w]) of x to out: LayerNormalization over axes 1.. (opset 17). */
+static void emit_layernorm(exporter *ex, const char *base, const char *x, const char *out,
+                           const int64_t chw[3], float eps, const float *weight, const float *bias) {
+    const char *in[3] = {x, init_floats(ex, ex_printf(ex, "%s.weight", base), chw, 3, weight),
+                         init_floats(ex, ex_printf(ex, "%s.bias", base), chw, 3, bias)};
+    node_proto *p = add_node(ex, "LayerNormalization", ex_printf(ex, "%s.LayerNormalization", base),
+                             in, 3, out);
+    attr_int(ex, p, "axis", 1);
+    attr_float(ex, p, "epsilon", eps);
+}
+
+/* GroupNorm, and LayerNorm over channel groups (nn.GroupNorm(1, C)). */
+static cl_status export_groupnorm(exporter *ex, const cl_node *n, int layer) {
+    const cl_shape *s = cl_in_shape(ex->m, n, 0);
+    cl_tensor_info info;
+    const float *weight = param_floats(ex, layer, "weight", &info);
+    const float *bias = param_floats(ex, layer, "bias", &info);
+    if (!weight || !bias) return CL_ERR_NOMEM;
+    return emit_groupnorm(ex, ex_printf(ex, "layers.%d", layer), value4(ex, n->in[0]), set_out(ex, n, 4),
+                          n->a.norm.groups, s->c, s->h, s->w, n->a.norm.eps, weight, bias);
 }
 
 static cl_status export_layernorm(exporter *ex, const cl_node *n, int layer) {
     if (!n->a.norm.elementwise) return export_groupnorm(ex, n, layer);
-    /* nn.LayerNorm([C, H, W]): LayerNormalization over axes 1.. (opset 17) */
-    const char *in[3] = {value4(ex, n->in[0]), init_param(ex, layer, "weight", NULL, 0),
-                         init_param(ex, layer, "bias", NULL, 0)};
-    node_proto *p = add_node(ex, "LayerNormalization",
-                             ex_printf(ex, "layers.%d.LayerNormalization", layer), in, 3,
-                             set_out(ex, n, 4));
-    attr_int(ex, p, "axis", 1);
-    attr_float(ex, p, "epsilon", n->a.norm.eps);
+    const cl_shape *s = cl_in_shape(ex->m, n, 0);
+    const int64_t chw[3] = {s->c, s->h, s->w};
+    cl_tensor_info info;
+    const float *weight = param_floats(ex, layer, "weight", &info);
+    const float *bias = param_floats(ex, layer, "bias", &info);
+    if (!weight || !bias) return CL_ERR_NOMEM;
+    emit_layernorm(ex, ex_printf(ex, "layers.%d", layer), value4(ex, n->in[0]), set_out(ex, n, 4), chw,
+                   n->a.norm.eps, weight, bias);
     return CL_OK;
 }
 
@@ -405,17 +435,14 @@ static cl_status export_leaky_relu(exporter *ex, const cl_node *n, int layer) {
     return CL_OK;
 }
 
-static cl_status export_gelu(exporter *ex, const cl_node *n, int layer) {
-    const char *x = ex->vals[n->in[0]].name;
-    int rank = ex->vals[n->in[0]].rank;
+/* nn.GELU() of x to out: Gelu from opset 20; before it
+ * x * (1 + erf(x / sqrt(2))) * 0.5, node for node as torch.onnx writes it. */
+static void emit_gelu(exporter *ex, const char *base, const char *x, const char *out) {
     if (ex->opset >= 20) {
-        node_proto *p = add_node(ex, "Gelu", ex_printf(ex, "layers.%d.Gelu", layer), &x, 1,
-                                 set_out(ex, n, rank));
+        node_proto *p = add_node(ex, "Gelu", ex_printf(ex, "%s.Gelu", base), &x, 1, out);
         attr_string(ex, p, "approximate", "none");
-        return CL_OK;
+        return;
     }
-    /* x * (1 + erf(x / sqrt(2))) * 0.5, node for node as torch.onnx writes it */
-    const char *base = ex_printf(ex, "layers.%d", layer);
     const char *din[2] = {x, init_scalar(ex, "sqrt2", 1.41421353816986083984375f)};
     const char *d = ex_printf(ex, "%s.div", base), *e = ex_printf(ex, "%s.erf", base);
     const char *a = ex_printf(ex, "%s.erf1", base), *mo = ex_printf(ex, "%s.xerf1", base);
@@ -426,18 +453,25 @@ static cl_status export_gelu(exporter *ex, const cl_node *n, int layer) {
     const char *min[2] = {x, a};
     add_node(ex, "Mul", ex_printf(ex, "%s.Mul", base), min, 2, mo);
     const char *hin[2] = {mo, init_scalar(ex, "half", 0.5f)};
-    add_node(ex, "Mul", ex_printf(ex, "%s.Mul_1", base), hin, 2, set_out(ex, n, rank));
-    return CL_OK;
+    add_node(ex, "Mul", ex_printf(ex, "%s.Mul_1", base), hin, 2, out);
 }
 
 /* SiLU: x * Sigmoid(x), as torch.onnx writes nn.SiLU (ONNX has no SiLU op). */
+static void emit_silu(exporter *ex, const char *base, const char *x, const char *out) {
+    const char *sig = ex_printf(ex, "%s.sigmoid", base), *min[2] = {x, sig};
+    add_node(ex, "Sigmoid", ex_printf(ex, "%s.Sigmoid", base), &x, 1, sig);
+    add_node(ex, "Mul", ex_printf(ex, "%s.Mul", base), min, 2, out);
+}
+
+static cl_status export_gelu(exporter *ex, const cl_node *n, int layer) {
+    emit_gelu(ex, ex_printf(ex, "layers.%d", layer), ex->vals[n->in[0]].name,
+              set_out(ex, n, ex->vals[n->in[0]].rank));
+    return CL_OK;
+}
+
 static cl_status export_silu(exporter *ex, const cl_node *n, int layer) {
-    const char *x = ex->vals[n->in[0]].name;
-    const char *sig = ex_printf(ex, "layers.%d.sigmoid", layer);
-    add_node(ex, "Sigmoid", ex_printf(ex, "layers.%d.Sigmoid", layer), &x, 1, sig);
-    const char *min[2] = {x, sig};
-    add_node(ex, "Mul", ex_printf(ex, "layers.%d.Mul", layer), min, 2,
-             set_out(ex, n, ex->vals[n->in[0]].rank));
+    emit_silu(ex, ex_printf(ex, "layers.%d", layer), ex->vals[n->in[0]].name,
+              set_out(ex, n, ex->vals[n->in[0]].rank));
     return CL_OK;
 }
 
@@ -941,41 +975,11 @@ static const char *qdq_norm(qdq_writer *w, const cl_deploy_node *d, int layer) {
     const cl_deploy_tensor *s = &w->q->g->tensors[d->out];
     const char *x = qdq_value(w, d->in[0], 4), *out = ex_printf(ex, "t%d_float", d->out);
     const char *base = ex_printf(ex, "layers.%d", layer);
-    const int64_t C = s->c, chw[3] = {s->c, s->h, s->w}, c11[3] = {s->c, 1, 1};
-    if (nm->elementwise || ex->opset >= 21) {
-        const char *in[3] = {x, init_floats(ex, ex_printf(ex, "%s.weight", base), nm->elementwise ? chw : &C,
-                                            nm->elementwise ? 3 : 1, d->w),
-                             init_floats(ex, ex_printf(ex, "%s.bias", base), nm->elementwise ? chw : &C,
-                                         nm->elementwise ? 3 : 1, d->b)};
-        const char *op = nm->elementwise ? "LayerNormalization" : "GroupNormalization";
-        node_proto *p = add_node(ex, op, ex_printf(ex, "%s.%s", base, op), in, 3, out);
-        if (nm->elementwise) attr_int(ex, p, "axis", 1);
-        else attr_int(ex, p, "num_groups", nm->groups);
-        attr_float(ex, p, "epsilon", nm->eps);
-        return out;
-    }
-    const int G = nm->groups;
-    const int64_t grouped[3] = {0, G, -1}, back[4] = {0, s->c, s->h, s->w}, gdim = G;
-    float *ones = ex_alloc(ex, (size_t)G * sizeof *ones), *zeros = ex_alloc(ex, (size_t)G * sizeof *zeros);
-    if (!ones || !zeros) return out;
-    for (int g = 0; g < G; g++) ones[g] = 1.0f;
-    const char *r1in[2] = {x, init_ints(ex, ex_printf(ex, "%s.grouped_shape", base), grouped, 3)};
-    const char *r1 = ex_printf(ex, "%s.grouped", base);
-    add_node(ex, "Reshape", ex_printf(ex, "%s.Reshape", base), r1in, 2, r1);
-    const char *inin[3] = {r1, init_floats(ex, ex_printf(ex, "%s.unit_scale", base), &gdim, 1, ones),
-                           init_floats(ex, ex_printf(ex, "%s.zero_bias", base), &gdim, 1, zeros)};
-    const char *in_out = ex_printf(ex, "%s.normalized", base);
-    node_proto *p = add_node(ex, "InstanceNormalization",
-                             ex_printf(ex, "%s.InstanceNormalization", base), inin, 3, in_out);
-    attr_float(ex, p, "epsilon", nm->eps);
-    const char *r2in[2] = {in_out, init_ints(ex, ex_printf(ex, "%s.shape", base), back, 4)};
-    const char *r2 = ex_printf(ex, "%s.ungrouped", base);
-    add_node(ex, "Reshape", ex_printf(ex, "%s.Reshape_1", base), r2in, 2, r2);
-    const char *min[2] = {r2, init_floats(ex, ex_printf(ex, "%s.weight", base), c11, 3, d->w)};
-    const char *mo = ex_printf(ex, "%s.scaled", base);
-    add_node(ex, "Mul", ex_printf(ex, "%s.Mul", base), min, 2, mo);
-    const char *ain[2] = {mo, init_floats(ex, ex_printf(ex, "%s.bias", base), c11, 3, d->b)};
-    add_node(ex, "Add", ex_printf(ex, "%s.Add", base), ain, 2, out);
+    const int64_t chw[3] = {s->c, s->h, s->w};
+    if (nm->elementwise)
+        emit_layernorm(ex, base, x, out, chw, nm->eps, d->w, d->b);
+    else if (emit_groupnorm(ex, base, x, out, nm->groups, s->c, s->h, s->w, nm->eps, d->w, d->b) != CL_OK)
+        ex->oom = true;
     return out;
 }
 
@@ -991,30 +995,8 @@ static const char *qdq_act(qdq_writer *w, const cl_deploy_node *d, int layer, in
         p = add_node(ex, "LeakyRelu", ex_printf(ex, "%s.LeakyRelu", base), &x, 1, out);
         attr_float(ex, p, "alpha", d->slope);
         break;
-    case DK_GELU:
-        if (ex->opset >= 20) {
-            p = add_node(ex, "Gelu", ex_printf(ex, "%s.Gelu", base), &x, 1, out);
-            attr_string(ex, p, "approximate", "none");
-        } else {
-            const char *din[2] = {x, init_scalar(ex, "sqrt2", 1.41421353816986083984375f)};
-            const char *dv = ex_printf(ex, "%s.div", base), *e = ex_printf(ex, "%s.erf", base);
-            const char *a = ex_printf(ex, "%s.erf1", base), *mo = ex_printf(ex, "%s.xerf1", base);
-            add_node(ex, "Div", ex_printf(ex, "%s.Div", base), din, 2, dv);
-            add_node(ex, "Erf", ex_printf(ex, "%s.Erf", base), &dv, 1, e);
-            const char *ain[2] = {e, init_scalar(ex, "one", 1.0f)};
-            add_node(ex, "Add", ex_printf(ex, "%s.Add", base), ain, 2, a);
-            const char *min[2] = {x, a};
-            add_node(ex, "Mul", ex_printf(ex, "%s.Mul", base), min, 2, mo);
-            const char *hin[2] = {mo, init_scalar(ex, "half", 0.5f)};
-            add_node(ex, "Mul", ex_printf(ex, "%s.Mul_1", base), hin, 2, out);
-        }
-        break;
-    case DK_SILU: {
-        const char *sig = ex_printf(ex, "%s.sigmoid", base), *min[2] = {x, sig};
-        add_node(ex, "Sigmoid", ex_printf(ex, "%s.Sigmoid", base), &x, 1, sig);
-        add_node(ex, "Mul", ex_printf(ex, "%s.Mul", base), min, 2, out);
-        break;
-    }
+    case DK_GELU: emit_gelu(ex, base, x, out); break;
+    case DK_SILU: emit_silu(ex, base, x, out); break;
     default: add_node(ex, "HardSwish", ex_printf(ex, "%s.HardSwish", base), &x, 1, out);
     }
     return out;
