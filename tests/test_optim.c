@@ -4,7 +4,8 @@
  * trains a tiny conv-BN network for 20-24 steps with 1 and 2 threads, and the
  * learning rate (and OneCycle's momentum or beta1) used at each step, the loss
  * before each step and the final parameters and running statistics must equal
- * torch.optim's. Also checks cl_schedule_init's defaults and argument errors. */
+ * torch.optim's; with parameter groups (no weight decay on biases and norm weights, their
+ * lr scaled) and with the moving average of the weights (AveragedModel) too. Also checks cl_schedule_init's defaults and argument errors. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -61,7 +62,8 @@ static void run_case(const fx_case *c, int threads) {
                     *optim = fx_need(c, "optim"), *sched = fx_need(c, "sched"),
                     *lrs = fx_need(c, "lrs"), *losses = fx_need(c, "losses");
     const fx_tensor *momenta = fx_find(c, "momenta"), *milestones = fx_find(c, "milestones"),
-                    *metrics = fx_find(c, "metrics");
+                    *metrics = fx_find(c, "metrics"), *groups = fx_find(c, "groups"),
+                    *ema = fx_find(c, "ema");
     if (!x || !labels || !run || !optim || !sched || !lrs || !losses) return;
     int nsteps = run->numel == 2 ? (int)run->data[0] : -1;
     int spe = run->numel == 2 ? (int)run->data[1] : -1;
@@ -70,7 +72,8 @@ static void run_case(const fx_case *c, int threads) {
         lrs->numel != (size_t)nsteps || losses->numel != (size_t)nsteps ||
         (momenta && momenta->numel != (size_t)nsteps) ||
         (milestones && milestones->numel > CL_MAX_MILESTONES) ||
-        (metrics && metrics->numel < (size_t)(nsteps / spe))) {
+        (metrics && metrics->numel < (size_t)(nsteps / spe)) || (groups && groups->numel != 2) ||
+        (ema && ema->numel != 1)) {
         t_fail("fixture case %s is malformed", c->name);
         return;
     }
@@ -87,6 +90,11 @@ static void run_case(const fx_case *c, int threads) {
     cl_status st;
     if (!fx_load_state(m, c)) goto done;
     cl_optim_args oa = optim_args(optim->data);
+    if (groups) {
+        oa.no_decay_norm_bias = groups->data[0] != 0;
+        oa.norm_lr_scale = groups->data[1];
+    }
+    if (ema) oa.ema_decay = ema->data[0];
     cl_schedule s;
     if (cl_schedule_init(&s, sched_args(sched->data, oa.lr, milestones), err, sizeof err) != CL_OK) {
         t_fail("cl_schedule_init: %s", err);
@@ -149,6 +157,17 @@ static void run_case(const fx_case *c, int threads) {
     int nfinal = fx_check_tensors(m, c, "final.", false, f_atol, f_rtol);
     if (nfinal != cl_model_tensor_count(m))
         t_fail("the fixture has %d final tensors, the model %d", nfinal, cl_model_tensor_count(m));
+    if (ema) {
+        t_begin("optim/%s threads=%d: the moving average (AveragedModel, use_buffers)", c->name,
+                threads);
+        if (!cl_optimizer_swap_average(opt)) t_fail("cl_optimizer_swap_average: not swapped in");
+        int navg = fx_check_tensors(m, c, "ema_final.", false, f_atol, f_rtol);
+        if (navg != cl_model_tensor_count(m))
+            t_fail("the fixture has %d averaged tensors, the model %d", navg, cl_model_tensor_count(m));
+        if (cl_optimizer_swap_average(opt)) t_fail("cl_optimizer_swap_average: not swapped back");
+        if (fx_check_tensors(m, c, "final.", false, f_atol, f_rtol) != nfinal)
+            t_fail("swapping twice did not restore the raw weights");
+    }
 done:
     t_end();
     cl_optimizer_free(opt);
