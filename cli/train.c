@@ -748,7 +748,18 @@ static bool describe_run(run *r) {
     fprintf(f, "model=%s\ndataset=%s\ndataset_dir=%s\nclasses=%d\ninput=%dx%dx%d\n", r->model_path,
             r->ref.kind, r->ref.dir, r->train.classes, r->train.c, r->train.h, r->train.w);
     fprintf(f, "train_images=%d\ntest_images=%d\n", r->ntrain, r->ntest);
-    if (r->nval) fprintf(f, "val_images=%d\nval_range=%s\n", r->nval, r->val_images);
+    /* which training images each set holds (0-based, inclusive) */
+    if (r->nval) {
+        fprintf(f, "train_range=0-%d\nval_images=%d\nval_range=%s\nval_class_counts=", r->ntrain - 1,
+                r->nval, r->val_images);
+        /* images per class among the validation images: how balanced the held-out set is */
+        for (int k = 0; k < r->train.classes; k++) {
+            int count = 0;
+            for (int i = 0; i < r->nval; i++) count += r->train.labels[r->val_idx[i]] == k;
+            fprintf(f, "%s%d", k ? "," : "", count);
+        }
+        fputc('\n', f);
+    }
     for (int c = 0; c < r->train.c; c++) fprintf(f, "mean[%d]=%.6f\nstd[%d]=%.6f\n", c, r->mean[c], c, r->std[c]);
     fprintf(f, "params=%lld\n%s", (long long)cl_model_param_count(r->m), options);
     if (!cli_atomic_close(&a, true)) return false;
