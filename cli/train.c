@@ -1092,10 +1092,11 @@ const cli_command train_command = {
     .summary = "train a model; writes a run folder with metrics, log, checkpoints and report",
     .description =
         "Trains on a dataset's training split and evaluates on its test split after\n"
-        "every epoch. `cnnlab train --resume RUN_DIR [options]` continues a run (options\n"
-        "given again win). Writes a run folder: config.txt, model.net, metrics.csv,\n"
-        "log.txt, last and best checkpoints, and at the end the report (figures and\n"
-        "report.html).",
+        "every epoch (with --val-split, on held-out training images instead, and on the\n"
+        "test split once, after the last epoch). `cnnlab train --resume RUN_DIR\n"
+        "[options]` continues a run (options given again win). Writes a run folder:\n"
+        "config.txt, model.net, metrics.csv, log.txt, last and best checkpoints, and\n"
+        "at the end the report (figures and report.html).",
     .options = train_option_table,
     .run = cmd_train,
 };
