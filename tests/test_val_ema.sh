@@ -1,30 +1,21 @@
 #!/bin/sh
 # test_val_ema.sh: train --val-split, --ema and the parameter groups end to end on
 # MNIST subsets (skipped where ../shared/data is missing): the validation images are
-# the last N of the training split and disjoint from the --train-subset images; metrics.csv gains val_loss,val_acc and has a test accuracy only
-# after the last epoch; the best epoch is the best validation accuracy; the `last`
+# the last N of the training split and disjoint from the --train-subset images;
+# metrics.csv gains val_loss,val_acc and has a test accuracy only after the last epoch; the best epoch is the best validation accuracy; the `last`
 # checkpoint holds the averaged weights (eval of it gives the test figure train
 # printed) and the raw ones; a run interrupted after 2 of 3 epochs and resumed ends
-# with the tensors of the uninterrupted run; --resume with another --val-split or
+# with the tensors of the uninterrupted run (not under CNNLAB_QUICK); --resume with another --val-split or
 # without --ema is refused naming it; report reads the new metrics.csv.
-# Prints "ok - NAME" / "FAIL - NAME: ..." and "N passed, N failed".
+# Prints "ok - NAME" / "FAIL - NAME: ..." and "N passed, N failed" (tests/lib.sh).
 cd "$(dirname "$0")/.." || exit 2
-CNNLAB=${BUILD:-build}/cnnlab
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/cnnlab-val.XXXXXX") || exit 2
-trap 'rm -rf "$tmp"' EXIT
-passed=0
-failed=0
-ok() { echo "ok - $1"; passed=$((passed + 1)); }
-fail() { echo "FAIL - $1: $2"; failed=$((failed + 1)); }
+. tests/lib.sh
+make_tmp val
 cfg() { sed -n "s/^$2=//p" "$1/config.txt"; }
 # the tensor bytes of a safetensors file (after its header, whose metadata holds the options)
 tensors() { n=$(od -An -tu8 -N8 "$1" | tr -d ' '); tail -c +$((n + 9)) "$1"; }
 
-if [ ! -f ../shared/data/mnist/train-images-idx3-ubyte.gz ]; then
-    echo "ok - val/ema (skipped: no ../shared/data)"
-    echo "1 passed, 0 failed"
-    exit 0
-fi
+have_data mnist || skip_all "val/ema" "no ../shared/data"
 
 common="models/mnist.net --data mnist --train-subset 640 --test-subset 200 --batch 64 --threads 2 --sched step --lr 0.5 --val-split 300 --ema 0.9 --no-decay-norm-bias --norm-lr-scale 2"
 
@@ -77,23 +68,24 @@ grep -aq '"optimizer.ema_other"' "$tmp/a/last.safetensors" && ! grep -aq '"optim
 
 # -- resume: 2 epochs, then a third, as 3 at once (not under CNNLAB_QUICK) --
 if [ -z "$CNNLAB_QUICK" ]; then
-# shellcheck disable=SC2086
-"$CNNLAB" train $common --epochs 2 --out "$tmp/b" >"$tmp/b.log" 2>&1 &&
-    "$CNNLAB" train --resume "$tmp/b" --epochs 3 >>"$tmp/b.log" 2>&1
-tensors "$tmp/a/last.safetensors" >"$tmp/a.t"
-tensors "$tmp/b/last.safetensors" >"$tmp/b.t"
-cmp -s "$tmp/a.t" "$tmp/b.t" && [ -s "$tmp/a.t" ] && ok "resumed with --ema and --val-split: the tensors of the uninterrupted run" ||
-    fail "resume" "tensors differ: $(tail -2 "$tmp/b.log")"
-"$CNNLAB" train --resume "$tmp/b" --epochs 4 --val-split 200 >"$tmp/c.log" 2>&1
+    # shellcheck disable=SC2086
+    "$CNNLAB" train $common --epochs 2 --out "$tmp/b" >"$tmp/b.log" 2>&1 &&
+        "$CNNLAB" train --resume "$tmp/b" --epochs 3 >>"$tmp/b.log" 2>&1
+    tensors "$tmp/a/last.safetensors" >"$tmp/a.t"
+    tensors "$tmp/b/last.safetensors" >"$tmp/b.t"
+    cmp -s "$tmp/a.t" "$tmp/b.t" && [ -s "$tmp/a.t" ] && ok "resumed with --ema and --val-split: the tensors of the uninterrupted run" ||
+        fail "resume" "tensors differ: $(tail -2 "$tmp/b.log")"
+fi
+
+# -- a resume that would change the split or drop the average --
+"$CNNLAB" train --resume "$tmp/a" --epochs 4 --val-split 200 >"$tmp/c.log" 2>&1
 rc=$?
 [ $rc -ne 0 ] && grep -q -- "--val-split 200: .* holds out 300 validation images" "$tmp/c.log" &&
     ok "--resume with another --val-split is refused naming it" || fail "--resume --val-split 200" "exit $rc: $(cat "$tmp/c.log")"
-"$CNNLAB" train --resume "$tmp/b" --epochs 4 --ema 0 >"$tmp/d.log" 2>&1
+"$CNNLAB" train --resume "$tmp/a" --epochs 4 --ema 0 >"$tmp/d.log" 2>&1
 rc=$?
 [ $rc -ne 0 ] && grep -q -- "--ema 0: .* averages the weights" "$tmp/d.log" &&
     ok "--resume with --ema 0 is refused naming it" || fail "--resume --ema 0" "exit $rc: $(cat "$tmp/d.log")"
-
-fi
 
 # -- option values --
 "$CNNLAB" train models/mnist.net --data mnist --ema 1 --epochs 1 --out "$tmp/e1" >"$tmp/e1.log" 2>&1
@@ -103,5 +95,4 @@ rc=$?
 rc=$?
 [ $rc -eq 2 ] && grep -q -- "--norm-lr-scale" "$tmp/s0.log" && ok "--norm-lr-scale 0 is a usage error" || fail "--norm-lr-scale 0" "exit $rc: $(cat "$tmp/s0.log")"
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish
