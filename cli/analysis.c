@@ -23,8 +23,14 @@ const char *cli_tta_note(const cl_tta *t, char *buf, size_t len) {
     return buf;
 }
 
+/* The held-out curves: validation with --val-split (its test columns hold only the
+ * last epoch), else test; and their name in the sentences. */
+static const double *held_acc(const cli_metrics *m) { return m->has_val ? m->val_acc : m->test_acc; }
+static const double *held_loss(const cli_metrics *m) { return m->has_val ? m->val_loss : m->test_loss; }
+static const char *held_name(const cli_metrics *m) { return m->has_val ? "validation" : "test"; }
+
 cl_curves cli_curves(const cli_metrics *m) {
-    return (cl_curves){m->n, m->epoch, m->train_loss, m->train_acc, m->test_loss, m->test_acc};
+    return (cl_curves){m->n, m->epoch, m->train_loss, m->train_acc, held_loss(m), held_acc(m)};
 }
 
 static const char *trend_word(cl_trend t, const char *up, const char *flat, const char *down) {
@@ -34,21 +40,23 @@ static const char *trend_word(cl_trend t, const char *up, const char *flat, cons
 /* The verdict in words: "fits well", "underfits: ...", "overfits from epoch N: ...". */
 static void verdict_text(const cli_metrics *m, const cl_curve_analysis *a, char *buf, size_t len) {
     const int last = m->n - 1;
+    const double *test_acc = held_acc(m), *test_loss = held_loss(m);
+    const char *held = held_name(m);
     if (a->verdict == CL_UNDERFITS) {
-        snprintf(buf, len, "underfits: training accuracy below test; more capacity or less "
-                 "regularisation");
+        snprintf(buf, len, "underfits: training accuracy below %s; more capacity or less "
+                 "regularisation", held);
     } else if (a->verdict == CL_OVERFITS) {
         int k = snprintf(buf, len, "overfits from epoch %d:", a->overfit_epoch);
         if (a->overfit_by_acc && k > 0 && (size_t)k < len)
-            k += snprintf(buf + k, len - (size_t)k, " test accuracy fell from %.2f%% (epoch %.0f) to "
-                          "%.2f%% while training accuracy rose from %.2f%% to %.2f%%%s",
-                          100 * m->test_acc[a->best_acc_row], m->epoch[a->best_acc_row],
-                          100 * m->test_acc[last], 100 * m->train_acc[a->best_acc_row],
+            k += snprintf(buf + k, len - (size_t)k, " %s accuracy fell from %.2f%% (epoch %.0f) to "
+                          "%.2f%% while training accuracy rose from %.2f%% to %.2f%%%s", held,
+                          100 * test_acc[a->best_acc_row], m->epoch[a->best_acc_row],
+                          100 * test_acc[last], 100 * m->train_acc[a->best_acc_row],
                           100 * m->train_acc[last], a->overfit_by_loss ? ";" : "");
         if (a->overfit_by_loss && k > 0 && (size_t)k < len)
-            snprintf(buf + k, len - (size_t)k, " test loss rose from %.4f (epoch %.0f) to %.4f while "
-                     "training loss fell from %.4f to %.4f", m->test_loss[a->least_loss_row],
-                     m->epoch[a->least_loss_row], m->test_loss[last],
+            snprintf(buf + k, len - (size_t)k, " %s loss rose from %.4f (epoch %.0f) to %.4f while "
+                     "training loss fell from %.4f to %.4f", held, test_loss[a->least_loss_row],
+                     m->epoch[a->least_loss_row], test_loss[last],
                      m->train_loss[a->least_loss_row], m->train_loss[last]);
     } else {
         snprintf(buf, len, "fits well");
@@ -61,32 +69,34 @@ int cli_analysis_lines(const cli_metrics *m, double target, const long *confusio
     cl_curve_analysis a;
     if (cl_analyse_curves(&c, target, &a) != CL_OK) return 0;
     const int last = m->n - 1;
+    const double *test_acc = held_acc(m);
+    const char *held = held_name(m);
     int n = 0;
     char verdict[CLI_ANALYSIS_LEN - 32];
     verdict_text(m, &a, verdict, sizeof verdict);
     snprintf(lines[n++], CLI_ANALYSIS_LEN, "Fit: %s.", verdict);
     if (a.trend_rows >= 2)
-        snprintf(lines[n++], CLI_ANALYSIS_LEN, "Gap: training accuracy %.2f%%, test %.2f%% at the "
+        snprintf(lines[n++], CLI_ANALYSIS_LEN, "Gap: training accuracy %.2f%%, %s %.2f%% at the "
                  "last epoch, a gap of %+.2f points, %s over the last %d epochs (%+.2f points).",
-                 100 * m->train_acc[last], 100 * m->test_acc[last], 100 * a.gap,
+                 100 * m->train_acc[last], held, 100 * test_acc[last], 100 * a.gap,
                  trend_word(a.gap_trend, "widening", "steady", "narrowing"), a.trend_rows,
                  100 * a.gap_change);
     else
-        snprintf(lines[n++], CLI_ANALYSIS_LEN, "Gap: training accuracy %.2f%%, test %.2f%% after "
-                 "one epoch, a gap of %+.2f points.", 100 * m->train_acc[last],
-                 100 * m->test_acc[last], 100 * a.gap);
+        snprintf(lines[n++], CLI_ANALYSIS_LEN, "Gap: training accuracy %.2f%%, %s %.2f%% after "
+                 "one epoch, a gap of %+.2f points.", 100 * m->train_acc[last], held,
+                 100 * test_acc[last], 100 * a.gap);
     if (a.movement == CL_TREND_NONE)
         snprintf(lines[n++], CLI_ANALYSIS_LEN, "Last epochs: one epoch, no trend yet.");
     else
-        snprintf(lines[n++], CLI_ANALYSIS_LEN, "Last epochs: test accuracy %s, %+.2f points per "
-                 "epoch over the last %d epochs%s.",
+        snprintf(lines[n++], CLI_ANALYSIS_LEN, "Last epochs: %s accuracy %s, %+.2f points per "
+                 "epoch over the last %d epochs%s.", held,
                  trend_word(a.movement, "still rising", "flat", "falling"), 100 * a.slope,
                  a.trend_rows, a.movement == CL_TREND_RISING ? ": more epochs may help" : "");
     if (a.target_epoch < 0)
         snprintf(lines[n++], CLI_ANALYSIS_LEN, "Target: no target given (--target ACC).");
     else if (a.target_epoch == 0)
         snprintf(lines[n++], CLI_ANALYSIS_LEN, "Target %.4g%%: not reached (best %.2f%% at epoch "
-                 "%.0f).", 100 * target, 100 * m->test_acc[a.best_acc_row], m->epoch[a.best_acc_row]);
+                 "%.0f).", 100 * target, 100 * test_acc[a.best_acc_row], m->epoch[a.best_acc_row]);
     else
         snprintf(lines[n++], CLI_ANALYSIS_LEN, "Target %.4g%%: first reached at epoch %d.",
                  100 * target, a.target_epoch);

@@ -135,6 +135,10 @@ typedef struct {
     float final_div_factor, eta_min, factor, min_lr;
     bool nesterov, no_cycle_momentum;
     int milestones[CL_MAX_MILESTONES], nmilestones;
+    /* validation split, weight averaging, parameter groups */
+    long long val_split;
+    float ema, norm_lr_scale;
+    bool no_decay_norm_bias;
     /* evaluation: test-time augmentation of the per-epoch test ("" or "none": off) and
        the test accuracy whose first epoch the report names (NAN: none) */
     char tta[TRAIN_STR_LEN];
@@ -248,11 +252,20 @@ int cli_misclassified(const cli_eval *ev, const cl_dataset *ds, int32_t **out);
 
 /* ---- run folders, reports and comparisons (runs.c, report.c, compare.c) ---- */
 
-/* metrics.csv of a run: one entry per finished epoch. */
+/* metrics.csv of a run: one entry per finished epoch. A run with --val-split has two
+ * more columns (has_val): val_loss, val_acc each epoch, and the test columns NaN
+ * except after the last epoch; without them val_loss and val_acc are NaN. */
 typedef struct {
     int n;
     double *epoch, *lr, *train_loss, *train_acc, *test_loss, *test_acc, *seconds;
+    double *val_loss, *val_acc;
+    bool has_val;
 } cli_metrics;
+
+/* The accuracy the run chose its best epoch on: validation with --val-split, else test. */
+static inline const double *cli_metrics_chosen_acc(const cli_metrics *m) {
+    return m->has_val ? m->val_acc : m->test_acc;
+}
 
 /* Read RUN/metrics.csv. Prints the error (file:line) on failure. */
 bool cli_read_metrics(const char *run_dir, cli_metrics *m);

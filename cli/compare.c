@@ -125,9 +125,12 @@ static bool load_run(run_info *r, const char *dir, double target) {
     cli_run_config(dir, "weight-decay", wd, sizeof wd);
     snprintf(r->opt, sizeof r->opt, "%s lr %.3g %s wd %.3g", opt, atof(lr), sched, atof(wd));
     model_norms(dir, r->norm, sizeof r->norm);
+    /* a run with --val-split chose its best epoch on validation accuracy, and only its
+       last row has a test accuracy */
+    const double *chosen = cli_metrics_chosen_acc(&r->m);
     for (int i = 0; i < r->m.n; i++) {
-        if (r->m.test_acc[i] > r->m.test_acc[r->best]) r->best = i;
-        if (!r->first_target && r->m.test_acc[i] >= target) r->first_target = (int)r->m.epoch[i];
+        if (chosen[i] > chosen[r->best]) r->best = i;
+        if (!r->first_target && chosen[i] >= target) r->first_target = (int)r->m.epoch[i];
         r->seconds += r->m.seconds[i];
     }
     cli_analysis_summary(&r->m, target, r->analysis, sizeof r->analysis);
@@ -150,7 +153,8 @@ static void print_table(FILE *f, const run_info *runs, int n, double target) {
     for (int i = 0; i < n; i++) {
         const run_info *r = &runs[i];
         char best[32], at[16];
-        snprintf(best, sizeof best, "%.2f%% (%.0f)", 100 * r->m.test_acc[r->best], r->m.epoch[r->best]);
+        snprintf(best, sizeof best, "%s%.2f%% (%.0f)", r->m.has_val ? "val " : "",
+                 100 * cli_metrics_chosen_acc(&r->m)[r->best], r->m.epoch[r->best]);
         if (r->first_target) snprintf(at, sizeof at, "epoch %d", r->first_target);
         else snprintf(at, sizeof at, "never");
         fprintf(f, "%-18.18s %-16.16s %8lld %-14.14s %-32.32s %13s %7.2f%% %11s %6d %8.1f\n", r->name,
@@ -166,13 +170,18 @@ static bool write_csv(const char *path, const run_info *runs, int n, double targ
     FILE *f = cli_atomic_open(&out, path);
     if (!f) return false;
     fprintf(f, "run,model,params,normalization,optimizer,augmentation,epochs,best_test_acc,"
-               "best_epoch,final_test_acc,first_epoch_at_%g,seconds_per_epoch,analysis\n", target);
+               "best_epoch,final_test_acc,first_epoch_at_%g,seconds_per_epoch,analysis,best_val_acc\n",
+            target);
     for (int i = 0; i < n; i++) {
         const run_info *r = &runs[i];
-        fprintf(f, "\"%s\",\"%s\",%lld,%s,\"%s\",\"%s\",%d,%.6f,%.0f,%.6f,%d,%.2f,\"%s\"\n", r->name,
-                r->model, r->params, r->norm, r->opt, r->aug, r->m.n, r->m.test_acc[r->best],
-                r->m.epoch[r->best], r->m.test_acc[r->m.n - 1], r->first_target, r->seconds / r->m.n,
-                r->analysis);
+        /* --val-split runs: best_test_acc is empty (the test set was evaluated once) */
+        fprintf(f, "\"%s\",\"%s\",%lld,%s,\"%s\",\"%s\",%d,", r->name, r->model, r->params, r->norm,
+                r->opt, r->aug, r->m.n);
+        if (!r->m.has_val) fprintf(f, "%.6f", r->m.test_acc[r->best]);
+        fprintf(f, ",%.0f,%.6f,%d,%.2f,\"%s\",", r->m.epoch[r->best], r->m.test_acc[r->m.n - 1],
+                r->first_target, r->seconds / r->m.n, r->analysis);
+        if (r->m.has_val) fprintf(f, "%.6f", r->m.val_acc[r->best]);
+        fputc('\n', f);
     }
     return cli_atomic_close(&out, true);
 }
@@ -184,6 +193,7 @@ static bool figure_curves(const char *path, const run_info *runs, int n, double 
         return false;
     }
     plot_series s[MAX_RUNS];
+    static char labels[MAX_RUNS][280];
     static const char *const titles[4] = {"Training loss", "Training accuracy", "Test loss",
                                           "Test accuracy"};
     char err[512];
@@ -191,9 +201,13 @@ static bool figure_curves(const char *path, const run_info *runs, int n, double 
     for (int p = 0; p < 4 && ok; p++) {
         for (int i = 0; i < n; i++) {
             const cli_metrics *m = &runs[i].m;
-            const double *y = p == 0 ? m->train_loss : p == 1 ? m->train_acc : p == 2 ? m->test_loss
-                                                                                      : m->test_acc;
-            s[i] = (plot_series){.x = m->epoch, .y = y, .n = m->n, .label = runs[i].name, .color = i,
+            /* --val-split runs: their validation curves, labelled so */
+            const double *test_loss = m->has_val ? m->val_loss : m->test_loss;
+            const double *test_acc = m->has_val ? m->val_acc : m->test_acc;
+            const double *y = p == 0 ? m->train_loss : p == 1 ? m->train_acc : p == 2 ? test_loss
+                                                                                      : test_acc;
+            snprintf(labels[i], sizeof labels[i], "%s%s", runs[i].name, m->has_val ? " (val)" : "");
+            s[i] = (plot_series){.x = m->epoch, .y = y, .n = m->n, .label = labels[i], .color = i,
                                  .markers = m->n <= 30};
         }
         plot_lines pl = {.title = titles[p], .xlabel = "epoch", .ylabel = p % 2 ? "accuracy" : "loss",
@@ -256,7 +270,9 @@ static bool write_html(const char *out, const run_info *runs, int n, double targ
     fprintf(f, "<th>first epoch at %.4g%%</th><th>s per epoch</th></tr>\n", 100 * target);
     int top = 0;
     for (int i = 1; i < n; i++)
-        if (runs[i].m.test_acc[runs[i].best] > runs[top].m.test_acc[runs[top].best]) top = i;
+        if (cli_metrics_chosen_acc(&runs[i].m)[runs[i].best] >
+            cli_metrics_chosen_acc(&runs[top].m)[runs[top].best])
+            top = i;
     for (int i = 0; i < n; i++) {
         const run_info *r = &runs[i];
         fprintf(f, "<tr%s><td class=\"l\">", i == top && n > 1 ? " class=\"best\"" : "");
@@ -269,8 +285,9 @@ static bool write_html(const char *out, const run_info *runs, int n, double targ
         html_text(f, r->opt);
         fputs("</td><td class=\"l\">", f);
         html_text(f, r->aug);
-        fprintf(f, "</td><td>%d</td><td>%.2f%% (%.0f)</td><td>%.2f%%</td><td>", r->m.n,
-                100 * r->m.test_acc[r->best], r->m.epoch[r->best], 100 * r->m.test_acc[r->m.n - 1]);
+        fprintf(f, "</td><td>%d</td><td>%s%.2f%% (%.0f)</td><td>%.2f%%</td><td>", r->m.n,
+                r->m.has_val ? "validation " : "", 100 * cli_metrics_chosen_acc(&r->m)[r->best],
+                r->m.epoch[r->best], 100 * r->m.test_acc[r->m.n - 1]);
         if (r->first_target) fprintf(f, "%d", r->first_target);
         else fputs("never", f);
         fprintf(f, "</td><td>%.1f</td></tr>\n", r->seconds / r->m.n);

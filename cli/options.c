@@ -59,6 +59,20 @@ const cli_option train_option_table[] = {
     {"train-subset", OPT_INT, F(train_subset), "use the first N training images", .def = "all"},
     {"test-subset", OPT_INT, F(test_subset), "use the first N test images", .def = "all"},
     {"resize", OPT_STR, F(resize), "image folders: resize every image to HxW", .arg = "HxW"},
+    {"val-split", OPT_INT, F(val_split),
+     "hold the last N training images out as a validation set: evaluated every epoch, "
+     "never trained on, they choose the best checkpoint; the test set is evaluated once, "
+     "after the last epoch", .arg = "N", .def = "0, none", .min = 0, .max = 2000000000},
+    {"ema", OPT_FLOAT, F(ema),
+     "keep an exponential moving average of the weights and BatchNorm statistics with this "
+     "decay (e.g. 0.999), as torch's AveragedModel(use_buffers=True); evaluation and the "
+     "checkpoints use it", .arg = "DECAY", .def = "0, off", .min = 0, .max = 1},
+    {"no-decay-norm-bias", OPT_FLAG, F(no_decay_norm_bias),
+     "no weight decay on biases and on the weights of batchnorm, groupnorm and layernorm",
+     .def = "off"},
+    {"norm-lr-scale", OPT_FLOAT, F(norm_lr_scale),
+     "learning rate multiplier for biases and norm weights (every schedule, onecycle too)",
+     .arg = "X", .def = "1", .min = 0, .max = 1000, .min_open = true},
     {"resume", OPT_STR, F(resume), "continue the run in this folder from its last checkpoint",
      .arg = "DIR"},
     {"init", OPT_STR, F(init), "start from these weights (a .safetensors file)", .arg = "FILE"},
@@ -83,6 +97,7 @@ void train_options_defaults(train_options *o) {
     o->momentum = 0.9f;
     o->weight_decay = NAN;
     snprintf(o->sched, sizeof o->sched, "onecycle");
+    o->norm_lr_scale = 1;
     o->target = NAN;
 }
 

@@ -77,9 +77,14 @@ static bool figure_curves(const report *r) {
     snprintf(title, sizeof title, "%s: loss and accuracy per epoch", r->name);
     plot_figure *f = plot_figure_new(2, 2, 520, 340, title);
     if (!f) return write_figure(NULL, r, "curves.png");
-    const double *ys[4] = {m->train_loss, m->train_acc, m->test_loss, m->test_acc};
-    static const char *const titles[4] = {"Training loss", "Training accuracy", "Test loss",
-                                          "Test accuracy"};
+    /* --val-split: the validation curves (the test set was evaluated once) */
+    const double *ys[4] = {m->train_loss, m->train_acc, m->has_val ? m->val_loss : m->test_loss,
+                           m->has_val ? m->val_acc : m->test_acc};
+    static const char *const test_titles[4] = {"Training loss", "Training accuracy", "Test loss",
+                                               "Test accuracy"};
+    static const char *const val_titles[4] = {"Training loss", "Training accuracy",
+                                              "Validation loss", "Validation accuracy"};
+    const char *const *titles = m->has_val ? val_titles : test_titles;
     bool ok = true;
     for (int p = 0; p < 4 && ok; p++) {
         plot_series s = {.x = m->epoch, .y = ys[p], .n = m->n, .label = NULL,
@@ -136,7 +141,8 @@ static bool figure_lr(const report *r) {
                 n++;
             }
         }
-        if (plateau) cl_schedule_epoch_end(&s, r->metrics.test_loss[e]);
+        if (plateau)
+            cl_schedule_epoch_end(&s, r->metrics.has_val ? r->metrics.val_loss[e] : r->metrics.test_loss[e]);
     }
     char title[320], subtitle[2300], err[256];
     snprintf(title, sizeof title, "%s: learning-rate schedule", r->name);
@@ -435,7 +441,7 @@ static int best_epoch(const cli_metrics *m, double *total_s) {
     int best = -1;
     *total_s = 0;
     for (int i = 0; i < m->n; i++) {
-        if (best < 0 || m->test_acc[i] > m->test_acc[best]) best = i;
+        if (best < 0 || cli_metrics_chosen_acc(m)[i] > cli_metrics_chosen_acc(m)[best]) best = i;
         *total_s += m->seconds[i];
     }
     return best;
@@ -462,7 +468,14 @@ static void html_facts(FILE *f, const report *r, const char *model, int best, do
     fputs(", test-time augmentation ", f);
     html_text(f, cl_tta_spec(&r->tta, spec, sizeof spec));
     fputs(".<br>", f);
-    if (best >= 0)
+    if (best >= 0 && m->has_val)
+        fprintf(f, "Best <b>validation</b> accuracy <b>%.2f%%</b> at epoch %.0f (on training images "
+                   "held out by --val-split; the best checkpoint was chosen on it); final <b>test</b> "
+                   "accuracy %.2f%% (the test set evaluated once, after the last epoch); %.0f s in "
+                   "all (%.1f s per epoch).",
+                100 * m->val_acc[best], m->epoch[best], 100 * m->test_acc[m->n - 1], total_s,
+                total_s / m->n);
+    else if (best >= 0)
         fprintf(f, "Best test accuracy <b>%.2f%%</b> at epoch %.0f; final %.2f%%; %.0f s in all "
                    "(%.1f s per epoch).",
                 100 * m->test_acc[best], m->epoch[best], 100 * m->test_acc[m->n - 1], total_s,
@@ -537,13 +550,20 @@ static void html_analysis(FILE *f, const report *r) {
 /* The metrics table (the best epoch marked), then the model's summary and file. */
 static void html_metrics_and_model(FILE *f, const report *r, const char *model, int best) {
     const cli_metrics *m = &r->metrics;
-    fputs("<h2>Metrics per epoch</h2>\n<table>\n<tr><th>epoch</th><th>lr</th><th>train loss</th>"
-          "<th>train acc.</th><th>test loss</th><th>test acc.</th><th>seconds</th></tr>\n", f);
-    for (int i = 0; i < m->n; i++)
-        fprintf(f, "<tr%s><td>%.0f</td><td>%.4g</td><td>%.4f</td><td>%.2f%%</td><td>%.4f</td>"
-                   "<td>%.2f%%</td><td>%.1f</td></tr>\n",
+    fprintf(f, "<h2>Metrics per epoch</h2>\n<table>\n<tr><th>epoch</th><th>lr</th><th>train loss</th>"
+               "<th>train acc.</th>%s<th>test loss</th><th>test acc.</th><th>seconds</th></tr>\n",
+            m->has_val ? "<th>val. loss</th><th>val. acc.</th>" : "");
+    for (int i = 0; i < m->n; i++) {
+        fprintf(f, "<tr%s><td>%.0f</td><td>%.4g</td><td>%.4f</td><td>%.2f%%</td>",
                 i == best ? " class=\"best\"" : "", m->epoch[i], m->lr[i], m->train_loss[i],
-                100 * m->train_acc[i], m->test_loss[i], 100 * m->test_acc[i], m->seconds[i]);
+                100 * m->train_acc[i]);
+        if (m->has_val) fprintf(f, "<td>%.4f</td><td>%.2f%%</td>", m->val_loss[i], 100 * m->val_acc[i]);
+        if (isfinite(m->test_acc[i]))
+            fprintf(f, "<td>%.4f</td><td>%.2f%%</td>", m->test_loss[i], 100 * m->test_acc[i]);
+        else /* --val-split: not evaluated on the test set after this epoch */
+            fputs("<td>-</td><td>-</td>", f);
+        fprintf(f, "<td>%.1f</td></tr>\n", m->seconds[i]);
+    }
     fputs("</table>\n", f);
 
     fputs("<h2>Model</h2>\n<pre>", f);
@@ -626,8 +646,9 @@ static bool open_run(report *r) {
     r->ck_epoch = (int)r->metrics.epoch[r->metrics.n - 1];
     if (strstr(r->ck_path, "best.safetensors")) {
         int b = 0;
+        const double *chosen = cli_metrics_chosen_acc(&r->metrics);
         for (int i = 1; i < r->metrics.n; i++)
-            if (r->metrics.test_acc[i] > r->metrics.test_acc[b]) b = i;
+            if (chosen[i] > chosen[b]) b = i;
         r->ck_epoch = (int)r->metrics.epoch[b];
     }
     if (a->test) {

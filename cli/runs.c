@@ -3,6 +3,7 @@
  * with its own style sheet, escaped text, and PNGs embedded as data: URIs so the
  * page needs no other file and no network. */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,10 +22,13 @@ char *cli_read_text(const char *path, size_t max_bytes) {
     return text;
 }
 
+#define METRICS_COLUMNS 9
+
 void cli_metrics_free(cli_metrics *m) {
-    double **cols[] = {&m->epoch, &m->lr, &m->train_loss, &m->train_acc, &m->test_loss,
-                       &m->test_acc, &m->seconds};
-    for (int i = 0; i < 7; i++) free(*cols[i]);
+    double **cols[METRICS_COLUMNS] = {&m->epoch, &m->lr, &m->train_loss, &m->train_acc,
+                                      &m->test_loss, &m->test_acc, &m->seconds, &m->val_loss,
+                                      &m->val_acc};
+    for (int i = 0; i < METRICS_COLUMNS; i++) free(*cols[i]);
     memset(m, 0, sizeof *m);
 }
 
@@ -34,17 +38,29 @@ bool cli_read_metrics(const char *run_dir, cli_metrics *m) {
     snprintf(path, sizeof path, "%s/metrics.csv", run_dir);
     char *text = cli_read_text(path, 64u << 20);
     if (!text) return false;
+    /* the seven columns of every run, then val_loss,val_acc with --val-split */
     static const char header[] = "epoch,lr,train_loss,train_acc,test_loss,test_acc,seconds";
+    static const char val_columns[] = ",val_loss,val_acc";
     if (strncmp(text, header, sizeof header - 1) != 0) {
         cli_error("%s:1: expected the header '%s'", path, header);
         free(text);
         return false;
     }
+    const char *rest = text + sizeof header - 1;
+    m->has_val = !strncmp(rest, val_columns, sizeof val_columns - 1);
+    if (m->has_val) rest += sizeof val_columns - 1;
+    if (*rest != '\n' && *rest != '\r' && *rest != 0) {
+        cli_error("%s:1: expected the header '%s' or '%s%s'", path, header, header, val_columns);
+        free(text);
+        return false;
+    }
+    int ncols = m->has_val ? 9 : 7;
     int lines = 0;
     for (const char *s = text; *s; s++) lines += *s == '\n';
-    double **cols[] = {&m->epoch, &m->lr, &m->train_loss, &m->train_acc, &m->test_loss,
-                       &m->test_acc, &m->seconds};
-    for (int i = 0; i < 7; i++) {
+    double **cols[METRICS_COLUMNS] = {&m->epoch, &m->lr, &m->train_loss, &m->train_acc,
+                                      &m->test_loss, &m->test_acc, &m->seconds, &m->val_loss,
+                                      &m->val_acc};
+    for (int i = 0; i < METRICS_COLUMNS; i++) {
         *cols[i] = malloc((size_t)(lines + 1) * sizeof(double));
         if (!*cols[i]) {
             cli_error("out of memory");
@@ -58,19 +74,20 @@ bool cli_read_metrics(const char *run_dir, cli_metrics *m) {
     while (s && *++s) {
         line++;
         if (*s == '\n') continue;
-        for (int i = 0; i < 7; i++) {
+        for (int i = 0; i < ncols; i++) {
             char *end;
             (*cols[i])[m->n] = strtod(s, &end);
-            char want = i < 6 ? ',' : '\n';
-            if (end == s || (*end != want && !(i == 6 && *end == 0))) {
-                cli_error("%s:%d: expected 7 numbers separated by commas (a row per epoch)", path,
-                          line);
+            char want = i < ncols - 1 ? ',' : '\n';
+            if (end == s || (*end != want && !(i == ncols - 1 && *end == 0))) {
+                cli_error("%s:%d: expected %d numbers separated by commas (a row per epoch)", path,
+                          line, ncols);
                 cli_metrics_free(m);
                 free(text);
                 return false;
             }
-            s = end + (i < 6);
+            s = end + (i < ncols - 1);
         }
+        if (!m->has_val) m->val_loss[m->n] = m->val_acc[m->n] = NAN;
         m->n++;
         s = strchr(s, '\n');
     }

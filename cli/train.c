@@ -2,7 +2,11 @@
  * the model, and runs epochs of shuffled, augmented mini-batches with the chosen
  * optimizer and schedule, evaluating on the test set after each epoch. The run
  * folder receives the resolved configuration, metrics.csv, log.txt and the `last`
- * and `best` checkpoints (safetensors, written atomically). The folder is locked while
+ * and `best` checkpoints (safetensors, written atomically). With --val-split the last N
+ * training images are a validation set: evaluated after each epoch instead of the
+ * test set, which is evaluated once, after the last epoch. With --ema the evaluations
+ * and checkpoints use the moving average of the weights (the optimizer keeps it; the
+ * `last` checkpoint also holds the raw weights, for --resume). The folder is locked while
  * the run uses it (runstate.c). Ctrl-C, SIGTERM and SIGHUP finish the current step and
  * save a checkpoint that --resume continues exactly; a second signal ends the run at
  * once. A NaN or Inf loss (training or test) stops the run and keeps the last good
@@ -71,11 +75,13 @@ typedef struct {
     cl_optimizer *opt;
     cl_schedule sched;
     cl_augment *aug;
-    cl_loader *train_loader, *test_loader;
+    cl_loader *train_loader, *test_loader, *val_loader;
     cl_tta tta;           /* --tta (nviews 1: none) */
     cl_tta_plan *tta_plan; /* its buffers, for the per-epoch test; NULL without TTA */
-    int32_t *train_idx, *test_idx;
+    int32_t *train_idx, *test_idx, *val_idx;
     int ntrain, ntest; /* images used (after --train-subset, --test-subset) */
+    int nval, val_first; /* --val-split: training images [val_first, val_first + nval) */
+    char val_images[64]; /* "FIRST-LAST" (0-based, inclusive) or "none": in checkpoints */
     cl_real *dlogits;
     cl_real *all_logits;  /* [batch][classes]: every rank's logits (MPI) */
     int32_t *all_labels;  /* [batch] */
@@ -160,6 +166,10 @@ static bool resolve_defaults(train_options *o) {
         cli_error("--label-smoothing must be in [0, 1)");
         return false;
     }
+    if (!(o->ema >= 0 && o->ema < 1)) {
+        cli_error("--ema must be at least 0 (off) and below 1, e.g. 0.999; got %g", (double)o->ema);
+        return false;
+    }
     return true;
 }
 
@@ -189,9 +199,10 @@ static bool load_data(run *r) {
     return true;
 }
 
-static int32_t *first_n(int n) {
-    int32_t *idx = malloc((size_t)n * sizeof *idx);
-    for (int i = 0; idx && i < n; i++) idx[i] = i;
+/* from, from + 1, ..., from + n - 1 */
+static int32_t *index_range(int from, int n) {
+    int32_t *idx = malloc((size_t)(n ? n : 1) * sizeof *idx);
+    for (int i = 0; idx && i < n; i++) idx[i] = from + i;
     return idx;
 }
 
@@ -203,12 +214,31 @@ static bool make_loaders(run *r) {
         cli_error("--aug: %s", r->aug ? err : "out of memory");
         return false;
     }
-    int ntrain = o->train_subset && o->train_subset < r->train.n ? (int)o->train_subset : r->train.n;
+    /* --val-split N: the last N images of the training split, whatever the seed and
+       --train-subset (which takes the first images of the rest) */
+    if (o->val_split >= r->train.n) {
+        cli_error("--val-split %lld: the training split of %s has %d images; hold out fewer",
+                  o->val_split, o->data, r->train.n);
+        return false;
+    }
+    int pool = r->train.n - (int)o->val_split;
+    r->nval = (int)o->val_split;
+    r->val_first = pool;
+    if (r->nval)
+        snprintf(r->val_images, sizeof r->val_images, "%d-%d", r->val_first, r->val_first + r->nval - 1);
+    else
+        snprintf(r->val_images, sizeof r->val_images, "none");
+    int ntrain = o->train_subset && o->train_subset < pool ? (int)o->train_subset : pool;
     int ntest = o->test_subset && o->test_subset < r->test.n ? (int)o->test_subset : r->test.n;
     r->ntrain = ntrain;
     r->ntest = ntest;
-    r->train_idx = first_n(ntrain);
-    r->test_idx = first_n(ntest);
+    r->train_idx = index_range(0, ntrain);
+    r->test_idx = index_range(0, ntest);
+    r->val_idx = index_range(r->val_first, r->nval);
+    if (!r->train_idx || !r->test_idx || !r->val_idx) {
+        cli_error("out of memory");
+        return false;
+    }
     cl_loader_args ta = {.ds = &r->train, .batch = (int)o->batch, .shuffle = true,
                          .seed = (uint64_t)o->seed, .aug = r->aug, .mean = r->mean, .std = r->std,
                          .subset = r->train_idx, .nsubset = ntrain, .workers = (int)o->workers,
@@ -225,6 +255,16 @@ static bool make_loaders(run *r) {
     if (!r->test_loader) {
         cli_error("test data: %s", err);
         return false;
+    }
+    if (r->nval) { /* the training images, normalised alike, never augmented */
+        va.ds = &r->train;
+        va.subset = r->val_idx;
+        va.nsubset = r->nval;
+        r->val_loader = cl_loader_new(va, err, sizeof err);
+        if (!r->val_loader) {
+            cli_error("validation data: %s", err);
+            return false;
+        }
     }
     return true;
 }
@@ -263,7 +303,9 @@ static bool build_model(run *r) {
         return false;
     }
     cl_optim_args oa = {.lr = o->lr, .momentum = o->momentum, .nesterov = o->nesterov,
-                        .weight_decay = o->weight_decay};
+                        .weight_decay = o->weight_decay,
+                        .no_decay_norm_bias = o->no_decay_norm_bias,
+                        .norm_lr_scale = o->norm_lr_scale, .ema_decay = o->ema};
     oa.kind = !strcmp(o->opt, "sgd") ? CL_OPT_SGD : !strcmp(o->opt, "adam") ? CL_OPT_ADAM : CL_OPT_ADAMW;
     if (oa.kind == CL_OPT_SGD && o->nesterov && o->momentum <= 0) {
         cli_error("--nesterov needs --momentum > 0");
@@ -327,6 +369,8 @@ static const meta_row run_meta[] = {
     {"cnnlab.input", META_SHAPE, AT(train), false, NULL},
     {"cnnlab.mean", META_FLOATS, AT(mean), false, NULL},
     {"cnnlab.std", META_FLOATS, AT(std), false, NULL},
+    /* the validation images (--val-split), compared by --resume */
+    {"cnnlab.val_images", META_TEXT, AT(val_images), false, NULL},
     /* where it stands */
     {"cnnlab.epoch", META_INT, AT(epoch), true, NULL},
     {"cnnlab.batch", META_INT, AT(batch_in_epoch), true, NULL},
@@ -411,11 +455,30 @@ static bool meta_parse(run *r, const meta_row *row, const char *text) {
     }
 }
 
+static bool save_model(run *r, const char *name, bool with_state);
+
+/* With --ema: put the moving average of the weights into the model (on), or the raw
+ * weights that training updates (off). */
+static void use_average(run *r, bool on) {
+    if (r->opt && r->o.ema > 0 && cl_optimizer_average_in_model(r->opt) != on)
+        cl_optimizer_swap_average(r->opt);
+}
+
 /* Save the model with the run state; last (with optimizer state) or best (weights
- * only). A failure (a full disk, weights that diverged) is reported to the console
+ * only). With --ema the model's tensors in both are the moving average (what eval,
+ * export and report then use); last also keeps the raw weights in its optimizer
+ * state. A failure (a full disk, weights that diverged) is reported to the console
  * and log.txt. */
 static bool save_checkpoint(run *r, const char *name, bool with_state) {
     if (dist_rank() != 0) return true; /* one writer */
+    bool averaged = r->opt && cl_optimizer_average_in_model(r->opt);
+    use_average(r, true);
+    bool ok = save_model(r, name, with_state);
+    use_average(r, averaged);
+    return ok;
+}
+
+static bool save_model(run *r, const char *name, bool with_state) {
     char path[TRAIN_STR_LEN + 32], err[1024];
     path_in(r, path, sizeof path, name);
     static char options[1 << 15], classes[1 << 14], small[NMETA][256];
@@ -555,6 +618,7 @@ static bool resume_options(run *r, const train_options *cmdline, int argc, char 
     bool ok = opts && text && dataset;
     train_options_defaults(&r->o);
     if (ok) ok = train_options_read(&r->o, opts);
+    train_options stored = r->o;
     if (!ok) cli_error("--resume: %s was not written by cnnlab train", path);
     else ok = check_belongs(r->dir, path, text, dataset, opts, argc, argv);
     if (ok) {
@@ -562,6 +626,24 @@ static bool resume_options(run *r, const train_options *cmdline, int argc, char 
         /* Options given again on the command line win (e.g. --epochs to train longer). */
         const char *pos[1];
         ok = cli_parse(&train_command, &r->o, argc, argv, pos, 1) >= 0;
+        /* the validation images and the averaging are part of what the run is */
+        if (ok && r->o.val_split != stored.val_split) {
+            cli_error("--val-split %lld: the run in %s holds out %lld validation image%s, on which "
+                      "its best checkpoint was chosen; resume with the same --val-split, or start "
+                      "a new run with --out", r->o.val_split, r->dir, stored.val_split,
+                      stored.val_split == 1 ? "" : "s");
+            ok = false;
+        }
+        if (ok && (r->o.ema > 0) != (stored.ema > 0)) {
+            if (stored.ema > 0)
+                cli_error("--ema %g: the run in %s averages the weights (--ema %g) and its "
+                          "checkpoints hold the average; keep --ema on (another decay is allowed)",
+                          (double)r->o.ema, r->dir, (double)stored.ema);
+            else
+                cli_error("--ema %g: the run in %s was trained without --ema and has no average "
+                          "to continue; start a new run with --out", (double)r->o.ema, r->dir);
+            ok = false;
+        }
         snprintf(r->o.resume, sizeof r->o.resume, "%s", cmdline->resume);
         snprintf(r->model_path, sizeof r->model_path, "%s/model.net", r->dir);
     }
@@ -590,6 +672,13 @@ static bool resume_state(run *r) {
             cli_error("--resume: %s: metadata %s is %s%s%s", path, run_meta[i].key,
                       v ? "not a valid value: '" : "missing", v ? v : "", v ? "'" : "");
     }
+    const char *val = cl_safetensors_meta(sf, "cnnlab.val_images");
+    if (ok && strcmp(val ? val : "none", r->val_images) != 0) {
+        cli_error("--resume: %s held out the training images %s for validation, this run %s "
+                  "(--val-split or the dataset changed)", path, val ? val : "none", r->val_images);
+        ok = false;
+    }
+    use_average(r, false); /* training goes on from the raw weights */
     const char *dataset = cl_safetensors_meta(sf, "cnnlab.dataset");
     if (ok && dataset && strcmp(dataset, r->ref.kind) != 0) {
         cli_error("--resume: %s was trained on %s, this run loads %s", path, dataset, r->ref.kind);
@@ -666,6 +755,18 @@ static bool describe_run(run *r) {
     fprintf(f, "model=%s\ndataset=%s\ndataset_dir=%s\nclasses=%d\ninput=%dx%dx%d\n", r->model_path,
             r->ref.kind, r->ref.dir, r->train.classes, r->train.c, r->train.h, r->train.w);
     fprintf(f, "train_images=%d\ntest_images=%d\n", r->ntrain, r->ntest);
+    /* which training images each set holds (0-based, inclusive) */
+    if (r->nval) {
+        fprintf(f, "train_range=0-%d\nval_images=%d\nval_range=%s\nval_class_counts=", r->ntrain - 1,
+                r->nval, r->val_images);
+        /* images per class among the validation images: how balanced the held-out set is */
+        for (int k = 0; k < r->train.classes; k++) {
+            int count = 0;
+            for (int i = 0; i < r->nval; i++) count += r->train.labels[r->val_idx[i]] == k;
+            fprintf(f, "%s%d", k ? "," : "", count);
+        }
+        fputc('\n', f);
+    }
     for (int c = 0; c < r->train.c; c++) fprintf(f, "mean[%d]=%.6f\nstd[%d]=%.6f\n", c, r->mean[c], c, r->std[c]);
     fprintf(f, "params=%lld\n%s", (long long)cl_model_param_count(r->m), options);
     if (!cli_atomic_close(&a, true)) return false;
@@ -695,7 +796,10 @@ static bool open_run_folder(run *r, bool resuming) {
         rows++;
     }
     if (f) fclose(f);
-    if (rows < 0) fprintf(out, "epoch,lr,train_loss,train_acc,test_loss,test_acc,seconds\n");
+    /* --val-split adds two columns; without it the file is as it always was */
+    if (rows < 0)
+        fprintf(out, "epoch,lr,train_loss,train_acc,test_loss,test_acc,seconds%s\n",
+                r->nval ? ",val_loss,val_acc" : "");
     if (!cli_atomic_close(&a, true) || !(r->metrics = fopen(path, "a"))) {
         cli_error("cannot write %s: %s", path, strerror(errno));
         return false;
@@ -751,18 +855,20 @@ static const cl_real *forward_batch(run *r, cl_loader *l, const cl_real *x, int 
 
 /* ---- the loop ------------------------------------------------------------------------ */
 
-/* The test loss and accuracy; false when a signal stopped it part-way. */
-static bool evaluate(run *r, double *loss, double *acc, long *correct_out, long *total_out) {
+/* The loss and accuracy on the images of l (test or validation); false when a signal
+ * stopped it part-way. */
+static bool evaluate(run *r, cl_loader *l, double *loss, double *acc, long *correct_out,
+                     long *total_out) {
     const cl_real *x;
     const int32_t *labels;
     int n;
     double loss_sum = 0;
     long correct = 0, total = 0;
     int K = r->train.classes;
-    cl_loader_start(r->test_loader, 0);
-    while (cl_loader_next(r->test_loader, &x, &labels, NULL, &n)) {
+    cl_loader_start(l, 0);
+    while (cl_loader_next(l, &x, &labels, NULL, &n)) {
         int first;
-        const cl_real *logits = forward_batch(r, r->test_loader, x, n, false, &labels, &first, &n);
+        const cl_real *logits = forward_batch(r, l, x, n, false, &labels, &first, &n);
         loss_sum += cl_cross_entropy(logits, labels, n, K, 0, NULL) * n;
         for (int i = 0; i < n; i++) correct += cli_argmax(logits + (size_t)i * K, K) == labels[i];
         total += n;
@@ -828,6 +934,7 @@ static void free_run(run *r) {
     cl_tta_plan_free(r->tta_plan);
     cl_loader_free(r->train_loader);
     cl_loader_free(r->test_loader);
+    cl_loader_free(r->val_loader);
     cl_augment_free(r->aug);
     cl_optimizer_free(r->opt);
     cl_model_free(r->m);
@@ -835,6 +942,7 @@ static void free_run(run *r) {
     cl_dataset_free(&r->test);
     free(r->train_idx);
     free(r->test_idx);
+    free(r->val_idx);
     free(r->dlogits);
     free(r->all_logits);
     free(r->all_labels);
@@ -923,43 +1031,62 @@ static int run_epoch(run *r) {
         say_last_good(r);
         return 1;
     }
-    double test_loss, test_acc;
-    long correct, total;
-    if (status == 2 || !evaluate(r, &test_loss, &test_acc, &correct, &total)) return stop_run(r);
+    /* every evaluation and checkpoint of this epoch sees the average (--ema) */
+    use_average(r, true);
+    /* --val-split: the validation set each epoch and the test set after the last one;
+       else the test set each epoch */
+    double test_loss = NAN, test_acc = NAN, val_loss = NAN, val_acc = NAN;
+    long correct, total, vcorrect = 0, vtotal = 0;
+    bool with_val = r->val_loader != NULL, with_test = !with_val || r->epoch + 1 == r->o.epochs;
+    if (status == 2 || (with_val && !evaluate(r, r->val_loader, &val_loss, &val_acc, &vcorrect, &vtotal)) ||
+        (with_test && !evaluate(r, r->test_loader, &test_loss, &test_acc, &correct, &total)))
+        return stop_run(r);
     double secs = now_seconds() - t0;
     double train_loss = r->seen ? r->loss_sum / r->seen : 0, train_acc = r->seen ? (double)r->correct / r->seen : 0;
     say(r, "Epoch %d/%lld: train loss %.4f, accuracy %.2f%%, lr %.4g, %.1f s\n", r->epoch + 1,
         r->o.epochs, train_loss, 100 * train_acc, lr, secs);
-    if (!isfinite(test_loss)) {
-        say(r, "Test loss became %s after epoch %d: the run diverged and stops here. Try a lower "
-               "--lr.\n", isnan(test_loss) ? "NaN" : "Inf", r->epoch + 1);
+    double watched = with_val ? val_loss : test_loss;
+    if (!isfinite(watched) || (with_test && !isfinite(test_loss))) {
+        bool val_bad = with_val && !isfinite(val_loss);
+        double bad = val_bad ? val_loss : test_loss;
+        say(r, "%s loss became %s after epoch %d: the run diverged and stops here. Try a lower "
+               "--lr.\n", val_bad ? "Validation" : "Test", isnan(bad) ? "NaN" : "Inf", r->epoch + 1);
         say_last_good(r);
         return 1;
     }
-    say(r, "Test set: Average loss: %.4f, Accuracy: %ld/%ld (%.2f%%)\n", test_loss, correct, total,
-        100 * test_acc);
+    const char *weights = r->o.ema > 0 ? " (averaged weights)" : "";
+    if (with_val)
+        say(r, "Validation set%s: Average loss: %.4f, Accuracy: %ld/%ld (%.2f%%)\n", weights, val_loss,
+            vcorrect, vtotal, 100 * val_acc);
+    if (with_test)
+        say(r, "Test set%s%s: Average loss: %.4f, Accuracy: %ld/%ld (%.2f%%)\n", weights,
+            with_val ? ", after the last epoch" : "", test_loss, correct, total, 100 * test_acc);
     bool written = true;
     if (r->metrics) { /* rank 0's */
-        fprintf(r->metrics, "%d,%.8g,%.6f,%.6f,%.6f,%.6f,%.2f\n", r->epoch + 1, lr, train_loss,
+        fprintf(r->metrics, "%d,%.8g,%.6f,%.6f,%.6f,%.6f,%.2f", r->epoch + 1, lr, train_loss,
                 train_acc, test_loss, test_acc, secs);
+        if (with_val) fprintf(r->metrics, ",%.6f,%.6f", val_loss, val_acc);
+        fputc('\n', r->metrics);
         written = fflush(r->metrics) == 0;
         if (!written) run_error(r, "%s/metrics.csv: write error: %s", r->dir, strerror(errno));
     }
     if (!dist_all_ok(written)) return 1;
-    cl_schedule_epoch_end(&r->sched, test_loss);
+    cl_schedule_epoch_end(&r->sched, watched);
     r->epoch++;
     r->batch_in_epoch = 0;
     r->loss_sum = 0;
     r->correct = r->seen = 0;
-    bool best = test_acc > r->best_acc;
+    double chosen_on = with_val ? val_acc : test_acc;
+    bool best = chosen_on > r->best_acc;
     if (best) {
-        r->best_acc = test_acc;
+        r->best_acc = chosen_on;
         r->best_epoch = r->epoch;
     }
     /* best first: a kill between the two leaves last at the previous epoch, whose
        resume redoes this epoch and saves best again */
     bool saved = (!best || save_checkpoint(r, "best.safetensors", false)) &&
                  save_checkpoint(r, "last.safetensors", true);
+    use_average(r, false);
     if (!dist_all_ok(saved)) {
         say_last_good(r);
         return 1;
@@ -975,10 +1102,11 @@ const cli_command train_command = {
     .summary = "train a model; writes a run folder with metrics, log, checkpoints and report",
     .description =
         "Trains on a dataset's training split and evaluates on its test split after\n"
-        "every epoch. `cnnlab train --resume RUN_DIR [options]` continues a run (options\n"
-        "given again win). Writes a run folder: config.txt, model.net, metrics.csv,\n"
-        "log.txt, last and best checkpoints, and at the end the report (figures and\n"
-        "report.html).",
+        "every epoch (with --val-split, on held-out training images instead, and on the\n"
+        "test split once, after the last epoch). `cnnlab train --resume RUN_DIR\n"
+        "[options]` continues a run (options given again win). Writes a run folder:\n"
+        "config.txt, model.net, metrics.csv, log.txt, last and best checkpoints, and\n"
+        "at the end the report (figures and report.html).",
     .options = train_option_table,
     .run = cmd_train,
 };
@@ -1075,8 +1203,14 @@ static int train_run(int argc, char **argv) {
            "Done:" is printed, which is what a watcher waits for) */
         set_stop_message(&r, true);
         stop_at_once = 1;
-        say(&r, "Done: best test accuracy %.2f%% at epoch %d; %.1f s. Run folder: %s\n",
-            100 * r.best_acc, r.best_epoch, now_seconds() - t_start, r.dir);
+        if (r.nval)
+            say(&r, "Done: best validation accuracy %.2f%% at epoch %d (%d held-out training "
+                    "images); the test set, evaluated once after the last epoch, is in the last "
+                    "row of metrics.csv; %.1f s. Run folder: %s\n", 100 * r.best_acc, r.best_epoch,
+                r.nval, now_seconds() - t_start, r.dir);
+        else
+            say(&r, "Done: best test accuracy %.2f%% at epoch %d; %.1f s. Run folder: %s\n",
+                100 * r.best_acc, r.best_epoch, now_seconds() - t_start, r.dir);
         cli_metrics m; /* every epoch of the run, those before a --resume included */
         if (!isnan(r.o.target) && dist_rank() == 0 && cli_read_metrics(r.dir, &m)) {
             cl_curves c = cli_curves(&m);
@@ -1100,10 +1234,11 @@ static int train_run(int argc, char **argv) {
         r.tta_plan = NULL;
         cl_loader_free(r.train_loader);
         cl_loader_free(r.test_loader);
+        cl_loader_free(r.val_loader);
         cl_optimizer_free(r.opt);
         cl_model_free(r.m);
         cl_dataset_free(&r.train);
-        r.train_loader = r.test_loader = NULL;
+        r.train_loader = r.test_loader = r.val_loader = NULL;
         r.opt = NULL;
         r.m = NULL;
         cli_report_args ra = {.threads = (int)r.o.threads, .show = 20, .test = &r.test};

@@ -278,6 +278,14 @@ typedef struct {
     bool nesterov;             /* SGD */
     float weight_decay;        /* SGD, Adam: added to the gradient; AdamW: decoupled */
     float beta1, beta2, eps;   /* Adam, AdamW; zero means 0.9, 0.999, 1e-8 */
+    /* Parameter groups. The "norm/bias" tensors are every bias (conv2d, linear, the
+     * norms) and the weights of batchnorm2d, groupnorm and layernorm. */
+    bool no_decay_norm_bias;   /* no weight decay on them */
+    float norm_lr_scale;       /* their lr is this times the step's lr; 0 means 1 */
+    /* > 0: after every step, update an exponential moving average of the weights and
+     * buffers as torch.optim.swa_utils.AveragedModel(model, use_buffers=True,
+     * multi_avg_fn=get_ema_multi_avg_fn(ema_decay)) does (the first step copies). */
+    float ema_decay;
 } cl_optim_args;
 
 typedef struct cl_optimizer cl_optimizer;
@@ -290,6 +298,13 @@ CL_API void cl_optimizer_free(cl_optimizer *o);
 CL_API void cl_optimizer_step(cl_optimizer *o, float lr);
 /* Momentum-like hyper-parameter changes (OneCycle cycles momentum or beta1). */
 CL_API void cl_optimizer_set_momentum(cl_optimizer *o, float momentum);
+/* With ema_decay: exchange the model's weights and buffers with the moving average
+ * (before any step, the average is the model as it is), so that forward, save and
+ * export use the average; call again to exchange them back. A step always trains the
+ * raw weights (it exchanges them back first). Returns whether the model now holds the
+ * average; false without ema_decay. cl_model_save with the optimizer keeps both. */
+CL_API bool cl_optimizer_swap_average(cl_optimizer *o);
+CL_API bool cl_optimizer_average_in_model(const cl_optimizer *o);
 
 /* ---- learning-rate schedules (torch.optim.lr_scheduler semantics) ------------ */
 

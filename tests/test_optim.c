@@ -4,12 +4,14 @@
  * trains a tiny conv-BN network for 20-24 steps with 1 and 2 threads, and the
  * learning rate (and OneCycle's momentum or beta1) used at each step, the loss
  * before each step and the final parameters and running statistics must equal
- * torch.optim's. Also checks cl_schedule_init's defaults and argument errors. */
+ * torch.optim's; with parameter groups (no weight decay on biases and norm weights, their
+ * lr scaled) and with the moving average of the weights (AveragedModel) too. Also checks cl_schedule_init's defaults and argument errors. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cnnlab.h"
 #include "harness.h"
@@ -51,6 +53,65 @@ static cl_sched_args sched_args(const float *s, float lr, const fx_tensor *miles
     return a;
 }
 
+/* One training step on (x, labels); false on failure. */
+static bool one_step(cl_model *m, cl_optimizer *o, const float *x, const int32_t *lab, int n, int k,
+                     float *d) {
+    cl_model_zero_grad(m);
+    const float *y = cl_model_forward(m, x, n, true);
+    if (!y) return false;
+    cl_cross_entropy(y, lab, n, k, 0.0f, d);
+    if (cl_model_backward(m, d) != CL_OK) return false;
+    cl_optimizer_step(o, 0.01f);
+    return true;
+}
+
+/* The average in a checkpoint: m (raw weights in it, opt holding the average) saved
+ * with the average swapped in, loaded into a fresh model and optimizer, gives the
+ * same raw weights, average and count: one more step on each ends equal. */
+static void ema_checkpoint_round_trip(const fx_case *c, cl_model *m, cl_optimizer *opt,
+                                      cl_optim_args oa, const float *x, const int32_t *lab, int n,
+                                      int k) {
+    t_begin("optim/%s: the moving average through a checkpoint", c->name);
+    char path[256], err[512];
+    snprintf(path, sizeof path, "%s/cnnlab-ema-%ld.safetensors", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
+             (long)getpid());
+    cl_model *m2 = fx_model(c, (cl_compile_args){.max_batch = n, .threads = 1, .seed = 1});
+    cl_optimizer *o2 = m2 ? cl_optimizer_new(m2, oa) : NULL;
+    float *d = xmalloc((size_t)n * (size_t)k * sizeof *d);
+    cl_optimizer_swap_average(opt);
+    /* momentum (or beta1) is the schedule's to set, not saved state */
+    float mom = oa.kind == CL_OPT_SGD ? oa.momentum : oa.beta1;
+    cl_optimizer_set_momentum(opt, mom);
+    if (o2) cl_optimizer_set_momentum(o2, mom);
+    if (!o2) {
+        t_fail("second model or optimizer");
+    } else if (cl_model_save(m, opt, path, NULL, 0, err, sizeof err) != CL_OK) {
+        t_fail("save: %s", err);
+    } else if (cl_model_load(m2, o2, path, err, sizeof err) != CL_OK) {
+        t_fail("load: %s", err);
+    } else if (!cl_optimizer_average_in_model(o2)) {
+        t_fail("the loaded optimizer does not know the model holds the average");
+    } else if (!one_step(m, opt, x, lab, n, k, d) || !one_step(m2, o2, x, lab, n, k, d)) {
+        t_fail("a step after loading failed");
+    } else {
+        cl_optimizer_swap_average(opt);
+        cl_optimizer_swap_average(o2);
+        size_t np, nb, np2, nb2;
+        const float *p = cl_model_params(m, &np), *b = cl_model_buffers(m, &nb);
+        const float *p2 = cl_model_params(m2, &np2), *b2 = cl_model_buffers(m2, &nb2);
+        if (np != np2 || nb != nb2 || memcmp(p, p2, np * sizeof *p) || memcmp(b, b2, nb * sizeof *b))
+            t_fail("after a step, the averages of the saved and the loaded run differ");
+        cl_optimizer_swap_average(opt);
+        cl_optimizer_swap_average(o2);
+        if (memcmp(p, p2, np * sizeof *p) || memcmp(b, b2, nb * sizeof *b))
+            t_fail("after a step, the raw weights of the saved and the loaded run differ");
+    }
+    remove(path);
+    free(d);
+    cl_optimizer_free(o2);
+    cl_model_free(m2);
+}
+
 static void run_case(const fx_case *c, int threads) {
     t_begin("optim/%s threads=%d: setup", c->name, threads);
     double lr_atol, lr_rtol, l_atol, l_rtol, f_atol, f_rtol;
@@ -61,7 +122,8 @@ static void run_case(const fx_case *c, int threads) {
                     *optim = fx_need(c, "optim"), *sched = fx_need(c, "sched"),
                     *lrs = fx_need(c, "lrs"), *losses = fx_need(c, "losses");
     const fx_tensor *momenta = fx_find(c, "momenta"), *milestones = fx_find(c, "milestones"),
-                    *metrics = fx_find(c, "metrics");
+                    *metrics = fx_find(c, "metrics"), *groups = fx_find(c, "groups"),
+                    *ema = fx_find(c, "ema");
     if (!x || !labels || !run || !optim || !sched || !lrs || !losses) return;
     int nsteps = run->numel == 2 ? (int)run->data[0] : -1;
     int spe = run->numel == 2 ? (int)run->data[1] : -1;
@@ -70,7 +132,8 @@ static void run_case(const fx_case *c, int threads) {
         lrs->numel != (size_t)nsteps || losses->numel != (size_t)nsteps ||
         (momenta && momenta->numel != (size_t)nsteps) ||
         (milestones && milestones->numel > CL_MAX_MILESTONES) ||
-        (metrics && metrics->numel < (size_t)(nsteps / spe))) {
+        (metrics && metrics->numel < (size_t)(nsteps / spe)) || (groups && groups->numel != 2) ||
+        (ema && ema->numel != 1)) {
         t_fail("fixture case %s is malformed", c->name);
         return;
     }
@@ -87,6 +150,11 @@ static void run_case(const fx_case *c, int threads) {
     cl_status st;
     if (!fx_load_state(m, c)) goto done;
     cl_optim_args oa = optim_args(optim->data);
+    if (groups) {
+        oa.no_decay_norm_bias = groups->data[0] != 0;
+        oa.norm_lr_scale = groups->data[1];
+    }
+    if (ema) oa.ema_decay = ema->data[0];
     cl_schedule s;
     if (cl_schedule_init(&s, sched_args(sched->data, oa.lr, milestones), err, sizeof err) != CL_OK) {
         t_fail("cl_schedule_init: %s", err);
@@ -149,6 +217,18 @@ static void run_case(const fx_case *c, int threads) {
     int nfinal = fx_check_tensors(m, c, "final.", false, f_atol, f_rtol);
     if (nfinal != cl_model_tensor_count(m))
         t_fail("the fixture has %d final tensors, the model %d", nfinal, cl_model_tensor_count(m));
+    if (ema) {
+        t_begin("optim/%s threads=%d: the moving average (AveragedModel, use_buffers)", c->name,
+                threads);
+        if (!cl_optimizer_swap_average(opt)) t_fail("cl_optimizer_swap_average: not swapped in");
+        int navg = fx_check_tensors(m, c, "ema_final.", false, f_atol, f_rtol);
+        if (navg != cl_model_tensor_count(m))
+            t_fail("the fixture has %d averaged tensors, the model %d", navg, cl_model_tensor_count(m));
+        if (cl_optimizer_swap_average(opt)) t_fail("cl_optimizer_swap_average: not swapped back");
+        if (fx_check_tensors(m, c, "final.", false, f_atol, f_rtol) != nfinal)
+            t_fail("swapping twice did not restore the raw weights");
+        if (threads == 1) ema_checkpoint_round_trip(c, m, opt, oa, xin, lab, n, k);
+    }
 done:
     t_end();
     cl_optimizer_free(opt);

@@ -3,7 +3,11 @@
  * float32, and num_batches_tracked as int64, as torch.nn.BatchNorm2d keeps it. The
  * optimizer state, when saved, sits beside them under `optimizer.` (flat, in the
  * library's parameter layout); PyTorch users load the weights with
- * load_state_dict({k: v for k, v in sd.items() if k.startswith("layers.")}). */
+ * load_state_dict({k: v for k, v in sd.items() if k.startswith("layers.")}).
+ * An optimizer with a moving average of the weights adds optimizer.ema_other (the
+ * flat parameters then buffers that are not in the model's tensors) and
+ * optimizer.ema_state (int64: the updates made, and 1 when the model's tensors hold
+ * the average, so that the other values are the raw weights). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,7 +36,7 @@ cl_status cl_model_save(const cl_model *m, cl_optimizer *o, const char *path,
         return CL_ERR_STATE;
     }
     int nt = cl_model_tensor_count(m);
-    cl_st_tensor *ts = calloc((size_t)nt + 3, sizeof *ts);
+    cl_st_tensor *ts = calloc((size_t)nt + 5, sizeof *ts);
     void **bufs = calloc((size_t)nt, sizeof *bufs);
     cl_status st = CL_OK;
     if (!ts || !bufs) {
@@ -83,7 +87,7 @@ cl_status cl_model_save(const cl_model *m, cl_optimizer *o, const char *path,
         }
     }
     int n = nt;
-    int64_t step = 0;
+    int64_t step = 0, ema_state[2] = {0, 0};
     if (o) {
         cl_real *b1, *b2;
         size_t np = cl_optimizer_state(o, &b1, &b2, &step);
@@ -105,6 +109,33 @@ cl_status cl_model_save(const cl_model *m, cl_optimizer *o, const char *path,
             t->dims[0] = (int64_t)np;
             t->data = bs[k];
             t->nbytes = np * sizeof(cl_real);
+        }
+        size_t na;
+        bool in_model;
+        cl_real *avg = cl_optimizer_average_state(o, &na, &ema_state[0], &in_model);
+        ema_state[1] = in_model;
+        if (avg) {
+            long bad = first_non_finite_real(avg, na);
+            if (bad >= 0) {
+                snprintf(err, errlen, "%s: not saved: optimizer.ema_other holds %s (element %ld): "
+                         "the training diverged", path, isnan(avg[bad]) ? "NaN" : "Inf", bad);
+                st = CL_ERR_STATE;
+                goto done;
+            }
+            cl_st_tensor *t = &ts[n++];
+            snprintf(t->name, sizeof t->name, "optimizer.ema_other");
+            snprintf(t->dtype, sizeof t->dtype, "%s", real_dtype());
+            t->ndim = 1;
+            t->dims[0] = (int64_t)na;
+            t->data = avg;
+            t->nbytes = na * sizeof(cl_real);
+            t = &ts[n++];
+            snprintf(t->name, sizeof t->name, "optimizer.ema_state");
+            snprintf(t->dtype, sizeof t->dtype, "I64");
+            t->ndim = 1;
+            t->dims[0] = 2;
+            t->data = ema_state;
+            t->nbytes = sizeof ema_state;
         }
         cl_st_tensor *t = &ts[n++];
         snprintf(t->name, sizeof t->name, "optimizer.step");
@@ -250,8 +281,10 @@ cl_status cl_model_load(cl_model *m, cl_optimizer *o, const char *path, char *er
     }
     cl_real *b1 = NULL, *b2 = NULL;
     const cl_st_tensor *t1 = NULL, *t2 = NULL;
-    int64_t step = 0;
-    size_t np = 0;
+    int64_t step = 0, ema_state[2] = {0, 0};
+    size_t np = 0, navg = 0;
+    cl_real *avg = NULL;
+    const cl_st_tensor *ta = NULL;
     if (o) {
         int64_t now;
         np = cl_optimizer_state(o, &b1, &b2, &now);
@@ -274,6 +307,31 @@ cl_status cl_model_load(cl_model *m, cl_optimizer *o, const char *path, char *er
             st = CL_ERR_FORMAT;
             goto done;
         }
+        bool in_model;
+        avg = cl_optimizer_average_state(o, &navg, &ema_state[0], &in_model);
+        if (avg) {
+            ta = cl_safetensors_find(sf, "optimizer.ema_other");
+            const cl_st_tensor *te = cl_safetensors_find(sf, "optimizer.ema_state");
+            bool counts = te && holds(te, 2) && !strcmp(te->dtype, "I64");
+            if (counts) memcpy(ema_state, te->data, sizeof ema_state);
+            if (!ta || !te) {
+                snprintf(err, errlen, "%s: no moving average of the weights (optimizer.ema_other): "
+                         "the run that saved it did not use --ema", path);
+                st = CL_ERR_FORMAT;
+                goto done;
+            }
+            if (!holds(ta, navg) || !counts || ema_state[0] < 0 || ema_state[1] < 0 || ema_state[1] > 1) {
+                snprintf(err, errlen, "%s: the moving average does not fit this model's %zu "
+                         "parameters and buffers (or optimizer.ema_state is not two int64 counts)",
+                         path, navg);
+                st = CL_ERR_FORMAT;
+                goto done;
+            }
+            if (!all_finite(path, ta, err, errlen)) {
+                st = CL_ERR_FORMAT;
+                goto done;
+            }
+        }
     }
     cl_real *vals = malloc(maxn * sizeof(cl_real));
     if (!vals) {
@@ -291,6 +349,10 @@ cl_status cl_model_load(cl_model *m, cl_optimizer *o, const char *path, char *er
         read_values(t1, b1, np);
         if (b2) read_values(t2, b2, np);
         cl_optimizer_set_state_step(o, step);
+        if (avg) {
+            read_values(ta, avg, navg);
+            cl_optimizer_set_average_state(o, ema_state[0], ema_state[1] != 0);
+        }
     }
 done:
     cl_safetensors_free(sf);

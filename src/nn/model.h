@@ -213,6 +213,11 @@ const double *cl_team_sum(const cl_exec *e, size_t n);
  * the step count, and the parameter count they hold. */
 size_t cl_optimizer_state(cl_optimizer *o, cl_real **buf1, cl_real **buf2, int64_t *step);
 void cl_optimizer_set_state_step(cl_optimizer *o, int64_t step);
+/* The moving average's state (NULL without ema_decay): the values not in the model,
+ * [nparams] then [nbuffers] (*count in all), how many updates it has had, and
+ * whether the model holds the average (then these are the raw weights). */
+cl_real *cl_optimizer_average_state(cl_optimizer *o, size_t *count, int64_t *n_averaged, bool *in_model);
+void cl_optimizer_set_average_state(cl_optimizer *o, int64_t n_averaged, bool in_model);
 
 /* The geometry of one ungrouped or depthwise convolution over N images. */
 typedef struct {

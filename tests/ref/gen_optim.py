@@ -36,9 +36,19 @@ Tensors of a case (all float32 in the file):
     metrics [epochs]       plateau only: the metric fed at the end of each epoch
     lrs [nsteps]           the learning rate PyTorch used at each step
     momenta [nsteps]       OneCycleLR only: SGD momentum or Adam beta1 at each step
+    groups [no_decay_norm_bias, norm_lr_scale]   parameter-group cases only: two torch
+                           param groups, the "norm/bias" tensors (every bias and the
+                           BatchNorm weight: layers.1.weight, layers.1.bias,
+                           layers.4.bias) with weight_decay 0 when no_decay_norm_bias
+                           and lr * norm_lr_scale (OneCycleLR: max_lr per group), then
+                           the rest with the case's weight decay and lr
+    ema [decay]            EMA cases only: an AveragedModel(net, use_buffers=True,
+                           multi_avg_fn=get_ema_multi_avg_fn(decay)) updated after
+                           every optimizer.step()
     losses [nsteps]        loss of the forward whose gradient step k applies
     final.layers.I.attr    state_dict after the last step (parameters and the
                            BatchNorm running statistics after nsteps forwards)
+    ema_final.layers.I.attr  EMA cases: the averaged model's state_dict at the end
     tol.lr, tol.losses, tol.final   [atol, rtol]
 
 Precision: hyper-parameters are rounded to float32 first (what the C side gets),
@@ -107,6 +117,36 @@ def sched_cfg(kind, **kw):
     return [kind] + [f32(kw.get(k, 0.0)) for k in SCHED_FIELDS]
 
 
+def param_groups(net, groups, o):
+    """The parameters as torch param groups: all in one, or (groups) the norm/bias
+    tensors first with their own weight decay and lr, then the rest."""
+    if groups is None:
+        return list(net.parameters())
+    no_decay, scale = groups
+    norm = [p for n, p in net.named_parameters() if n.endswith(".bias") or n.startswith("layers.1.")]
+    rest = [p for n, p in net.named_parameters() if not any(p is q for q in norm)]
+    return [{"params": norm, "weight_decay": 0.0 if no_decay else o[5], "lr": f32(o[1] * scale)},
+            {"params": rest}]
+
+
+def averaged_model(net, decay):
+    """AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True).
+    PyTorch before 2.1 has no get_ema_multi_avg_fn; there the same update is the avg_fn
+    below, which is what get_ema_multi_avg_fn computes per tensor: lerp for floating
+    tensors, and for num_batches_tracked (int64) avg*decay + p*(1-decay) in float32,
+    truncated by the copy back into the int64 tensor."""
+    swa = torch.optim.swa_utils
+    if hasattr(swa, "get_ema_multi_avg_fn"):
+        return swa.AveragedModel(net, multi_avg_fn=swa.get_ema_multi_avg_fn(decay),
+                                 use_buffers=True)
+
+    def ema_avg(avg, p, _n):
+        if avg.is_floating_point():
+            return torch.lerp(avg, p, 1 - decay)
+        return avg * decay + p * (1 - decay)
+    return swa.AveragedModel(net, avg_fn=ema_avg, use_buffers=True)
+
+
 def make_optimizer(params, o):
     kind, lr, momentum, dampening, nesterov, wd, b1, b2, eps = o
     if kind == SGD:
@@ -128,7 +168,7 @@ def make_scheduler(opt, s, milestones):
     if kind == S_COSINE:
         return S.CosineAnnealingLR(opt, T_max=int(p["t_max"]), eta_min=p["eta_min"])
     if kind == S_ONECYCLE:
-        return S.OneCycleLR(opt, max_lr=opt.param_groups[0]["lr"],
+        return S.OneCycleLR(opt, max_lr=[g["lr"] for g in opt.param_groups],
                             total_steps=int(p["total_steps"]), pct_start=p["pct_start"],
                             anneal_strategy="cos", cycle_momentum=bool(p["cycle_momentum"]),
                             base_momentum=p["base_momentum"], max_momentum=p["max_momentum"],
@@ -142,20 +182,24 @@ def make_scheduler(opt, s, milestones):
     raise ValueError(kind)
 
 
-def train(state, x, labels, o, s, milestones, metrics, nsteps, dtype):
-    """nsteps steps in dtype -> (lrs, momenta, losses, final state_dict)."""
+def train(state, x, labels, o, s, milestones, metrics, nsteps, dtype, groups=None, ema=None):
+    """nsteps steps in dtype -> (lrs, momenta, losses, final state_dict, averaged
+    state_dict or None)."""
     net, _ = netfile.build(OPTIM_TEXT)
     net = net.to(dtype)
     net.load_state_dict({k: (v.to(dtype) if v.is_floating_point() else v)
                          for k, v in state.items()})
     net.train()
     x = x.to(dtype)
-    opt = make_optimizer(net.parameters(), o)
+    opt = make_optimizer(param_groups(net, groups, o), o)
     sched = make_scheduler(opt, s, milestones)
+    avg = None
+    if ema is not None:
+        avg = averaged_model(net, ema)
     kind = int(s[0])
     lrs, momenta, losses = [], [], []
     for k in range(nsteps):
-        g = opt.param_groups[0]
+        g = opt.param_groups[-1]  # the default group (the rest, with groups)
         lrs.append(g["lr"])
         momenta.append(g["momentum"] if "momentum" in g else g["betas"][0])
         opt.zero_grad()
@@ -163,6 +207,8 @@ def train(state, x, labels, o, s, milestones, metrics, nsteps, dtype):
         losses.append(loss.item())
         loss.backward()
         opt.step()
+        if avg is not None:
+            avg.update_parameters(net)
         if kind == S_ONECYCLE:
             sched.step()
         elif sched is not None and (k + 1) % STEPS_PER_EPOCH == 0:
@@ -172,8 +218,11 @@ def train(state, x, labels, o, s, milestones, metrics, nsteps, dtype):
             else:
                 sched.step()
     final = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    averaged = None
+    if avg is not None:
+        averaged = {k: v.detach().clone() for k, v in avg.module.state_dict().items()}
     f64 = lambda a: torch.tensor(a, dtype=torch.float64)  # noqa: E731
-    return f64(lrs), f64(momenta), f64(losses), final
+    return f64(lrs), f64(momenta), f64(losses), final, averaged
 
 
 def tol_ratio(got, want, tol):
@@ -183,7 +232,7 @@ def tol_ratio(got, want, tol):
     return ((got - want).abs() / (atol + rtol * want.abs())).max().item()
 
 
-def case(name, o, s, milestones=(), metrics=(), nsteps=STEPS):
+def case(name, o, s, milestones=(), metrics=(), nsteps=STEPS, groups=None, ema=None):
     torch.manual_seed(zlib.crc32(name.encode()))
     net, _ = netfile.build(OPTIM_TEXT)
     with torch.no_grad():  # non-trivial BatchNorm parameters and statistics
@@ -199,13 +248,18 @@ def case(name, o, s, milestones=(), metrics=(), nsteps=STEPS):
     if int(s[0]) == S_PLATEAU:
         assert len(metrics) == nsteps // STEPS_PER_EPOCH
     metrics32 = [f32(m) for m in metrics]
-    lrs, moms, losses, final = train(state, x.double(), labels, o, s, milestones, metrics32,
-                                     nsteps, torch.float64)
-    l32, m32, loss32, fin32 = train(state, x, labels, o, s, milestones, metrics32, nsteps,
-                                    torch.float32)
+    if ema is not None:
+        ema = f32(ema)
+    if groups is not None:
+        groups = (groups[0], f32(groups[1]))
+    lrs, moms, losses, final, avg = train(state, x.double(), labels, o, s, milestones, metrics32,
+                                          nsteps, torch.float64, groups, ema)
+    l32, m32, loss32, fin32, avg32 = train(state, x, labels, o, s, milestones, metrics32, nsteps,
+                                           torch.float32, groups, ema)
     assert torch.equal(lrs, l32) and torch.equal(moms, m32), name
     worst = max([tol_ratio(loss32, losses, TOL_LOSSES)]
-                + [tol_ratio(fin32[k].double(), final[k].double(), TOL_FINAL) for k in final])
+                + [tol_ratio(fin32[k].double(), final[k].double(), TOL_FINAL) for k in final]
+                + [tol_ratio(avg32[k].double(), avg[k].double(), TOL_FINAL) for k in (avg or {})])
     assert worst <= 0.1, "%s: float32 PyTorch uses %.3g of the tolerance" % (name, worst)
     c = fixture.Case(name, OPTIM_TEXT, fixture.FLAG_TRAIN)
     c.add("x", x).add("labels", labels.double())
@@ -216,12 +270,18 @@ def case(name, o, s, milestones=(), metrics=(), nsteps=STEPS):
         c.add("milestones", list(milestones))
     if int(s[0]) == S_PLATEAU:
         c.add("metrics", metrics32)
+    if groups is not None:
+        c.add("groups", [1.0 if groups[0] else 0.0, groups[1]])
+    if ema is not None:
+        c.add("ema", [ema])
     c.add("lrs", lrs)
     if int(s[0]) == S_ONECYCLE:
         c.add("momenta", moms)
     c.add("losses", losses)
     for k, v in final.items():
         c.add("final." + k, v.double())
+    for k, v in (avg or {}).items():
+        c.add("ema_final." + k, v.double())
     c.add("tol.lr", TOL_LR).add("tol.losses", TOL_LOSSES).add("tol.final", TOL_FINAL)
     lr_changes = int((lrs[1:] != lrs[:-1]).sum())
     print("  %-26s loss %.4f -> %.4f, %2d lr changes, float32 torch at %.3f of tol"
@@ -270,6 +330,19 @@ def cases():
                        max_momentum=0.95), nsteps=20),
         case("plateau_sgd_momentum", optim_cfg(SGD, 0.1, momentum=0.9), plateau,
              metrics=plateau_metrics),
+        # parameter groups: no decay on the norm/bias tensors, their lr scaled
+        case("groups_sgd_no_decay_lr_scale", optim_cfg(SGD, 0.05, momentum=0.9, weight_decay=0.05),
+             none, groups=(True, 3.0)),
+        case("groups_adamw_no_decay", optim_cfg(ADAMW, 0.01, weight_decay=0.1), none,
+             groups=(True, 1.0)),
+        case("groups_adam_lr_scale", optim_cfg(ADAM, 0.01, weight_decay=0.01), none,
+             groups=(False, 0.5)),
+        case("groups_onecycle_sgd", optim_cfg(SGD, 0.1, momentum=0.9, weight_decay=0.01),
+             sched_cfg(S_ONECYCLE, **onecycle), nsteps=20, groups=(True, 2.0)),
+        # weight averaging (EMA) with BatchNorm buffers; decay 0.8 so the average moves
+        case("ema_sgd_momentum", sgd_m, none, ema=0.8),
+        case("ema_adamw_groups_onecycle", optim_cfg(ADAMW, 0.01, weight_decay=0.05),
+             sched_cfg(S_ONECYCLE, **onecycle), nsteps=20, groups=(True, 2.0), ema=0.9),
         case("plateau_nan_first_adamw", optim_cfg(ADAMW, 0.01, weight_decay=0.01), plateau_nan,
              metrics=plateau_nan_metrics),
     ]
