@@ -135,6 +135,7 @@ typedef struct {
     float final_div_factor, eta_min, factor, min_lr;
     bool nesterov, no_cycle_momentum;
     int milestones[CL_MAX_MILESTONES], nmilestones;
+    long long init_whiten; /* patch-whitening images for the first conv; 0: off */
 } train_options;
 
 /* The option table of train (ends with an empty row); train_command uses it. */

@@ -62,6 +62,9 @@ const cli_option train_option_table[] = {
     {"resume", OPT_STR, F(resume), "continue the run in this folder from its last checkpoint",
      .arg = "DIR"},
     {"init", OPT_STR, F(init), "start from these weights (a .safetensors file)", .arg = "FILE"},
+    {"init-whiten", OPT_INT, F(init_whiten),
+     "set the first conv's weights by patch whitening of the first N training images "
+     "(airbench; e.g. 5000)", .def = "0, off", .max = 1000000},
     {0},
 };
 
@@ -190,5 +193,10 @@ bool train_options_check(const train_options *o) {
                       (double)nonneg[i].v);
             return false;
         }
+    if (o->init[0] && o->init_whiten > 0) {
+        cli_error("--init-whiten sets the first convolution that --init %s would load: give one "
+                  "of them", o->init);
+        return false;
+    }
     return true;
 }
