@@ -193,6 +193,7 @@ fixtures:
 	$(PYTHON) tests/ref/gen_augment.py
 	$(PYTHON) tests/ref/gen_onnx.py
 	$(PYTHON) tests/ref/gen_init.py
+	$(PYTHON) tests/ref/gen_lr_find.py
 	$(PYTHON) tests/ref/gen_gn_precision.py
 
 # ---- the shared library, installation and the Debian package ------------------------

@@ -285,6 +285,31 @@ CL_API cl_status cl_whitening_filters(const cl_real *x, int n, cl_shape s, int k
 CL_API int cl_model_init_whiten(cl_model *m, const cl_real *x, int n, double eps, char *err,
                                 size_t errlen);
 
+/* ---- the learning-rate range test (src/nn/lr_find.c) -------------------------- */
+
+/* torch-lr-finder's LRFinder.range_test with step_mode="exp": step i of steps
+ * (0-based) trains at start * (end / start)^(i / (steps - 1)). */
+CL_API double cl_lr_find_lr(double start_lr, double end_lr, int steps, int i);
+
+/* The smoothed loss and its best so far; zero-initialise before the first step. */
+typedef struct {
+    int n;       /* steps fed */
+    double last; /* the last smoothed loss */
+    double best; /* the lowest smoothed loss */
+} cl_lr_find_state;
+
+/* Feed one step's loss, as range_test does: the first loss is kept as it is, later
+ * ones become smooth_f * loss + (1 - smooth_f) * the previous smoothed loss (no bias
+ * correction); *smoothed (if not NULL) receives it. True when the test stops: the
+ * smoothed loss is above diverge_th times the best one (or not finite). */
+CL_API bool cl_lr_find_step(cl_lr_find_state *s, double loss, double smooth_f, double diverge_th,
+                            double *smoothed);
+
+/* torch-lr-finder's suggested learning rate (LRFinder.plot(suggest_lr=True)): of the
+ * smoothed losses [skip_start, n - skip_end), the index of the steepest descent, the
+ * minimum of np.gradient (first on ties); -1 when fewer than 2 points remain. */
+CL_API int cl_lr_find_suggest(const double *smoothed, int n, int skip_start, int skip_end);
+
 /* ---- loss ------------------------------------------------------------------ */
 
 /* Cross entropy over logits [n, classes] (log-softmax + NLL, fused and stable), mean
