@@ -278,38 +278,11 @@ static bool build_model(run *r) {
     return true;
 }
 
-/* --init-whiten N: the first convolution's weights from the patches of the first N
- * training images, normalised as the loader does (uint8 / 255, then mean and std). */
+/* --init-whiten N: the first convolution's weights from the first N training images. */
 static bool init_whiten(run *r) {
-    const train_options *o = &r->o;
-    if (o->init_whiten <= 0) return true;
-    int n = o->init_whiten < r->ntrain ? (int)o->init_whiten : r->ntrain;
-    const cl_dataset *d = &r->train;
-    size_t per = (size_t)d->h * d->w * d->c;
-    cl_real *x = malloc((size_t)n * per * sizeof *x);
-    if (!x) {
-        cli_error("--init-whiten: out of memory for %d images", n);
-        return false;
-    }
-    for (int i = 0; i < n; i++) {
-        const uint8_t *img = d->images + (size_t)r->train_idx[i] * per;
-        for (size_t p = 0; p < per; p++) {
-            int c = (int)(p % (size_t)d->c);
-            x[(size_t)i * per + p] = (cl_real)((img[p] / 255.0 - r->mean[c]) / r->std[c]);
-        }
-    }
-    char err[512];
-    double t0 = now_seconds();
-    int layer = cl_model_init_whiten(r->m, x, n, 5e-4, err, sizeof err);
-    free(x);
-    if (layer < 0) {
-        cli_error("--init-whiten: %s", err);
-        return false;
-    }
-    if (dist_rank() == 0)
-        printf("Whitening: layer %d's weights from the patches of %d training images (%.1f s)\n",
-               layer, n, now_seconds() - t0);
-    return true;
+    if (r->o.init_whiten <= 0) return true;
+    int n = r->o.init_whiten < r->ntrain ? (int)r->o.init_whiten : r->ntrain;
+    return cli_init_whiten(r->m, &r->train, r->train_idx, n, r->mean, r->std, dist_rank() == 0);
 }
 
 /* ---- checkpoints ----------------------------------------------------------------- */
