@@ -137,7 +137,7 @@ tests: $(TESTS) $(BUILD)/cnnlab $(BUILD)/tests/pngstat
 # Runs every test binary from the repository root, then the CLI tests; prints
 # "N passed, N failed" and fails if any did.
 test: tests
-	@BUILD=$(BUILD) sh tests/run_all.sh $(TESTS) tests/test_cli.sh tests/test_options.sh tests/test_fetch.sh tests/test_train.sh tests/test_reliability.sh tests/test_kill.sh tests/test_report.sh \
+	@BUILD=$(BUILD) sh tests/run_all.sh $(TESTS) tests/test_cli.sh tests/test_options.sh tests/test_lr_find.sh tests/test_fetch.sh tests/test_train.sh tests/test_reliability.sh tests/test_kill.sh tests/test_report.sh \
 	    tests/test_files.sh tests/test_symbols.sh tests/test_install.sh tests/test_deb.sh tests/test_onnx.sh tests/test_deploy.sh tests/test_mpi.sh
 
 # fontconfig (under cairo's text) keeps a few hundred bytes until exit: not ours.
