@@ -2,7 +2,8 @@
 # run_all.sh: runs each test binary given as an argument (from the repository root),
 # shows its output, adds up the "N passed, N failed" lines and ends with
 # "tests: N passed, N failed"; exits non-zero if any binary failed or crashed (a crash,
-# or a binary that ends without its summary line, counts as one failure).
+# or a binary that ends without its summary line, counts as one failure). Each test's
+# wall time follows its output ("-- TEST: N s"): CI has a 30-minute budget.
 #   sh tests/run_all.sh build/tests/test_ops build/tests/test_loss ...
 cd "$(dirname "$0")/.." || exit 2
 
@@ -14,9 +15,11 @@ trap 'rm -f "$out"' EXIT
 
 for t in "$@"; do
     echo "== $t"
+    start=$(date +%s)
     "$t" >"$out" 2>&1
     rc=$?
     cat "$out"
+    echo "-- $t: $(($(date +%s) - start)) s"
     summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$out" | tail -n 1)
     if [ -n "$summary" ]; then
         p=${summary%% passed*}

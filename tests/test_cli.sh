@@ -4,30 +4,8 @@
 # "FAIL - NAME: ..." per check and one "N passed, N failed" line.
 #   BUILD=build sh tests/test_cli.sh
 cd "$(dirname "$0")/.." || exit 2
-CNNLAB=${BUILD:-build}/cnnlab
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/cnnlab-cli.XXXXXX") || exit 2
-trap 'rm -rf "$tmp"' EXIT
-passed=0
-failed=0
-
-# check NAME EXPECTED_STATUS PATTERN -- COMMAND...: runs COMMAND, wants the exit
-# status and an output line matching PATTERN (grep -E).
-check() {
-    name=$1 want=$2 pattern=$3
-    shift 4
-    "$@" >"$tmp/out" 2>&1
-    rc=$?
-    if [ "$rc" -ne "$want" ]; then
-        echo "FAIL - $name: exit status $rc, expected $want"; sed 's/^/    /' "$tmp/out" | head -5
-        failed=$((failed + 1))
-    elif ! grep -qE -- "$pattern" "$tmp/out"; then
-        echo "FAIL - $name: no line matches '$pattern'"; sed 's/^/    /' "$tmp/out" | head -5
-        failed=$((failed + 1))
-    else
-        echo "ok - $name"
-        passed=$((passed + 1))
-    fi
-}
+. tests/lib.sh
+make_tmp cli
 
 check "summary cifar10_bn within budget" 0 '^Within budget: 43594 trainable parameters <= 50000' -- \
     "$CNNLAB" summary models/cifar10_bn.net --max-params 50000
@@ -69,5 +47,4 @@ check "bench peak RSS under 400 MB" 0 'peak RSS ([0-9]{1,2}|[1-3][0-9]{2}) MB' -
 check "bench batch-1 latency" 0 '^latency: +[0-9.]+ us median per image, batch 1, 1 thread +\(p10 [0-9.]+, p90 [0-9.]+, min [0-9.]+ us; 50 runs\)' -- \
     "$CNNLAB" bench models/mnist.net --steps 1 --batch 8 --threads 2
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

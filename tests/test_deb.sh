@@ -11,26 +11,12 @@
 # dpkg-buildpackage (.ci/packages-test installs it).
 #   BUILD=build sh tests/test_deb.sh
 cd "$(dirname "$0")/.." || exit 2
-skip() {
-    echo "ok - Debian packages (skipped: $1)"
-    echo "1 passed, 0 failed"
-    exit 0
-}
+. tests/lib.sh
+skip() { skip_all "Debian packages" "$1"; }
 [ -z "$CNNLAB_QUICK" ] || skip "CNNLAB_QUICK; the default build runs it"
 command -v dpkg-buildpackage >/dev/null 2>&1 && command -v dh >/dev/null 2>&1 ||
     skip "no dpkg-buildpackage or debhelper: apt-get install \$(cat .ci/packages-test)"
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/cnnlab-deb.XXXXXX") || exit 2
-trap 'rm -rf "$tmp"' EXIT
-passed=0
-failed=0
-ok() { echo "ok - $1"; passed=$((passed + 1)); }
-fail() { echo "FAIL - $1"; failed=$((failed + 1)); }
-show() { sed 's/^/    /' "$1" | head -n "${2:-15}"; }
-finish() {
-    echo "$passed passed, $failed failed"
-    [ "$failed" -eq 0 ]
-    exit
-}
+make_tmp deb
 
 version=$(sed -n 's/^#define CNNLAB_VERSION "\([0-9.]*\)"$/\1/p' include/cnnlab.h)
 major=${version%%.*}

@@ -7,14 +7,9 @@
 # accuracies, and bad usage fails with the right exit codes. Prints "ok - NAME" /
 # "FAIL - NAME: ..." and "N passed, N failed".
 cd "$(dirname "$0")/.." || exit 2
-CNNLAB=${BUILD:-build}/cnnlab
+. tests/lib.sh
 CC=${CC:-cc}
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/cnnlab-deploy.XXXXXX") || exit 2
-trap 'rm -rf "$tmp"' EXIT
-passed=0
-failed=0
-ok() { echo "ok - $1"; passed=$((passed + 1)); }
-fail() { echo "FAIL - $1: $2"; failed=$((failed + 1)); }
+make_tmp deploy
 
 # -- usage errors need no data --
 "$CNNLAB" export >/dev/null 2>&1
@@ -26,12 +21,9 @@ fail() { echo "FAIL - $1: $2"; failed=$((failed + 1)); }
 [ $? -eq 1 ] && grep -q "missing.safetensors" "$tmp/missing.log" && ok "export of a missing checkpoint: exit 1, names the file" ||
     fail "export of a missing checkpoint" "$(cat "$tmp/missing.log")"
 
-if [ ! -f ../shared/data/mnist/train-images-idx3-ubyte.gz ]; then
-    echo "ok - deploy from the command line (skipped: no ../shared/data)"
-    passed=$((passed + 1))
-    echo "$passed passed, $failed failed"
-    [ "$failed" -eq 0 ]
-    exit
+if ! have_data mnist; then
+    ok "deploy from the command line (skipped: no ../shared/data)"
+    finish
 fi
 
 if ! "$CNNLAB" train models/mnist.net --data mnist --epochs 1 --train-subset 1000 --test-subset 200 \
@@ -79,5 +71,4 @@ fi
 "$CNNLAB" eval "$ck" --test-subset 50 >"$tmp/eval50.log" 2>&1 && grep -q "Accuracy: [0-9]*/50 " "$tmp/eval50.log" &&
     ok "eval --test-subset 50 evaluates 50 images" || fail "eval --test-subset" "$(grep Accuracy "$tmp/eval50.log")"
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

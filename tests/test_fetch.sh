@@ -9,15 +9,11 @@
 # check and one "N passed, N failed" line. Without python3 it skips (and passes).
 #   BUILD=build sh tests/test_fetch.sh
 cd "$(dirname "$0")/.." || exit 2
-CNNLAB=${BUILD:-build}/cnnlab
+. tests/lib.sh
 
-if ! command -v python3 >/dev/null 2>&1; then
-    echo "ok - fetch (skipped: no python3)"
-    echo "1 passed, 0 failed"
-    exit 0
-fi
+command -v python3 >/dev/null 2>&1 || skip_all fetch "no python3"
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/cnnlab-fetch.XXXXXX") || exit 2
+make_tmp fetch
 server_pid=
 cleanup() {
     [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null
@@ -25,8 +21,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 2' INT TERM HUP
-passed=0
-failed=0
 
 # Nothing from the caller's environment may redirect the test.
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY CNNLAB_DATA \
@@ -37,31 +31,12 @@ limited() {
     if command -v timeout >/dev/null 2>&1; then timeout 60 "$@"; else "$@"; fi
 }
 
-pass() { echo "ok - $1"; passed=$((passed + 1)); }
-fail() { echo "FAIL - $1: $2"; failed=$((failed + 1)); }
-
-# check NAME EXPECTED_STATUS PATTERN -- COMMAND...: runs COMMAND, wants the exit
-# status and an output line matching PATTERN (grep -E).
-check() {
-    name=$1 want=$2 pattern=$3
-    shift 4
-    "$@" >"$tmp/out" 2>&1
-    rc=$?
-    if [ "$rc" -ne "$want" ]; then
-        fail "$name" "exit status $rc, expected $want"; sed 's/^/    /' "$tmp/out" | head -8
-    elif ! grep -qE -- "$pattern" "$tmp/out"; then
-        fail "$name" "no line matches '$pattern'"; sed 's/^/    /' "$tmp/out" | head -8
-    else
-        pass "$name"
-    fi
-}
-
 # saw NAME PATTERN: the output of the last check has a line matching PATTERN.
 saw() {
     if grep -qE -- "$2" "$tmp/out"; then
-        pass "$1"
+        ok "$1"
     else
-        fail "$1" "no line matches '$2'"; sed 's/^/    /' "$tmp/out" | head -8
+        fail "$1" "no line matches '$2'"; show "$tmp/out" 8
     fi
 }
 
@@ -72,7 +47,7 @@ not_in_output() { ! grep -qE -- "$1" "$tmp/out"; }
 expect() {
     name=$1 what=$2
     shift 3
-    if "$@" >/dev/null 2>&1; then pass "$name"; else fail "$name" "$what"; fi
+    if "$@" >/dev/null 2>&1; then ok "$name"; else fail "$name" "$what"; fi
 }
 
 # fetch ARGS...: cnnlab fetch with the current $base and $sums.
@@ -297,5 +272,4 @@ expect "offline: unpacked files are the archive's" "unpacked files differ from t
     same_files "$tmp/src/cifar-10-batches-bin" "$tmp/d5/cifar-10-batches-bin" $cifar_files
 check "offline: mnist files in DIR are checked" 0 "mnist: ready in $tmp/d5/mnist/" -- fetch mnist --data-dir "$tmp/d5"
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

@@ -9,13 +9,8 @@
 # perl-base) to edit a checkpoint. Prints "ok - NAME" / "FAIL - NAME: ..." lines and
 # "N passed, N failed".
 cd "$(dirname "$0")/.." || exit 2
-CNNLAB=${BUILD:-build}/cnnlab
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/cnnlab-files.XXXXXX") || exit 2
-trap 'rm -rf "$tmp"' EXIT
-passed=0
-failed=0
-ok() { echo "ok - $1"; passed=$((passed + 1)); }
-fail() { echo "FAIL - $1: $2"; failed=$((failed + 1)); }
+. tests/lib.sh
+make_tmp files
 # expect NAME STATUS PATTERN CMD...: CMD exits with STATUS and its output matches PATTERN
 expect() {
     name=$1 want=$2 pattern=$3
@@ -42,12 +37,9 @@ expect "predict: a folder as the checkpoint says so" 1 "folder: is a directory, 
 { printf '\357\273\277'; cat models/mnist.net; } >"$tmp/bom.net"
 expect "summary: a UTF-8 byte order mark is skipped" 0 "Params size" "$CNNLAB" summary "$tmp/bom.net"
 
-if [ ! -f ../shared/data/mnist/train-images-idx3-ubyte.gz ]; then
-    echo "ok - files with a checkpoint (skipped: no ../shared/data)"
-    passed=$((passed + 1))
-    echo "$passed passed, $failed failed"
-    [ "$failed" -eq 0 ]
-    exit
+if ! have_data mnist; then
+    ok "files with a checkpoint (skipped: no ../shared/data)"
+    finish
 fi
 
 # -- a small checkpoint ---------------------------------------------------------------
@@ -108,5 +100,4 @@ cp "$tmp/nan.safetensors" "$run/best.safetensors"
 expect "report: a NaN weight is an error naming the tensor" 1 "best.safetensors: tensor layers\.[0-9]+\.[a-z_]+ holds NaN" \
     "$CNNLAB" report "$run"
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

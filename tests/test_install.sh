@@ -10,26 +10,11 @@
 # CNNLAB_QUICK (the sanitized and portable passes).
 #   BUILD=build sh tests/test_install.sh
 cd "$(dirname "$0")/.." || exit 2
-BUILD=${BUILD:-build}
-if [ -n "$CNNLAB_QUICK" ]; then
-    echo "ok - install (skipped under CNNLAB_QUICK: the default build runs it)"
-    echo "1 passed, 0 failed"
-    exit 0
-fi
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/cnnlab-install.XXXXXX") || exit 2
-trap 'rm -rf "$tmp"' EXIT
+. tests/lib.sh
+[ -z "$CNNLAB_QUICK" ] || skip_all install "CNNLAB_QUICK; the default build runs it"
+make_tmp install
 root=$tmp/root
-passed=0
-failed=0
-ok() { echo "ok - $1"; passed=$((passed + 1)); }
-fail() { echo "FAIL - $1"; failed=$((failed + 1)); }
 # show FILE: the first lines of a log, indented, after a failure.
-show() { sed 's/^/    /' "$1" | head -n "${2:-15}"; }
-finish() {
-    echo "$passed passed, $failed failed"
-    [ "$failed" -eq 0 ]
-    exit
-}
 
 version=$(sed -n 's/^#define CNNLAB_VERSION "\([0-9.]*\)"$/\1/p' include/cnnlab.h)
 major=${version%%.*}

@@ -11,22 +11,14 @@
 # fast machine as on a slow one.
 # Prints "ok - NAME" / "FAIL - NAME: ..." and "N passed, N failed".
 cd "$(dirname "$0")/.." || exit 2
-CNNLAB=${BUILD:-build}/cnnlab
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/cnnlab-kill.XXXXXX") || exit 2
+. tests/lib.sh
+make_tmp kill
 pid=
 trap '[ -n "$pid" ] && kill -9 $pid 2>/dev/null; rm -rf "$tmp"' EXIT
-passed=0
-failed=0
-ok() { echo "ok - $1"; passed=$((passed + 1)); }
-fail() { echo "FAIL - $1: $2"; failed=$((failed + 1)); }
 metrics() { cut -d, -f1-6 "$1/metrics.csv"; }
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
-if [ ! -f ../shared/data/mnist/train-images-idx3-ubyte.gz ]; then
-    echo "ok - kill test (skipped: no ../shared/data)"
-    echo "1 passed, 0 failed"
-    exit 0
-fi
+have_data mnist || skip_all "kill test" "no ../shared/data"
 rounds=${KILL_ROUNDS:-20}
 [ -n "$CNNLAB_QUICK" ] && rounds=${KILL_ROUNDS:-6}
 seed=${KILL_SEED:-12}
@@ -107,5 +99,4 @@ fi
 left=$(ls "$run" | grep '\.tmp')
 [ -z "$left" ] && ok "no temporary file left in the run folder" || fail "temporary files" "$left"
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

@@ -10,28 +10,16 @@
 # CNNLAB_QUICK (the sanitized and portable passes), without Open MPI, or without
 # ../shared/data. Prints "ok - NAME" / "FAIL - NAME: ..." and "N passed, N failed".
 cd "$(dirname "$0")/.." || exit 2
-BUILD=${BUILD:-build}
-CNNLAB=$BUILD/cnnlab
+. tests/lib.sh
 MPI_CNNLAB=$BUILD/cnnlab-mpi
 
-skip() {
-    echo "ok - mpi (skipped: $1)"
-    echo "1 passed, 0 failed"
-    exit 0
-}
+skip() { skip_all "mpi" "$1"; }
 [ -n "$CNNLAB_QUICK" ] && skip "CNNLAB_QUICK: the plain build's pass runs these"
 command -v mpirun >/dev/null 2>&1 && command -v mpicc >/dev/null 2>&1 ||
     skip "no mpirun or mpicc (Debian: openmpi-bin libopenmpi-dev)"
-if [ ! -f ../shared/data/cifar-10-batches-bin/data_batch_1.bin ] || [ ! -f ../shared/data/mnist/train-images-idx3-ubyte.gz ]; then
-    skip "no ../shared/data"
-fi
+have_data || skip "no ../shared/data"
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/cnnlab-mpi.XXXXXX") || exit 2
-trap 'rm -rf "$tmp"' EXIT
-passed=0
-failed=0
-ok() { echo "ok - $1"; passed=$((passed + 1)); }
-fail() { echo "FAIL - $1: $2"; failed=$((failed + 1)); }
+make_tmp mpi
 metrics() { cut -d, -f1-6 "$1/metrics.csv"; }
 # The tensors of a checkpoint (names, shapes and bytes; not its metadata, which
 # records --threads), as a digest.
@@ -208,5 +196,4 @@ rc=$?
     [ ! -f "$tmp/mb/last.safetensors" ] && ok "a different cnnlab-mpi binary on rank 1 is refused at start" ||
     fail "mismatched binary" "rc $rc: $(head -n 3 "$tmp/mb.log")"
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

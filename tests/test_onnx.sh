@@ -16,26 +16,9 @@
 # CNNLAB_QUICK (the sanitized and portable passes), which skips the runtime checks.
 # Prints "ok - NAME" / "FAIL - NAME: ..." and "N passed, N failed".
 cd "$(dirname "$0")/.." || exit 2
-CNNLAB=${BUILD:-build}/cnnlab
+. tests/lib.sh
 PYTHON=${PYTHON:-/usr/bin/python3}
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/cnnlab-onnx.XXXXXX") || exit 2
-trap 'rm -rf "$tmp"' EXIT
-passed=0
-failed=0
-ok() { echo "ok - $1"; passed=$((passed + 1)); }
-fail() { echo "FAIL - $1: $2"; failed=$((failed + 1)); }
-finish() { echo "$passed passed, $failed failed"; [ "$failed" -eq 0 ]; exit $?; }
-
-# check NAME EXPECTED_STATUS PATTERN -- COMMAND...: the exit status and an output line.
-check() {
-    name=$1 want=$2 pattern=$3
-    shift 4
-    "$@" >"$tmp/out" 2>&1
-    rc=$?
-    if [ "$rc" -ne "$want" ]; then fail "$name" "exit status $rc, expected $want: $(head -c 300 "$tmp/out")"
-    elif ! grep -qE -- "$pattern" "$tmp/out"; then fail "$name" "no line matches '$pattern': $(head -c 300 "$tmp/out")"
-    else ok "$name"; fi
-}
+make_tmp onnx
 
 # -- the command line (no runtime needed) --
 check "export --help" 0 '^usage: cnnlab export CHECKPOINT' -- "$CNNLAB" export --help
@@ -130,7 +113,7 @@ for model in cifar10_bn cifar10_gn cifar10_ln mnist all_layers; do
 done
 
 # -- trained checkpoints on 100 test images, where the data is --
-if [ ! -f ../shared/data/cifar-10-batches-bin/data_batch_1.bin ] || [ ! -f ../shared/data/mnist/train-images-idx3-ubyte.gz ]; then
+if ! have_data; then
     ok "trained checkpoints on test images (skipped: no ../shared/data)"
 else
     for net in models/cifar10_bn.net models/cifar10_gn.net models/cifar10_ln.net models/mnist.net tests/all_layers.net; do

@@ -7,29 +7,8 @@
 # Prints "ok - NAME" or "FAIL - NAME: ..." per check and one "N passed, N failed" line.
 #   BUILD=build sh tests/test_options.sh
 cd "$(dirname "$0")/.." || exit 2
-CNNLAB=${BUILD:-build}/cnnlab
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/cnnlab-options.XXXXXX") || exit 2
-trap 'rm -rf "$tmp"' EXIT
-passed=0
-failed=0
-ok() { echo "ok - $1"; passed=$((passed + 1)); }
-fail() { echo "FAIL - $1: $2"; failed=$((failed + 1)); }
-
-# check NAME EXPECTED_STATUS PATTERN -- COMMAND...: the exit status, and an output
-# line matching PATTERN (grep -E).
-check() {
-    name=$1 want=$2 pattern=$3
-    shift 4
-    "$@" >"$tmp/out" 2>&1
-    rc=$?
-    if [ "$rc" -ne "$want" ]; then
-        fail "$name" "exit status $rc, expected $want: $(head -3 "$tmp/out")"
-    elif ! grep -qE -- "$pattern" "$tmp/out"; then
-        fail "$name" "no line matches '$pattern': $(head -3 "$tmp/out")"
-    else
-        ok "$name"
-    fi
-}
+. tests/lib.sh
+make_tmp options
 
 "$CNNLAB" help --options >"$tmp/options" || fail "help --options" "exit status $?"
 commands=$(cut -d' ' -f1 "$tmp/options" | uniq)
@@ -143,5 +122,4 @@ else
     echo "skip - bash is not installed"
 fi
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

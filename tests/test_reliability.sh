@@ -9,14 +9,10 @@
 # checkpoint write in log.txt, checked run-state metadata. The kill test is
 # test_kill.sh. Prints "ok - NAME" / "FAIL - NAME: ..." and "N passed, N failed".
 cd "$(dirname "$0")/.." || exit 2
-CNNLAB=${BUILD:-build}/cnnlab
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/cnnlab-rel.XXXXXX") || exit 2
+. tests/lib.sh
+make_tmp rel
 bg=
 trap '[ -n "$bg" ] && kill -9 $bg 2>/dev/null; rm -rf "$tmp"' EXIT
-passed=0
-failed=0
-ok() { echo "ok - $1"; passed=$((passed + 1)); }
-fail() { echo "FAIL - $1: $2"; failed=$((failed + 1)); }
 # every file of a folder with its checksum, to show that nothing changed (the lock
 # file aside: whoever takes the lock writes its PID there)
 snapshot() { (cd "$1" && for f in *; do [ -f "$f" ] && [ "$f" != train.lock ] && echo "$f $(cksum <"$f")"; done); }
@@ -29,11 +25,7 @@ wait_for() {
     done
 }
 
-if [ ! -f ../shared/data/mnist/train-images-idx3-ubyte.gz ]; then
-    echo "ok - reliability (skipped: no ../shared/data)"
-    echo "1 passed, 0 failed"
-    exit 0
-fi
+have_data mnist || skip_all "reliability" "no ../shared/data"
 small="--data mnist --train-subset 256 --test-subset 128 --batch 32 --threads 1"
 
 # -- 1. a diverged run: the test loss is NaN after epoch 1 (its one training step had a
@@ -253,5 +245,4 @@ else
     fail "checked metadata" "no cnnlab.epoch of 1 in $tmp/rep/last.safetensors"
 fi
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

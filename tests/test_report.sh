@@ -8,21 +8,11 @@
 # silent (a control page with a broken image and a script error must be caught).
 # Prints "ok - NAME" / "FAIL - NAME: ..." and "N passed, N failed".
 cd "$(dirname "$0")/.." || exit 2
-BUILD=${BUILD:-build}
-CNNLAB=$BUILD/cnnlab
+. tests/lib.sh
 PNGSTAT=$BUILD/tests/pngstat
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/cnnlab-report.XXXXXX") || exit 2
-trap 'rm -rf "$tmp"' EXIT
-passed=0
-failed=0
-ok() { echo "ok - $1"; passed=$((passed + 1)); }
-fail() { echo "FAIL - $1: $2"; failed=$((failed + 1)); }
+make_tmp report
 
-if [ ! -f ../shared/data/cifar-10-batches-bin/data_batch_1.bin ] || [ ! -f ../shared/data/mnist/train-images-idx3-ubyte.gz ]; then
-    echo "ok - report (skipped: no ../shared/data)"
-    echo "1 passed, 0 failed"
-    exit 0
-fi
+have_data || skip_all "report" "no ../shared/data"
 
 # png_ok NAME FILE MIN_W MIN_H: a real PNG at least MIN_W x MIN_H, with anti-aliased
 # content (many colours) that neither leaves it white nor fills it.
@@ -164,9 +154,6 @@ if command -v chromium >/dev/null 2>&1; then
     [ "$title" = "CHECK images=2 broken=0 errors=0" ] && ok "chromium: compare.html renders" ||
         fail "chromium compare.html" "got '$title'"
 else
-    echo "ok - chromium checks skipped: install Debian's chromium package (.ci/packages does)"
-    passed=$((passed + 1))
+    ok "chromium checks skipped: install Debian's chromium package (.ci/packages-test does)"
 fi
-
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

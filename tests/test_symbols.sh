@@ -7,13 +7,8 @@
 # "N passed, N failed" line.
 #   BUILD=build sh tests/test_symbols.sh
 cd "$(dirname "$0")/.." || exit 2
-BUILD=${BUILD:-build}
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/cnnlab-symbols.XXXXXX") || exit 2
-trap 'rm -rf "$tmp"' EXIT
-passed=0
-failed=0
-ok() { echo "ok - $1"; passed=$((passed + 1)); }
-fail() { echo "FAIL - $1"; failed=$((failed + 1)); }
+. tests/lib.sh
+make_tmp symbols
 
 version=$(sed -n 's/^#define CNNLAB_VERSION "\([0-9.]*\)"$/\1/p' include/cnnlab.h)
 lib=$BUILD/libcnnlab.so.$version
@@ -63,5 +58,4 @@ if [ "$("$BUILD/cnnlab" --version)" = "cnnlab $version" ]; then
 else
     fail "cnnlab --version shows '$("$BUILD/cnnlab" --version)', expected 'cnnlab $version'"
 fi
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

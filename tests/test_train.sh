@@ -6,21 +6,12 @@
 # diverging run that stops and keeps its last good checkpoint, and eval / predict on
 # the checkpoint. Prints "ok - NAME" / "FAIL - NAME: ..." and "N passed, N failed".
 cd "$(dirname "$0")/.." || exit 2
-CNNLAB=${BUILD:-build}/cnnlab
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/cnnlab-train.XXXXXX") || exit 2
-trap 'rm -rf "$tmp"' EXIT
-passed=0
-failed=0
-ok() { echo "ok - $1"; passed=$((passed + 1)); }
-fail() { echo "FAIL - $1: $2"; failed=$((failed + 1)); }
+. tests/lib.sh
+make_tmp train
 # metrics.csv without its seconds column, which differs from run to run
 metrics() { cut -d, -f1-6 "$1/metrics.csv"; }
 
-if [ ! -f ../shared/data/cifar-10-batches-bin/data_batch_1.bin ] || [ ! -f ../shared/data/mnist/train-images-idx3-ubyte.gz ]; then
-    echo "ok - train (skipped: no ../shared/data)"
-    echo "1 passed, 0 failed"
-    exit 0
-fi
+have_data || skip_all "train" "no ../shared/data"
 
 # -- smoke: CIFAR-10 learns. With CNNLAB_QUICK (the sanitized and portable builds) one short epoch:
 #    the accuracy is the plain build's check. --
@@ -157,5 +148,4 @@ fi
 [ $? -eq 2 ] && grep -q "expected a number" "$tmp/bad3.log" && ok "a bad option value is a usage error" ||
     fail "bad option" "$(cat "$tmp/bad3.log")"
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish
