@@ -8,15 +8,9 @@
 # Prints "ok - NAME" / "FAIL - NAME: ..." and "N passed, N failed".
 #   BUILD=build sh tests/test_lr_find.sh
 cd "$(dirname "$0")/.." || exit 2
-BUILD=${BUILD:-build}
-CNNLAB=$BUILD/cnnlab
+. tests/lib.sh
+make_tmp lrfind
 PNGSTAT=$BUILD/tests/pngstat
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/cnnlab-lrfind.XXXXXX") || exit 2
-trap 'rm -rf "$tmp"' EXIT
-passed=0
-failed=0
-ok() { echo "ok - $1"; passed=$((passed + 1)); }
-fail() { echo "FAIL - $1: $2"; failed=$((failed + 1)); }
 
 # usage NAME ARGS...: lr-find exits 2 with a message on stderr.
 usage() {
@@ -34,11 +28,9 @@ usage "--smooth 1" models/mnist.net --smooth 1
 usage "--start-lr 0" models/mnist.net --start-lr 0
 usage "unknown option" models/mnist.net --epochs 3
 
-if [ ! -f ../shared/data/mnist/train-images-idx3-ubyte.gz ]; then
-    echo "ok - lr-find and the init options on data (skipped: no ../shared/data)"
-    echo "$((passed + 1)) passed, $failed failed"
-    [ $failed -eq 0 ]
-    exit
+if ! have_data mnist; then
+    ok "lr-find and the init options on data (skipped: no ../shared/data)"
+    finish
 fi
 
 # -- lr-find on 512 images, 30 steps ------------------------------------------------
@@ -73,10 +65,8 @@ grep -qE "^Suggested --lr [0-9.e+-]+ \(steepest descent" "$tmp/lr.log" && ok "lr
     fail "lr-find suggestion" "$(tail -n 3 "$tmp/lr.log")"
 
 if [ -n "$CNNLAB_QUICK" ]; then
-    echo "ok - lr-find divergence and the init options in training (skipped: CNNLAB_QUICK)"
-    echo "$((passed + 1)) passed, $failed failed"
-    [ $failed -eq 0 ]
-    exit
+    ok "lr-find divergence and the init options in training (skipped: CNNLAB_QUICK)"
+    finish
 fi
 
 # -- a diverging sweep stops early ----------------------------------------------------
@@ -117,5 +107,4 @@ else
     fail "sepblock model" "$(tail -n 3 "$tmp/sep.log")"
 fi
 
-echo "$passed passed, $failed failed"
-[ $failed -eq 0 ]
+finish
