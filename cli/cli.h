@@ -135,6 +135,10 @@ typedef struct {
     float final_div_factor, eta_min, factor, min_lr;
     bool nesterov, no_cycle_momentum;
     int milestones[CL_MAX_MILESTONES], nmilestones;
+    /* evaluation: test-time augmentation of the per-epoch test ("" or "none": off) and
+       the test accuracy whose first epoch the report names (NAN: none) */
+    char tta[TRAIN_STR_LEN];
+    double target;
     long long init_whiten; /* patch-whitening images for the first conv; 0: off */
 } train_options;
 
@@ -147,8 +151,8 @@ bool train_option_set(train_options *o, const char *name, const char *value, boo
 /* Write the options as "key=value" lines (resume and init left out); read them back. */
 size_t train_options_write(const train_options *o, char *buf, size_t len);
 bool train_options_read(train_options *o, const char *text);
-/* Refuse values torch.optim refuses (negative --lr, --momentum, --weight-decay);
- * prints the error (a usage error). */
+/* Refuse values torch.optim refuses (negative --lr, --momentum, --weight-decay) and
+ * a malformed --tta; prints the error (a usage error). */
 bool train_options_check(const train_options *o);
 /* The learning-rate schedule these (resolved) options describe, for `batches` steps
  * per epoch. Prints the error on a bad combination. */
@@ -199,15 +203,23 @@ bool cli_meta_floats(const char *text, float *v, int n); /* comma-separated, n <
 typedef struct {
     int n;            /* samples evaluated (the first n of the dataset) */
     long correct;
-    double loss;      /* mean cross entropy */
+    double loss;      /* mean cross entropy (of the TTA-averaged logits with TTA) */
+    cl_tta tta;       /* the test-time augmentation used (nviews 1: none) */
     int32_t *pred;    /* [n] predicted class */
     float *conf;      /* [n] its softmax probability */
     long *confusion;  /* [classes][classes]: true x predicted */
 } cli_eval;
 
-/* Evaluate the first `limit` samples (0: all) of ds in eval mode. */
+/* Evaluate the first `limit` samples (0: all) of ds in eval mode, with test-time
+ * augmentation when tta is not NULL and has more than one view (batch must not exceed
+ * the batch the checkpoint was compiled for). */
 bool cli_evaluate(const cli_checkpoint *ck, const cl_dataset *ds, int batch, int limit,
-                  cli_eval *ev);
+                  const cl_tta *tta, cli_eval *ev);
+/* Parse a --tta SPEC for `option` (e.g. "eval --tta"); prints the error. */
+bool cli_parse_tta(const char *option, const char *spec, cl_tta *t);
+/* "Test-time augmentation: flip (2 views: ...); ..." for the consoles and reports
+ * (buf returned). */
+const char *cli_tta_note(const cl_tta *t, char *buf, size_t len);
 void cli_eval_free(cli_eval *ev);
 /* `cnnlab eval --int8` (export_c.c): the float32 and int8 accuracies of the exported
  * network on the first `limit` test images (0: all), the int8 one calibrated on
@@ -265,6 +277,9 @@ char *cli_read_text(const char *path, size_t max_bytes);
 
 typedef struct {
     const char *data, *data_dir; /* override the run's dataset (NULL: the run's own) */
+    const char *tta;             /* test-time augmentation (NULL: the run's --tta) */
+    double target;               /* test accuracy for the analysis (0: the run's --target,
+                                    if any) */
     int threads;                 /* 0: all cores */
     int show;                    /* misclassified images drawn (and explained by Grad-CAM) */
     const cl_dataset *test;      /* the test split already in memory, or NULL to load it */
@@ -276,6 +291,20 @@ typedef struct {
  * report.html into the run folder, from metrics.csv and the best checkpoint
  * (last.safetensors when no best exists). Prints the error on failure. */
 bool cli_write_report(const char *run_dir, const cli_report_args *a);
+
+/* ---- the analysis of a run (analysis.c) ---- */
+
+enum { CLI_ANALYSIS_LINES = 5, CLI_ANALYSIS_LEN = 1024 };
+/* The analysis of a run as sentences (without HTML): the fit verdict, the train/test
+ * gap and its trend, how the last epochs moved, the epoch at the target (target <= 0:
+ * "no target given"), and, when confusion is not NULL, the most confused class pairs.
+ * Returns the number of lines. */
+int cli_analysis_lines(const cli_metrics *m, double target, const long *confusion, int classes,
+                       char *const *class_names, char lines[][CLI_ANALYSIS_LEN]);
+/* One line for compare: "fits well; gap +0.6 points (steady); 70% at epoch 5". */
+void cli_analysis_summary(const cli_metrics *m, double target, char *buf, size_t len);
+/* metrics.csv's columns as the library's cl_curves. */
+cl_curves cli_curves(const cli_metrics *m);
 
 /* HTML pieces (runs.c): a page with its style sheet, escaped text, a PNG embedded
  * as a data: URI (false after printing the error if it cannot be read). */

@@ -1,7 +1,9 @@
 /* compare.c: `cnnlab compare RUN...`: runs side by side, the course's "BN against
  * GN against LN" or "SGD against Adam" in one command. Prints a table (parameters,
  * normalization, optimizer, best and final test accuracy, the first epoch at a
- * target accuracy, time per epoch) and writes into the output folder:
+ * target accuracy, time per epoch), an analysis line per run (fit verdict, train/test
+ * gap and its trend, the last epochs, the target; cli/analysis.c) and writes into
+ * the output folder:
  *
  *   compare.png            the four training curves of every run overlaid
  *   compare_per_class.png  per-class test accuracy of every run (when each run
@@ -29,6 +31,7 @@ typedef struct {
     int best;          /* row of the best test accuracy */
     int first_target;  /* first epoch at the target, or 0 */
     double seconds;    /* total */
+    char analysis[320]; /* cli_analysis_summary */
     double *class_acc; /* [nclasses] from per_class.csv, or NULL */
     char **class_names;
     int nclasses;
@@ -112,6 +115,10 @@ static bool load_run(run_info *r, const char *dir, double target) {
     cli_run_config(dir, "dataset", r->dataset, sizeof r->dataset);
     cli_run_config(dir, "aug", r->aug, sizeof r->aug);
     if (!r->aug[0]) snprintf(r->aug, sizeof r->aug, "none");
+    /* a run tested with TTA says so beside its augmentation: its test figures differ */
+    char tta[128] = "";
+    if (cli_run_config(dir, "tta", tta, sizeof tta) && tta[0] && strcmp(tta, "none"))
+        snprintf(r->aug + strlen(r->aug), sizeof r->aug - strlen(r->aug), "; test TTA %s", tta);
     cli_run_config(dir, "opt", opt, sizeof opt);
     cli_run_config(dir, "lr", lr, sizeof lr);
     cli_run_config(dir, "sched", sched, sizeof sched);
@@ -123,6 +130,7 @@ static bool load_run(run_info *r, const char *dir, double target) {
         if (!r->first_target && r->m.test_acc[i] >= target) r->first_target = (int)r->m.epoch[i];
         r->seconds += r->m.seconds[i];
     }
+    cli_analysis_summary(&r->m, target, r->analysis, sizeof r->analysis);
     read_per_class(r);
     return true;
 }
@@ -149,6 +157,8 @@ static void print_table(FILE *f, const run_info *runs, int n, double target) {
                 r->model, r->params, r->norm, r->opt, best, 100 * r->m.test_acc[r->m.n - 1], at, r->m.n,
                 r->seconds / r->m.n);
     }
+    fprintf(f, "\nAnalysis (thresholds: docs/analysis.md):\n");
+    for (int i = 0; i < n; i++) fprintf(f, "  %s: %s\n", runs[i].name, runs[i].analysis);
 }
 
 static bool write_csv(const char *path, const run_info *runs, int n, double target) {
@@ -156,12 +166,13 @@ static bool write_csv(const char *path, const run_info *runs, int n, double targ
     FILE *f = cli_atomic_open(&out, path);
     if (!f) return false;
     fprintf(f, "run,model,params,normalization,optimizer,augmentation,epochs,best_test_acc,"
-               "best_epoch,final_test_acc,first_epoch_at_%g,seconds_per_epoch\n", target);
+               "best_epoch,final_test_acc,first_epoch_at_%g,seconds_per_epoch,analysis\n", target);
     for (int i = 0; i < n; i++) {
         const run_info *r = &runs[i];
-        fprintf(f, "\"%s\",\"%s\",%lld,%s,\"%s\",\"%s\",%d,%.6f,%.0f,%.6f,%d,%.2f\n", r->name, r->model,
-                r->params, r->norm, r->opt, r->aug, r->m.n, r->m.test_acc[r->best], r->m.epoch[r->best],
-                r->m.test_acc[r->m.n - 1], r->first_target, r->seconds / r->m.n);
+        fprintf(f, "\"%s\",\"%s\",%lld,%s,\"%s\",\"%s\",%d,%.6f,%.0f,%.6f,%d,%.2f,\"%s\"\n", r->name,
+                r->model, r->params, r->norm, r->opt, r->aug, r->m.n, r->m.test_acc[r->best],
+                r->m.epoch[r->best], r->m.test_acc[r->m.n - 1], r->first_target, r->seconds / r->m.n,
+                r->analysis);
     }
     return cli_atomic_close(&out, true);
 }
@@ -264,7 +275,17 @@ static bool write_html(const char *out, const run_info *runs, int n, double targ
         else fputs("never", f);
         fprintf(f, "</td><td>%.1f</td></tr>\n", r->seconds / r->m.n);
     }
-    fputs("</table>\n", f);
+    fputs("</table>\n<h2>Analysis</h2>\n<ul class=\"analysis\">\n", f);
+    for (int i = 0; i < n; i++) {
+        fputs("<li><b>", f);
+        html_text(f, runs[i].name);
+        fputs("</b>: ", f);
+        html_text(f, runs[i].analysis);
+        fputs("</li>\n", f);
+    }
+    fputs("</ul>\n<p>Fit verdict, train/test gap at the last epoch (training accuracy minus test, "
+          "in points) and its trend, the test accuracy over the last epochs, the first epoch at the "
+          "target; thresholds in docs/analysis.md.</p>\n", f);
     bool ok = true;
     fputs("<h2>Curves</h2>\n<figure>\n", f);
     snprintf(path, sizeof path, "%s/compare.png", out);
@@ -325,7 +346,9 @@ const cli_command compare_command = {
     .description =
         "Compares 1 to 10 run folders: prints a table (model, parameters,\n"
         "normalization, optimizer, best and final test accuracy, the first epoch at\n"
-        "--target, seconds per epoch) and writes compare.csv, compare.png,\n"
+        "--target, seconds per epoch) and an analysis line per run (underfits, overfits\n"
+        "from epoch N or fits well; the train/test gap and its trend; whether the last\n"
+        "epochs still rise; the target's epoch), and writes compare.csv, compare.png,\n"
         "compare_per_class.png and compare.html into --out.",
     .options = compare_options_table,
     .run = cmd_compare,

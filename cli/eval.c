@@ -24,8 +24,9 @@ static void softmax(const cl_real *z, int K, double *p) {
 }
 
 bool cli_evaluate(const cli_checkpoint *ck, const cl_dataset *ds, int batch, int limit,
-                  cli_eval *ev) {
+                  const cl_tta *tta, cli_eval *ev) {
     memset(ev, 0, sizeof *ev);
+    ev->tta.nviews = 1;
     const int K = ck->classes;
     if (ds->c != ck->input.c || ds->h != ck->input.h || ds->w != ck->input.w) {
         cli_error("the model takes %dx%dx%d images, the dataset has %dx%dx%d", ck->input.c,
@@ -49,13 +50,25 @@ bool cli_evaluate(const cli_checkpoint *ck, const cl_dataset *ds, int batch, int
         return false;
     }
     for (int i = 0; i < n; i++) subset[i] = i;
-    char err[256];
+    char err[512];
+    /* test-time augmentation: its buffers planned once, for the whole evaluation */
+    cl_tta_plan *plan = NULL;
+    if (tta && tta->nviews > 1) {
+        ev->tta = *tta;
+        if (!(plan = cl_tta_plan_new(ck->m, tta, batch, err, sizeof err))) {
+            free(subset);
+            free(p);
+            cli_error("%s", err);
+            return false;
+        }
+    }
     cl_loader_args la = {.ds = ds, .batch = batch, .mean = ck->mean, .std = ck->std,
                          .subset = subset, .nsubset = n, .workers = 1};
     cl_loader *l = cl_loader_new(la, err, sizeof err);
     if (!l) {
         free(subset);
         free(p);
+        cl_tta_plan_free(plan);
         cli_error("%s", err);
         return false;
     }
@@ -65,7 +78,15 @@ bool cli_evaluate(const cli_checkpoint *ck, const cl_dataset *ds, int batch, int
     int bn;
     double loss_sum = 0;
     while (cl_loader_next(l, &x, &labels, &idx, &bn)) {
-        const cl_real *logits = cl_model_forward(ck->m, x, bn, false);
+        const cl_real *logits = plan ? cl_tta_forward(plan, x, bn) : cl_model_forward(ck->m, x, bn, false);
+        if (!logits) {
+            cli_error("evaluation: %s", cl_model_error(ck->m));
+            cl_loader_free(l);
+            free(subset);
+            free(p);
+            cl_tta_plan_free(plan);
+            return false;
+        }
         loss_sum += cl_cross_entropy(logits, labels, bn, K, 0, NULL) * bn;
         for (int i = 0; i < bn; i++) {
             softmax(logits + (size_t)i * K, K, p);
@@ -79,6 +100,7 @@ bool cli_evaluate(const cli_checkpoint *ck, const cl_dataset *ds, int batch, int
     cl_loader_free(l);
     free(subset);
     free(p);
+    cl_tta_plan_free(plan);
     ev->n = n;
     ev->loss = loss_sum / n;
     return true;
@@ -222,7 +244,7 @@ static bool dump_pixels_logits(const cli_checkpoint *ck, const cl_dataset *ds, i
 }
 
 typedef struct {
-    const char *data, *data_dir, *out, *pixels, *logits;
+    const char *data, *data_dir, *out, *pixels, *logits, *tta;
     long long batch, threads, show, test_subset, calib;
     bool int8;
 } eval_options;
@@ -251,6 +273,9 @@ static const cli_option eval_options_table[] = {
      "quantization instead (docs/deploy.md)", .def = "off"},
     {"calib", OPT_INT, E(calib), "--int8: calibrate on N training images", .def = "1000",
      .min = 1, .max = 1000000},
+    {"tta", OPT_TEXT, E(tta), "test-time augmentation: mean logits over views, flip and/or "
+     "translate:N (flip is meant for CIFAR-like data, not digits), or none", .arg = "SPEC",
+     .def = "the run's --tta"},
     {0},
 };
 
@@ -268,7 +293,10 @@ const cli_command eval_command = {
         "--pixels and --logits write the evaluated images and the model's logits as raw\n"
         "float32, to compare a deployment (an ONNX export) with cnnlab.\n"
         "With --int8 it instead measures the exported network (cnnlab export --format c)\n"
-        "in float32 and in int8, calibrated on --calib training images, on the test split.",
+        "in float32 and in int8, calibrated on --calib training images, on the test split.\n"
+        "--tta flip,translate:2 predicts from the mean of the logits over the image, its\n"
+        "shifts by (-2,-2) and (+2,+2) pixels (reflect padding) and their mirror images\n"
+        "(docs/analysis.md); --pixels and --logits stay the network's own, without TTA.",
     .options = eval_options_table,
     .run = cmd_eval,
 };
@@ -292,8 +320,21 @@ static int cmd_eval(int argc, char **argv) {
                   : !S_ISDIR(sb.st_mode) ? "not a folder" : "the folder is not writable");
         return 1;
     }
+    cl_tta tta = {.nviews = 1};
+    if (o.tta && !cli_parse_tta("eval --tta", o.tta, &tta)) return EXIT_USAGE;
+    if (o.tta && o.int8 && tta.nviews > 1) {
+        cli_error("eval --int8 measures the exported network without test-time augmentation: "
+                  "leave --tta out (or give --tta none)");
+        return EXIT_USAGE;
+    }
     cli_checkpoint ck;
     if (!cli_open_checkpoint(path, (cl_compile_args){.max_batch = (int)batch, .threads = (int)threads}, &ck)) return 1;
+    /* by default the TTA the run was trained (and tested) with */
+    if (!o.tta && ck.options.tta[0] && !o.int8 &&
+        !cli_parse_tta("the checkpoint's tta option", ck.options.tta, &tta)) {
+        cli_close_checkpoint(&ck);
+        return 1;
+    }
     cl_dataset ds = {0};
     cli_dataset_ref ref;
     if (!data) data = ck.options.data;
@@ -309,12 +350,16 @@ static int cmd_eval(int argc, char **argv) {
                            (int)threads);
         goto done;
     }
-    if (!cli_evaluate(&ck, &ds, (int)batch, (int)o.test_subset, &ev)) goto done;
+    if (!cli_evaluate(&ck, &ds, (int)batch, (int)o.test_subset, &tta, &ev)) goto done;
     if ((o.pixels || o.logits) && !dump_pixels_logits(&ck, &ds, ev.n, (int)batch, o.pixels, o.logits))
         goto done;
     const int K = ck.classes;
     printf("Checkpoint: %s (%lld parameters); test split of %s: %d images\n", path,
            (long long)cl_model_param_count(ck.m), data, ev.n);
+    if (tta.nviews > 1) {
+        char note[512];
+        printf("%s\n", cli_tta_note(&tta, note, sizeof note));
+    }
     printf("Test set: Average loss: %.4f, Accuracy: %ld/%d (%.2f%%)\n\n", ev.loss, ev.correct, ev.n,
            100.0 * ev.correct / ev.n);
     printf("Per-class accuracy:\n");

@@ -65,6 +65,12 @@ const cli_option train_option_table[] = {
     {"init-whiten", OPT_INT, F(init_whiten),
      "set the first conv's weights by patch whitening of the first N training images "
      "(airbench; e.g. 5000)", .def = "0, off", .max = 1000000},
+    /* evaluation (docs/analysis.md) */
+    {"tta", OPT_STR, F(tta), "test-time augmentation of the per-epoch test: mean logits over "
+     "views, flip and/or translate:N (flip is meant for CIFAR-like data, not digits); costs a "
+     "forward per view", .arg = "SPEC", .def = "none"},
+    {"target", OPT_DOUBLE, F(target), "the test accuracy whose first epoch the report names, "
+     "e.g. 0.85", .arg = "ACC", .def = "none", .min = 0, .max = 1, .min_open = true},
     {0},
 };
 
@@ -80,6 +86,7 @@ void train_options_defaults(train_options *o) {
     o->momentum = 0.9f;
     o->weight_decay = NAN;
     snprintf(o->sched, sizeof o->sched, "onecycle");
+    o->target = NAN;
 }
 
 bool train_option_set(train_options *o, const char *name, const char *value, bool *used_value) {
@@ -94,8 +101,12 @@ size_t train_options_write(const train_options *o, char *buf, size_t len) {
         char val[TRAIN_STR_LEN + 32] = "";
         switch (s->kind) {
         case OPT_TEXT:
-        case OPT_DOUBLE:
         case OPT_SHAPE: break; /* (train has none) */
+        case OPT_DOUBLE: {
+            double v = *(const double *)field;
+            if (!isnan(v)) snprintf(val, sizeof val, "%.9g", v);
+            break;
+        }
         case OPT_STR: snprintf(val, sizeof val, "%s", field); break;
         case OPT_INT: snprintf(val, sizeof val, "%lld", *(const long long *)field); break;
         case OPT_FLOAT: {
@@ -198,5 +209,6 @@ bool train_options_check(const train_options *o) {
                   "of them", o->init);
         return false;
     }
-    return true;
+    cl_tta tta;
+    return cli_parse_tta("train --tta", o->tta, &tta);
 }

@@ -9,11 +9,14 @@
  *                      "true → predicted (p)"
  *   gradcam.png        the same images with Grad-CAM heat maps: where the network
  *                      looked for the class it predicted
+ *   analysis.txt       the analysis (fit verdict, train/test gap, last epochs, target,
+ *                      most confused pairs; cli/analysis.c), also printed
  *   report.html        all of the above with the model summary, the configuration
  *                      and the metrics table, in one self-contained file
  *
  * The test-set figures come from the best checkpoint (the last when there is no
- * best), evaluated again on the run's test split. */
+ * best), evaluated again on the run's test split, with the run's test-time
+ * augmentation (or report --tta). */
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -42,6 +45,10 @@ typedef struct {
     int nmis, shown;
     bool has_gradcam;
     char gradcam_layer[160];
+    cl_tta tta;     /* of the evaluation (nviews 1: none) */
+    double target;  /* for the analysis; 0: none */
+    char analysis[CLI_ANALYSIS_LINES][CLI_ANALYSIS_LEN];
+    int nanalysis;
 } report;
 
 static void path_in(const report *r, char *buf, size_t len, const char *file) {
@@ -451,6 +458,9 @@ static void html_facts(FILE *f, const report *r, const char *model, int best, do
     html_text(f, o->sched);
     fputs(", augmentation ", f);
     html_text(f, o->aug[0] ? o->aug : "none");
+    char spec[64];
+    fputs(", test-time augmentation ", f);
+    html_text(f, cl_tta_spec(&r->tta, spec, sizeof spec));
     fputs(".<br>", f);
     if (best >= 0)
         fprintf(f, "Best test accuracy <b>%.2f%%</b> at epoch %.0f; final %.2f%%; %.0f s in all "
@@ -512,6 +522,18 @@ static void html_mistakes(FILE *f, const report *r, bool *ok) {
     fputs("</table>\n", f);
 }
 
+/* The analysis, a course write-up's last section, as a list. */
+static void html_analysis(FILE *f, const report *r) {
+    fputs("<h2>Analysis</h2>\n<ul class=\"analysis\">\n", f);
+    for (int i = 0; i < r->nanalysis; i++) {
+        fputs("<li>", f);
+        html_text(f, r->analysis[i]);
+        fputs("</li>\n", f);
+    }
+    fputs("</ul>\n<p>Thresholds: docs/analysis.md. The training figures are measured with "
+          "augmentation and dropout, averaged over each epoch.</p>\n", f);
+}
+
 /* The metrics table (the best epoch marked), then the model's summary and file. */
 static void html_metrics_and_model(FILE *f, const report *r, const char *model, int best) {
     const cli_metrics *m = &r->metrics;
@@ -566,10 +588,17 @@ static bool write_html(const report *r) {
             r->ck_epoch, r->ev.loss, r->ev.correct, r->ev.n, 100.0 * r->ev.correct / r->ev.n);
     html_text(f, strrchr(r->ck_path, '/') ? strrchr(r->ck_path, '/') + 1 : r->ck_path);
     fputs("</code>.</p>\n", f);
+    if (r->tta.nviews > 1) {
+        char note[512];
+        fputs("<p class=\"tta\">", f);
+        html_text(f, cli_tta_note(&r->tta, note, sizeof note));
+        fputs(".</p>\n", f);
+    }
     html_figure(f, r, "per_class.png", "Test accuracy per class.", &ok);
     html_figure(f, r, "confusion.png", "Confusion matrix: rows are the true classes, columns the "
                 "predictions; colour is the fraction of the row.", &ok);
     html_class_table(f, r);
+    html_analysis(f, r);
     html_mistakes(f, r, &ok);
     html_metrics_and_model(f, r, model, best);
     fputs("<h2>Configuration</h2>\n", f);
@@ -614,11 +643,30 @@ static bool open_run(report *r) {
             return false;
         r->test = &r->test_own;
     }
+    /* the run's test-time augmentation unless --tta says otherwise */
+    const char *tta = a->tta ? a->tta : r->ck.options.tta;
+    if (!cli_parse_tta(a->tta ? "report --tta" : "the run's tta option", tta, &r->tta)) return false;
+    r->target = a->target > 0 ? a->target : !isnan(r->ck.options.target) ? r->ck.options.target : 0;
     int limit = r->ck.options.test_subset > 0 ? (int)r->ck.options.test_subset : 0;
-    if (!cli_evaluate(&r->ck, r->test, EVAL_BATCH, limit, &r->ev)) return false;
+    if (!cli_evaluate(&r->ck, r->test, EVAL_BATCH, limit, &r->tta, &r->ev)) return false;
     r->nmis = cli_misclassified(&r->ev, r->test, &r->mis);
     r->shown = r->nmis < a->show ? r->nmis : a->show;
+    r->nanalysis = cli_analysis_lines(&r->metrics, r->target, r->ev.confusion, r->ck.classes,
+                                      r->ck.class_names, r->analysis);
     return true;
+}
+
+/* analysis.txt: the TTA note (if any) and the analysis, a line each. */
+static bool write_analysis(const report *r) {
+    char path[4400], note[512];
+    path_in(r, path, sizeof path, "analysis.txt");
+    cli_atomic_file a;
+    FILE *f = cli_atomic_open(&a, path);
+    if (!f) return false;
+    fprintf(f, "Analysis of %s (epoch %d checkpoint, %d test images)\n", r->name, r->ck_epoch, r->ev.n);
+    if (r->tta.nviews > 1) fprintf(f, "%s.\n", cli_tta_note(&r->tta, note, sizeof note));
+    for (int i = 0; i < r->nanalysis; i++) fprintf(f, "%s\n", r->analysis[i]);
+    return cli_atomic_close(&a, true);
 }
 
 bool cli_write_report(const char *run_dir, const cli_report_args *a) {
@@ -633,10 +681,18 @@ bool cli_write_report(const char *run_dir, const cli_report_args *a) {
     snprintf(r.name, sizeof r.name, "%.*s", (int)(run_dir + len - base), base);
     bool ok = open_run(&r) && figure_curves(&r) && figure_lr(&r) && figure_per_class(&r) &&
               figure_confusion(&r) && (r.shown == 0 || figure_misclassified(&r)) &&
-              (r.shown == 0 || figure_gradcam(&r)) && write_html(&r);
-    if (ok && !a->quiet)
+              (r.shown == 0 || figure_gradcam(&r)) && write_analysis(&r) && write_html(&r);
+    if (ok && !a->quiet) {
         printf("Report: %s/report.html (figures: curves.png, lr.png, per_class.png, confusion.png%s%s)\n",
                run_dir, r.shown ? ", misclassified.png" : "", r.has_gradcam ? ", gradcam.png" : "");
+        char note[512];
+        if (r.tta.nviews > 1)
+            printf("%s: test accuracy %.2f%%, loss %.4f (epoch %d checkpoint)\n",
+                   cli_tta_note(&r.tta, note, sizeof note), 100.0 * r.ev.correct / r.ev.n, r.ev.loss,
+                   r.ck_epoch);
+        printf("Analysis (also in analysis.txt):\n");
+        for (int i = 0; i < r.nanalysis; i++) printf("  %s\n", r.analysis[i]);
+    }
     free(r.mis);
     cli_eval_free(&r.ev);
     cl_dataset_free(&r.test_own);
@@ -646,8 +702,9 @@ bool cli_write_report(const char *run_dir, const cli_report_args *a) {
 }
 
 typedef struct {
-    const char *data, *data_dir;
+    const char *data, *data_dir, *tta;
     long long show, threads;
+    double target;
 } report_options;
 
 static const cli_option report_options_table[] = {
@@ -659,6 +716,12 @@ static const cli_option report_options_table[] = {
      .def = "20", .min = 0, .max = 100},
     {"threads", OPT_INT, offsetof(report_options, threads), "compute threads",
      .def = "0, all cores", .min = 0, .max = 1024},
+    {"tta", OPT_TEXT, offsetof(report_options, tta), "test-time augmentation of the evaluation: "
+     "flip and/or translate:N (flip is meant for CIFAR-like data, not digits), or none",
+     .arg = "SPEC", .def = "the run's --tta"},
+    {"target", OPT_DOUBLE, offsetof(report_options, target), "the test accuracy whose first epoch "
+     "the analysis names", .arg = "ACC", .def = "the run's --target, else none", .min = 0, .max = 1,
+     .min_open = true},
     {0},
 };
 
@@ -672,7 +735,11 @@ const cli_command report_command = {
         "Writes the figures and report.html of a run folder again (train writes them\n"
         "too): the loss and accuracy curves, the learning rate, per-class accuracy,\n"
         "the confusion matrix, the N most confident mistakes and their Grad-CAM heat\n"
-        "maps, from metrics.csv and the best checkpoint evaluated again.",
+        "maps, from metrics.csv and the best checkpoint evaluated again (with the run's\n"
+        "test-time augmentation, or --tta), and the analysis (analysis.txt, also\n"
+        "printed): underfits, overfits from epoch N or fits well, the train/test gap and\n"
+        "its trend, whether the last epochs still rise, the first epoch at --target and\n"
+        "the most confused class pairs (thresholds: docs/analysis.md).",
     .options = report_options_table,
     .run = cmd_report,
 };
@@ -686,7 +753,9 @@ static int cmd_report(int argc, char **argv) {
         cli_print_usage(&report_command, stderr);
         return EXIT_USAGE;
     }
+    cl_tta tta;
+    if (o.tta && !cli_parse_tta("report --tta", o.tta, &tta)) return EXIT_USAGE;
     cli_report_args a = {.data = o.data, .data_dir = o.data_dir, .show = (int)o.show,
-                         .threads = (int)o.threads};
+                         .threads = (int)o.threads, .tta = o.tta, .target = o.target};
     return cli_write_report(dir, &a) ? 0 : 1;
 }

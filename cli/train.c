@@ -72,6 +72,8 @@ typedef struct {
     cl_schedule sched;
     cl_augment *aug;
     cl_loader *train_loader, *test_loader;
+    cl_tta tta;           /* --tta (nviews 1: none) */
+    cl_tta_plan *tta_plan; /* its buffers, for the per-epoch test; NULL without TTA */
     int32_t *train_idx, *test_idx;
     int ntrain, ntest; /* images used (after --train-subset, --test-subset) */
     cl_real *dlogits;
@@ -268,6 +270,11 @@ static bool build_model(run *r) {
         return false;
     }
     r->opt = cl_optimizer_new(r->m, oa);
+    if (!cli_parse_tta("--tta", o->tta, &r->tta)) return false;
+    if (r->tta.nviews > 1 && !(r->tta_plan = cl_tta_plan_new(r->m, &r->tta, (int)o->batch, err, sizeof err))) {
+        cli_error("--tta: %s", err);
+        return false;
+    }
     r->dlogits = malloc((size_t)o->batch * r->train.classes * sizeof(cl_real));
     r->all_logits = malloc((size_t)o->batch * r->train.classes * sizeof(cl_real));
     r->all_labels = malloc((size_t)o->batch * sizeof(int32_t));
@@ -739,7 +746,9 @@ static const cl_real *forward_batch(run *r, cl_loader *l, const cl_real *x, int 
                                     const int32_t **labels, int *first, int *total) {
     cl_loader_span(l, first, total);
     cl_model_set_shard(r->m, *first);
-    const cl_real *logits = cl_model_forward(r->m, x, n, train);
+    /* the test with --tta: the mean logits over the views (in eval mode) */
+    const cl_real *logits = !train && r->tta_plan ? cl_tta_forward(r->tta_plan, x, n)
+                                                  : cl_model_forward(r->m, x, n, train);
     if (dist_size() == 1) return logits;
     dist_gather_rows(logits, *total, r->train.classes, r->all_logits);
     dist_gather_labels(*labels, *total, r->all_labels);
@@ -823,6 +832,7 @@ static int train_epoch(run *r, double *lr_used) {
 }
 
 static void free_run(run *r) {
+    cl_tta_plan_free(r->tta_plan);
     cl_loader_free(r->train_loader);
     cl_loader_free(r->test_loader);
     cl_augment_free(r->aug);
@@ -1053,6 +1063,10 @@ static int train_run(int argc, char **argv) {
         resuming ? "Resuming" : "Training", r.model_path, (long long)cl_model_param_count(r.m),
         r.ref.kind, r.ntrain, r.ntest, r.train.c, r.train.h, r.train.w, r.train.classes);
     say(&r, "Run folder: %s (epoch %d of %lld done)\n", r.dir, r.epoch, r.o.epochs);
+    if (r.tta.nviews > 1) {
+        char note[512];
+        say(&r, "%s (the per-epoch test)\n", cli_tta_note(&r.tta, note, sizeof note));
+    }
     set_stop_message(&r, false);
     if (r.log) stop_log_fd = fileno(r.log);
     double t_start = now_seconds();
@@ -1071,6 +1085,16 @@ static int train_run(int argc, char **argv) {
         stop_at_once = 1;
         say(&r, "Done: best test accuracy %.2f%% at epoch %d; %.1f s. Run folder: %s\n",
             100 * r.best_acc, r.best_epoch, now_seconds() - t_start, r.dir);
+        cli_metrics m; /* every epoch of the run, those before a --resume included */
+        if (!isnan(r.o.target) && dist_rank() == 0 && cli_read_metrics(r.dir, &m)) {
+            cl_curves c = cli_curves(&m);
+            cl_curve_analysis a;
+            if (cl_analyse_curves(&c, r.o.target, &a) == CL_OK && a.target_epoch > 0)
+                say(&r, "Target %.4g%%: first reached at epoch %d.\n", 100 * r.o.target, a.target_epoch);
+            else
+                say(&r, "Target %.4g%%: not reached.\n", 100 * r.o.target);
+            cli_metrics_free(&m);
+        }
         long reductions;
         double wait_s, reduce_s = dist_reduce_seconds(&reductions, &wait_s);
         if (dist_size() > 1 && reductions > 0)
@@ -1080,6 +1104,8 @@ static int train_run(int argc, char **argv) {
         /* the checkpoints are safe; a report that fails can be made again. The
            training state goes first: the report needs memory of its own. */
         fflush(stdout);
+        cl_tta_plan_free(r.tta_plan);
+        r.tta_plan = NULL;
         cl_loader_free(r.train_loader);
         cl_loader_free(r.test_loader);
         cl_optimizer_free(r.opt);

@@ -638,6 +638,104 @@ CL_API void cl_onnx_import_free(cl_onnx_import *imp);
 CL_API cl_model *cl_onnx_import_model(const cl_onnx_import *imp, cl_compile_args ca, char *err,
                                size_t errlen);
 
+/* ---- evaluation: test-time augmentation and learning-curve analysis ------------ */
+
+/* Test-time augmentation (src/eval/tta.c): a model's prediction for an image is the
+ * mean of its logits over several views of it (the logits, as the fast CIFAR-10
+ * training scripts average, not the probabilities). The views are the image itself,
+ * with `translate` N the two diagonal shifts by (-N, -N) and (+N, +N) pixels (reflect
+ * padding, as torch.nn.functional.pad(mode="reflect")), and with `flip` each of those
+ * mirrored left-right too: 1, 2, 3 or 6 views. */
+#define CL_TTA_MAX_VIEWS 6
+#define CL_TTA_MAX_SHIFT 16
+
+typedef struct {
+    bool flip;     /* every view also mirrored left-right */
+    int translate; /* shift in pixels of the two diagonal views; 0: no translated views */
+    int nviews;    /* 1 (no TTA) .. CL_TTA_MAX_VIEWS */
+} cl_tta;
+
+/* Parse a comma list of "flip" and "translate:N" (1 <= N <= CL_TTA_MAX_SHIFT), or
+ * "none" (or "") for no TTA, into t. Errors name the item. */
+CL_API cl_status cl_tta_parse(const char *spec, cl_tta *t, char *err, size_t errlen);
+/* The spec again in canonical form ("flip,translate:2", or "none") and a description
+ * of the views ("6 views: identity, shifts (-2,-2) and (+2,+2) with reflect padding,
+ * each also flipped"). Both return buf. */
+CL_API const char *cl_tta_spec(const cl_tta *t, char *buf, size_t len);
+CL_API const char *cl_tta_describe(const cl_tta *t, char *buf, size_t len);
+/* The shift (dy, dx) and mirroring of view v (0 <= v < t->nviews): view v's pixel
+ * (y, x) is the image's pixel (y + dy, x + dx), reflected at the borders, read from
+ * column w-1-x instead of x when mirrored. View 0 is the image itself. */
+CL_API void cl_tta_view_geometry(const cl_tta *t, int v, int *dy, int *dx, bool *mirrored);
+/* View v of a batch x [n][h][w][c] into out (same shape; out must not alias x). */
+CL_API void cl_tta_view(const cl_tta *t, int v, const cl_real *x, int n, int h, int w, int c,
+                        cl_real *out);
+
+/* A plan for one model: the view buffer and the logit sums, allocated once, so a
+ * TTA forward allocates nothing. */
+typedef struct cl_tta_plan cl_tta_plan;
+/* For batches of up to max_batch samples of model m (compiled, logits output
+ * [classes]); NULL with a message when the shift does not fit the image (reflect
+ * padding needs N < H and N < W) or out of memory. */
+CL_API cl_tta_plan *cl_tta_plan_new(cl_model *m, const cl_tta *t, int max_batch, char *err,
+                                    size_t errlen);
+CL_API void cl_tta_plan_free(cl_tta_plan *p);
+/* The averaged logits [n][classes] of the batch x [n][h][w][c] (n <= max_batch): every
+ * view forwarded through the model in eval mode (cl_model_forward, batched), the
+ * logits summed in view order and divided by the number of views. Owned by the plan,
+ * valid until the next call; NULL on error (cl_model_error). */
+CL_API const cl_real *cl_tta_forward(cl_tta_plan *p, const cl_real *x, int n);
+
+/* Learning-curve analysis (src/eval/analysis.c), the "Analysis" a course write-up
+ * ends with, from the columns of metrics.csv. Accuracies are fractions (0..1). The
+ * thresholds (docs/analysis.md): */
+#define CL_UNDERFIT_MARGIN 0.005  /* underfits: final train accuracy below test by more */
+#define CL_OVERFIT_ACC_DROP 0.01  /* overfits: final test accuracy this far below its best */
+#define CL_OVERFIT_LOSS_RISE 0.10 /* overfits: final test loss this fraction above its least */
+#define CL_TREND_EPOCHS 3         /* epochs (points) the trends are measured over */
+#define CL_RISING_SLOPE 0.002     /* rising / falling: test accuracy per epoch, at least */
+#define CL_GAP_TREND 0.005        /* widening / narrowing: change of the gap, more than */
+
+typedef enum { CL_FITS_WELL, CL_UNDERFITS, CL_OVERFITS } cl_fit_verdict;
+typedef enum { CL_TREND_NONE, CL_TREND_RISING, CL_TREND_FLAT, CL_TREND_FALLING } cl_trend;
+
+typedef struct {
+    int n; /* epochs (rows) */
+    const double *epoch, *train_loss, *train_acc, *test_loss, *test_acc;
+} cl_curves;
+
+typedef struct {
+    cl_fit_verdict verdict;
+    int overfit_epoch;       /* CL_OVERFITS: the first epoch after the test optimum */
+    bool overfit_by_acc;     /* test accuracy fell CL_OVERFIT_ACC_DROP below its best
+                                while train accuracy rose above its value then */
+    bool overfit_by_loss;    /* test loss rose CL_OVERFIT_LOSS_RISE above its least
+                                while train loss fell below its value then */
+    int best_acc_row, least_loss_row; /* rows of the best test accuracy and least test loss */
+    double gap;              /* train_acc - test_acc at the last epoch */
+    double gap_change;       /* gap at the last epoch minus the gap CL_TREND_EPOCHS-1 before */
+    cl_trend gap_trend;      /* RISING: widening, FALLING: narrowing, FLAT: steady */
+    double slope;            /* least-squares test accuracy per epoch over the last rows */
+    int trend_rows;          /* rows in slope and gap_change (min(n, CL_TREND_EPOCHS)) */
+    cl_trend movement;       /* of the test accuracy; NONE with one epoch */
+    int target_epoch;        /* first epoch with test_acc >= target; 0 never; -1 no target */
+} cl_curve_analysis;
+
+/* Analyse c (n >= 1); target <= 0 means none. CL_ERR_ARG when n < 1 or a column is
+ * missing. */
+CL_API cl_status cl_analyse_curves(const cl_curves *c, double target, cl_curve_analysis *a);
+
+typedef struct {
+    int a, b;            /* classes, a < b */
+    long count;          /* a taken for b plus b taken for a */
+    long a_as_b, b_as_a;
+} cl_confused_pair;
+
+/* The (at most max) most confused unordered class pairs of a confusion matrix
+ * [classes][classes] (rows true, columns predicted), most mistakes first (ties: the
+ * lower a, then b); pairs without a mistake are left out. Returns their count. */
+CL_API int cl_confused_pairs(const long *confusion, int classes, cl_confused_pair *out, int max);
+
 /* ---- layouts ---------------------------------------------------------------- */
 
 /* [n, C, H, W] <-> [n, H, W, C] */

@@ -3,7 +3,9 @@
 # and MNIST subsets; skipped where ../shared/data is missing): every figure is a
 # real PNG of the expected size with non-trivial content, report.html is
 # self-contained, `cnnlab report` regenerates it, `cnnlab compare` writes its table
-# and figures, bad input fails with a message, and headless Chromium renders the
+# and figures, both carry the analysis (synthetic metrics.csv files give each
+# verdict), --tta is said and used by train, eval and report, bad input fails with
+# a message, and headless Chromium renders the
 # report: the screenshot is not blank, every image loads and the console stays
 # silent (a control page with a broken image and a script error must be caught).
 # Prints "ok - NAME" / "FAIL - NAME: ..." and "N passed, N failed".
@@ -116,6 +118,95 @@ png_ok "compare_per_class.png" "$tmp/runs/compare/compare_per_class.png" 900 350
 "$CNNLAB" compare "$run" --target 70 >"$tmp/err.log" 2>&1
 [ $? -eq 2 ] && grep -q "target" "$tmp/err.log" && ok "compare --target 70: usage error (an accuracy is a fraction)" ||
     fail "compare --target 70" "$(cat "$tmp/err.log")"
+
+# -- the analysis block -----------------------------------------------------------------------
+for want in "<h2>Analysis</h2>" "<li>Fit: " "<li>Gap: training accuracy" "<li>Last epochs: test accuracy" \
+    "<li>Target: no target given" "<li>Most confused pairs: [a-z]* ↔ [a-z]* [0-9]* ([a-z]* → [a-z]* [0-9]*, "; do
+    grep -q "$want" "$html" || fail "report.html analysis" "no '$want'"
+done
+ok "report.html has the analysis block (fit, gap, last epochs, no target, confused pairs)"
+[ "$(wc -l <"$run/analysis.txt")" -eq 6 ] && grep -q "^Fit: " "$run/analysis.txt" &&
+    grep -q "^Analysis (also in analysis.txt):" "$tmp/report.log" && grep -q "^  Gap: " "$tmp/report.log" &&
+    ok "analysis.txt and the report's console carry the analysis" ||
+    fail "analysis.txt" "$(cat "$run/analysis.txt" "$tmp/report.log")"
+grep -q "^Analysis (thresholds: docs/analysis.md):" "$tmp/compare.log" &&
+    grep -Eq "^  bn: (fits well|underfits|overfits from epoch [0-9]+); gap [-+][0-9.]+ points \((widening|steady|narrowing)\); (still rising|flat|falling); 20% (at epoch [0-9]+|never reached)$" "$tmp/compare.log" &&
+    grep -q "<h2>Analysis</h2>" "$tmp/runs/compare/compare.html" && grep -q "<li><b>gn</b>: " "$tmp/runs/compare/compare.html" &&
+    ok "compare: an analysis line per run on the console and in compare.html" ||
+    fail "compare analysis" "$(tail -n 4 "$tmp/compare.log")"
+
+# Synthetic metrics.csv files: each verdict, its epoch, the trend of the last epochs.
+# synth NAME ROWS...: a run folder holding only metrics.csv (rows: train_acc:test_acc
+# per epoch; losses fall steadily).
+synth() {
+    d=$tmp/synth/$1
+    shift
+    mkdir -p "$d"
+    echo "epoch,lr,train_loss,train_acc,test_loss,test_acc,seconds" >"$d/metrics.csv"
+    e=0
+    for row in "$@"; do
+        e=$((e + 1))
+        echo "$e,0.1,$(awk "BEGIN { print 2 - 0.1 * $e }"),${row%:*},$(awk "BEGIN { print 2 - 0.1 * $e }"),${row#*:},1.0" >>"$d/metrics.csv"
+    done
+}
+synth under 0.40:0.45 0.50:0.55 0.55:0.61 0.58:0.64 0.60:0.66
+synth over 0.50:0.48 0.60:0.57 0.70:0.62 0.80:0.61 0.88:0.60 0.95:0.59
+synth flat 0.70:0.60 0.75:0.65 0.78:0.67 0.80:0.670 0.80:0.671 0.80:0.670
+synth rise 0.50:0.45 0.60:0.52 0.68:0.57 0.73:0.62 0.78:0.67
+if "$CNNLAB" compare "$tmp/synth/under" "$tmp/synth/over" "$tmp/synth/flat" "$tmp/synth/rise" --target 0.6 \
+    --out "$tmp/synth/compare" >"$tmp/synth.log" 2>&1; then
+    for want in "under: underfits; gap -6.00 points (steady); still rising; 60% at epoch 3" \
+        "over: overfits from epoch 4; gap +36.00 points (widening); falling; 60% at epoch 3" \
+        "flat: fits well; gap +13.00 points (steady); flat; 60% at epoch 1" \
+        "rise: fits well; gap +11.00 points (steady); still rising; 60% at epoch 4"; do
+        grep -qF "  $want" "$tmp/synth.log" || fail "synthetic verdicts" "no line '$want' in: $(grep '^  ' "$tmp/synth.log")"
+    done
+    ok "synthetic metrics: underfit, overfit from epoch 4, flat and rising runs get their verdicts"
+else
+    fail "compare of synthetic runs" "$(tail -n 3 "$tmp/synth.log")"
+fi
+
+# -- test-time augmentation: train, report and eval ------------------------------------------
+trun=$tmp/runs/tta
+if "$CNNLAB" train models/cifar10_bn.net --epochs 1 --train-subset 200 --test-subset 100 --batch 50 \
+    --tta flip --target 0.1 --out "$trun" >"$tmp/tta.log" 2>&1; then
+    grep -q "^Test-time augmentation: flip (2 views: the image and its mirror image); the prediction is the mean of the logits" "$tmp/tta.log" &&
+        grep -q "^tta=flip$" "$trun/config.txt" && grep -q "^target=0.1$" "$trun/config.txt" &&
+        grep -Eq "^Target 10%: (first reached at epoch 1|not reached)\.$" "$tmp/tta.log" &&
+        ok "train --tta flip --target: said, and recorded in config.txt" || fail "train --tta" "$(head -n 4 "$tmp/tta.log")"
+    grep -q "test-time augmentation flip" "$trun/report.html" && grep -q '<p class="tta">Test-time augmentation: flip' "$trun/report.html" &&
+        grep -q "^Test-time augmentation: flip" "$trun/analysis.txt" && grep -Eq "<li>Target 10%: " "$trun/report.html" &&
+        ok "the report of a TTA run says TTA was used, with its views, and names the target" ||
+        fail "report of a TTA run" "no TTA note or target in report.html / analysis.txt"
+    # the per-epoch test with TTA is eval's TTA evaluation of the same checkpoint, digit for digit
+    "$CNNLAB" eval "$trun/last.safetensors" --test-subset 100 --show 0 --out "$tmp" >"$tmp/eval_tta.log" 2>&1
+    want=$(grep "^Test set: " "$tmp/tta.log" | tail -n 1)
+    grep -q "^Test-time augmentation: flip" "$tmp/eval_tta.log" && grep -qF "$want" "$tmp/eval_tta.log" &&
+        ok "eval uses the run's TTA and matches the training's test line ($want)" ||
+        fail "eval of a TTA run" "want '$want': $(head -n 3 "$tmp/eval_tta.log")"
+    "$CNNLAB" eval "$trun/last.safetensors" --test-subset 100 --show 0 --out "$tmp" --tta none >"$tmp/eval_plain.log" 2>&1
+    ! grep -q "Test-time augmentation" "$tmp/eval_plain.log" && ! grep -qF "$want" "$tmp/eval_plain.log" &&
+        ok "eval --tta none: no TTA note, another loss" || fail "eval --tta none" "$(head -n 3 "$tmp/eval_plain.log")"
+    "$CNNLAB" report "$trun" --tta none --show 0 >"$tmp/report_plain.log" 2>&1 &&
+        ! grep -q "Test-time augmentation" "$tmp/report_plain.log" && grep -q "test-time augmentation none" "$trun/report.html" &&
+        ok "report --tta none evaluates without TTA and says so" || fail "report --tta none" "$(tail -n 3 "$tmp/report_plain.log")"
+else
+    fail "train --tta flip" "$(tail -n 3 "$tmp/tta.log")"
+fi
+"$CNNLAB" eval "$run/best.safetensors" --test-subset 50 --show 0 --out "$tmp" --tta flip,translate:2 >"$tmp/eval6.log" 2>&1 &&
+    grep -q "^Test-time augmentation: flip,translate:2 (6 views: the image and its shifts by (-2,-2) and (+2,+2) pixels (reflect padding), each also mirrored)" "$tmp/eval6.log" &&
+    ok "eval --tta flip,translate:2: six views named" || fail "eval --tta flip,translate:2" "$(head -n 3 "$tmp/eval6.log")"
+cp -r "$run" "$tmp/runs/bn_copy"
+"$CNNLAB" report "$tmp/runs/bn_copy" --tta flip --target 0.2 --show 0 >"$tmp/report_tta.log" 2>&1 &&
+    grep -q "^Test-time augmentation: flip (2 views" "$tmp/report_tta.log" && grep -Eq "^  Target 20%: " "$tmp/report_tta.log" &&
+    ok "report --tta flip --target 0.2: the TTA note and the target on the console" ||
+    fail "report --tta flip" "$(tail -n 5 "$tmp/report_tta.log")"
+"$CNNLAB" eval "$run/best.safetensors" --tta mirror >"$tmp/err.log" 2>&1
+[ $? -eq 2 ] && grep -q "eval --tta: test-time augmentation 'mirror': unknown view 'mirror'" "$tmp/err.log" &&
+    ok "eval --tta mirror: a usage error naming the view" || fail "eval --tta mirror" "$(cat "$tmp/err.log")"
+"$CNNLAB" train models/cifar10_bn.net --tta translate:0 --out "$tmp/never" >"$tmp/err.log" 2>&1
+[ $? -eq 2 ] && grep -q "translate:N with N from 1 to 16" "$tmp/err.log" && [ ! -d "$tmp/never" ] &&
+    ok "train --tta translate:0: a usage error before anything is written" || fail "train --tta translate:0" "$(cat "$tmp/err.log")"
 
 # -- headless Chromium renders the report ----------------------------------------------------
 # render FILE: screenshot into FILE.png and the DOM after load into FILE.dom; a
