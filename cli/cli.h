@@ -234,12 +234,15 @@ typedef struct {
     const char *format, *out, *data, *data_dir;
     const char *opset; /* onnx: "17" or "21" (the table's choices) */
     bool no_normalize; /* onnx: leave the input normalisation out of the graph */
-    bool int8;         /* c: quantize */
+    bool int8;         /* quantize (c: model.c; onnx: QDQ pairs) */
+    bool uint8_activations; /* onnx --int8: activations as uint8 (zero point + 128) */
     long long calib;
 } export_options;
 /* `cnnlab export --format c` (export_c.c), after export.c parsed the options.
  * Returns the exit code. */
 int cli_export_c(const char *checkpoint, const export_options *o);
+/* `cnnlab export --int8` in ONNX (export_c.c): the int8 network as QDQ pairs, to out. */
+int cli_export_onnx_int8(const char *checkpoint, const export_options *o, const char *out);
 
 /* The misclassified indices, most confident first (malloc'ed); returns the count. */
 int cli_misclassified(const cli_eval *ev, const cl_dataset *ds, int32_t **out);

@@ -1,8 +1,10 @@
 /* export_c.c: `cnnlab export CHECKPOINT --format c -o DIR [--int8 [--calib N]]` writes
  * the trained network as DIR/model.c and DIR/model.h (one dependency-free C99 file,
- * float32 or int8; src/deploy/), and `cnnlab eval CHECKPOINT --int8` measures the
- * int8 network against the float one on the whole test split. Both build the int8
- * network the same way: calibrated on N images of the training split. */
+ * float32 or int8; src/deploy/), `cnnlab export CHECKPOINT --int8` writes the int8
+ * network as ONNX QuantizeLinear/DequantizeLinear pairs, and `cnnlab eval CHECKPOINT
+ * --int8` measures the int8 network against the float one on the whole test split.
+ * All build the int8 network the same way: calibrated on N images of the training
+ * split. */
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -105,6 +107,46 @@ int cli_export_c(const char *path, const export_options *o) {
                   cl_deploy_weight_bytes(g), q->calib_images);
     else printf(", weights %zu bytes", cl_deploy_weight_bytes(g));
     printf("\n");
+    rc = 0;
+done:
+    cl_quant_free(q);
+    cl_deploy_free(g);
+    cli_close_checkpoint(&ck);
+    cl_safetensors_free(sf);
+    return rc;
+}
+
+int cli_export_onnx_int8(const char *path, const export_options *o, const char *out) {
+    char err[1024];
+    cl_safetensors *sf = cl_safetensors_read(path, err, sizeof err);
+    if (!sf) {
+        cli_error("%s", err);
+        return 1;
+    }
+    cli_checkpoint ck;
+    cl_deploy_graph *g = NULL;
+    cl_quant *q = NULL;
+    int rc = 1;
+    if (!cli_open_checkpoint(path, (cl_compile_args){.max_batch = 1, .threads = 1}, &ck)) {
+        cl_safetensors_free(sf);
+        return 1;
+    }
+    if (!(g = deploy_graph(&ck)) || !(q = int8_network(&ck, g, o->data, o->data_dir, (int)o->calib)))
+        goto done;
+    const int opset = atoi(o->opset);
+    cl_onnx_export_args a = {.opset = opset, .mean = ck.mean, .std = ck.std,
+                             .normalize = !o->no_normalize,
+                             .class_names = (const char *const *)ck.class_names,
+                             .model_text = cl_safetensors_meta(sf, "cnnlab.model_text"),
+                             .dataset = ck.dataset};
+    if (cl_onnx_export_int8(q, &a, o->uint8_activations, out, err, sizeof err) != CL_OK) {
+        cli_error("%s", err);
+        goto done;
+    }
+    printf("Wrote %s (ONNX opset %d, int8 QuantizeLinear/DequantizeLinear%s, %s input, %d "
+           "classes), calibrated on %d training images\n",
+           out, opset, o->uint8_activations ? " with uint8 activations" : "",
+           o->no_normalize ? "normalised" : "0..1 pixel", ck.classes, q->calib_images);
     rc = 0;
 done:
     cl_quant_free(q);

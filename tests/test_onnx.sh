@@ -10,6 +10,14 @@
 #     ONNX Runtime on 100 test images: cnnlab's logits within 1e-4; --no-normalize
 #     with the input normalised outside; the opset-17 export imported back gives the
 #     same logits bit for bit, and trains with train --init;
+#   - int8 (export --int8, QuantizeLinear/DequantizeLinear pairs) of the trained
+#     cifar10_bn, mnist and all_layers at 21 and 17, run in ONNX Runtime on the 100
+#     images against cnnlab's own int8 network (the compiled int8 model.c, bit for bit
+#     the library's): max abs logit difference within N quantization steps of the
+#     last layer (4 for cifar10_bn and mnist, 8 for all_layers), top-1 agreement at
+#     least 99%, and four times closer to cnnlab's int8 logits than to its float32
+#     ones (so the graph is really quantized); a wrong activation scale fails that;
+#     --uint8-activations (zero point + 128) passes the same comparison;
 #   - every opset-17 file passes onnx.checker.check_model(full_check=True);
 #   - the CLI's usage errors and the error for an op cnnlab lacks.
 # Missing node, npm or python3-onnx is a failure (CI installs them), except under
@@ -27,6 +35,8 @@ check "export --opset 13" 2 "--opset: expected one of 17\\|21, got '13'" -- "$CN
 check "export --format: the choices named" 2 "--format: expected one of onnx" -- "$CNNLAB" export x.safetensors --format tflite
 check "export -o is --out" 1 'nope.safetensors' -- "$CNNLAB" export "$tmp/nope.safetensors" -o "$tmp/x.onnx"
 check "import without a file" 2 'which ONNX file' -- "$CNNLAB" import
+check "export --uint8-activations without --int8" 2 'uint8-activations is for --int8 in ONNX' -- \
+    "$CNNLAB" export x.safetensors --uint8-activations
 check "export unknown option" 2 "unknown or incomplete option '--bogus'" -- "$CNNLAB" export x --bogus
 check "export a missing checkpoint" 1 'nope.safetensors' -- "$CNNLAB" export "$tmp/nope.safetensors"
 check "import --help" 0 '^usage: cnnlab import MODEL.onnx' -- "$CNNLAB" import --help
@@ -84,6 +94,61 @@ ort() {
         ok "$ort_name: $(sed -n 's/.*max abs diff \([^ ]*\).*/max abs diff \1/p' "$tmp/ort.log")"
     else
         fail "$ort_name" "$(tail -n 3 "$tmp/ort.log")"
+    fi
+}
+
+# qdq_compare NAME MODEL ORT INT8 FLOAT STEPS: an int8 (QDQ) export's ONNX Runtime
+# logits (ORT) against cnnlab's int8 logits (INT8) and float32 logits (FLOAT), all
+# [N][K] float32. One quantization step of the last layer is the most one step of one
+# of its inputs moves a logit: input_scale * max|w[k]| (from the file's own
+# DequantizeLinear scales). Passes when max |ORT - INT8| <= STEPS steps, top-1
+# agreement >= 99%, and the RMS distance to INT8 is at most a quarter of that to
+# FLOAT (and FLOAT is at least a step away): ONNX Runtime runs cnnlab's quantized
+# network, not the float one. Also checks the QDQ structure: int8 weights behind a
+# per-axis DequantizeLinear, int32 biases, int8 (or uint8) activation pairs.
+qdq_compare() {
+    qc_name=$1
+    shift
+    if "$PYTHON" - "$@" >"$tmp/qdq.log" 2>&1 <<'EOF'
+import sys
+import numpy as np
+import onnx
+from onnx import numpy_helper
+model, ort_bin, int8_bin, float_bin, steps = sys.argv[1:6]
+g = onnx.load(model).graph
+inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+producer = {o: n for n in g.node for o in n.output}
+def dq_of(name):
+    n = producer.get(name)
+    assert n is not None and n.op_type == "DequantizeLinear", f"{name} is not dequantized"
+    return n
+layers = [n for n in g.node if n.op_type in ("Conv", "Gemm")]
+assert layers, "no Conv or Gemm"
+for n in layers:
+    x, w = dq_of(n.input[0]), dq_of(n.input[1])
+    assert inits[w.input[0]].dtype == np.int8 and not inits[w.input[2]].any(), f"{n.name}: weight not int8 symmetric"
+    assert any(a.name == "axis" and a.i == 0 for a in w.attribute), f"{n.name}: weight not per output channel"
+    assert x.input[0] not in inits and inits[x.input[2]].dtype in (np.int8, np.uint8), f"{n.name}: input not an 8-bit activation"
+    if len(n.input) > 2:
+        assert inits[dq_of(n.input[2]).input[0]].dtype == np.int32, f"{n.name}: bias not int32"
+last = layers[-1]
+x, w = dq_of(last.input[0]), dq_of(last.input[1])
+q = inits[w.input[0]].astype(np.float64).reshape(inits[w.input[0]].shape[0], -1)
+step = float(inits[x.input[1]]) * (np.abs(q).max(1) * inits[w.input[1]]).max()
+K = q.shape[0]
+ort, i8, f32 = (np.fromfile(f, np.float32).reshape(-1, K) for f in (ort_bin, int8_bin, float_bin))
+d = np.abs(ort - i8).max()
+agree = 100.0 * (ort.argmax(1) == i8.argmax(1)).mean()
+rms_i8 = np.sqrt(((ort - i8) ** 2).mean())
+rms_f = np.sqrt(((ort - f32) ** 2).mean())
+closer = "%.0f times" % (rms_f / rms_i8) if rms_i8 > 0 else "infinitely"
+print(f"max abs diff {d:.2e} = {d / step:.2f} steps of {step:.2e} (bound {steps}), top-1 agreement "
+      f"{agree:.0f}%, {closer} closer to cnnlab's int8 logits than to float32")
+ok = d <= float(steps) * step and agree >= 99 and 4 * rms_i8 <= rms_f and np.abs(ort - f32).max() >= step
+sys.exit(0 if ok else 1)
+EOF
+    then ok "$qc_name: $(cat "$tmp/qdq.log")"
+    else fail "$qc_name" "$(tail -n 3 "$tmp/qdq.log")"
     fi
 }
 
@@ -158,6 +223,61 @@ else
             ok "trained $model exported at opset 17 and imported back: the same logits, bit for bit"
         else
             fail "trained $model exported and imported back" "$(tail -n 2 "$tmp/imp.log" "$tmp/eval.log")"
+        fi
+        # int8: the QDQ export at both opsets against cnnlab's int8 network (model.c)
+        case $model in cifar10_bn | mnist | all_layers) ;; *) continue ;; esac
+        case $model in all_layers) steps=8 ;; *) steps=4 ;; esac
+        if ! "$CNNLAB" export "$ck" --format c --int8 --calib 100 -o "$tmp/c_$model" >"$tmp/exp.log" 2>&1 ||
+            ! ${CC:-cc} -std=c99 -O2 -I"$tmp/c_$model" tests/deploy/main.c "$tmp/c_$model/model.c" \
+                -o "$tmp/c_$model/prog" -lm >>"$tmp/exp.log" 2>&1 ||
+            ! "$tmp/c_$model/prog" "$tmp/px.bin" "$tmp/int8_$model.bin" 100 >>"$tmp/exp.log" 2>&1; then
+            fail "cnnlab's int8 logits of $model" "$(tail -n 3 "$tmp/exp.log")"
+            continue
+        fi
+        for opset in 21 17 u8; do
+            out=$tmp/$model.int8.$opset.onnx flags="--opset $opset"
+            [ $opset = u8 ] && flags=--uint8-activations
+            # shellcheck disable=SC2086
+            if "$CNNLAB" export "$ck" --int8 --calib 100 $flags -o "$out" >"$tmp/exp.log" 2>&1 &&
+                node tests/onnx_run.js "$out" "$tmp/px.bin" $shape "$tmp/ort_int8.bin" >"$tmp/ort.log" 2>&1; then
+                qdq_compare "trained $model int8 (QDQ) $flags in ONNX Runtime = cnnlab's int8" \
+                    "$out" "$tmp/ort_int8.bin" "$tmp/int8_$model.bin" "$tmp/ref.bin" $steps
+                [ $opset = 17 ] && opset17="$opset17 $out"
+            else
+                fail "int8 $model $flags" "$(tail -n 3 "$tmp/exp.log" "$tmp/ort.log")"
+            fi
+        done
+        [ $model = cifar10_bn ] || continue
+        # a mutation the comparison must catch: the first activation's scale 5% off
+        if "$PYTHON" -c '
+import sys, onnx
+from onnx import numpy_helper
+m = onnx.load(sys.argv[1])
+for t in m.graph.initializer:
+    if t.name == "t1.scale":
+        t.CopyFrom(numpy_helper.from_array((numpy_helper.to_array(t) * 1.05).astype("float32"), t.name))
+onnx.save(m, sys.argv[2])
+' "$tmp/$model.int8.21.onnx" "$tmp/wrong_scale.onnx" >"$tmp/mutation.log" 2>&1 &&
+            node tests/onnx_run.js "$tmp/wrong_scale.onnx" "$tmp/px.bin" $shape "$tmp/ort_wrong.bin" >>"$tmp/mutation.log" 2>&1; then
+            saved=$passed.$failed
+            qdq_compare "(the mutation)" "$tmp/wrong_scale.onnx" "$tmp/ort_wrong.bin" "$tmp/int8_$model.bin" \
+                "$tmp/ref.bin" $steps >"$tmp/mutation.log"
+            passed=${saved%.*} failed=${saved#*.}
+            if grep -q '^FAIL - (the mutation)' "$tmp/mutation.log"; then
+                ok "a wrong activation scale (t1.scale x 1.05) fails the int8 comparison: $(sed 's/^FAIL - (the mutation): //' "$tmp/mutation.log")"
+            else
+                fail "the int8 comparison misses a wrong scale" "$(cat "$tmp/mutation.log")"
+            fi
+        else
+            fail "the wrong-scale mutation" "$(tail -n 3 "$tmp/mutation.log")"
+        fi
+        q=$(onnx_meta "$tmp/$model.int8.21.onnx" cnnlab.quantization)
+        classes=$(onnx_meta "$tmp/$model.int8.21.onnx" cnnlab.classes)
+        if printf '%s\n' "$q" | grep -q 'calibrated on 100 training images' && [ "${classes%%
+*}" = airplane ] && [ -n "$(onnx_meta "$tmp/$model.int8.21.onnx" cnnlab.model_text)" ]; then
+            ok "the int8 export's metadata: the class names, the model text and the quantization"
+        else
+            fail "int8 export metadata" "cnnlab.quantization, cnnlab.classes or cnnlab.model_text missing"
         fi
     done
     classes=$(onnx_meta "$tmp/cifar10_bn.21.onnx" cnnlab.classes)

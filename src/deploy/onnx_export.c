@@ -11,7 +11,9 @@
  * and bias since opset 21) and GELU as Gelu; opset 17 writes what torch.onnx writes:
  * Reshape [N, G, -1] -> InstanceNormalization (unit scale) -> Reshape -> Mul -> Add,
  * and GELU as x * (1 + erf(x / sqrt 2)) * 0.5. All memory of one export lives in an
- * arena freed at the end. */
+ * arena freed at the end. The int8 form (cl_onnx_export_int8, at the end) is written
+ * from the inference graph and its quantization (src/deploy/quantize.h) instead of
+ * the model: QuantizeLinear/DequantizeLinear pairs around the same ops. */
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -20,6 +22,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "deploy/quantize.h"
 #include "nn/model.h"
 #include "onnx.pb-c.h"
 
@@ -606,6 +609,105 @@ static void ex_free(exporter *ex) {
     free(ex->vals);
 }
 
+/* (input - mean) / std per channel, as the training loader normalised, as the
+ * graph's first nodes when a->normalize; returns the normalised value's name. */
+static const char *normalize_input(exporter *ex, const cl_onnx_export_args *a, int c) {
+    if (!a->normalize) return "input";
+    float *mean = ex_alloc(ex, (size_t)c * sizeof *mean), *sd = ex_alloc(ex, (size_t)c * sizeof *sd);
+    if (!mean || !sd) return "input";
+    memcpy(mean, a->mean, (size_t)c * sizeof *mean);
+    memcpy(sd, a->std, (size_t)c * sizeof *sd);
+    const int64_t cd[4] = {1, c, 1, 1};
+    const char *sin[2] = {"input", init_floats(ex, "norm.mean", cd, 4, mean)};
+    add_node(ex, "Sub", "norm.Sub", sin, 2, "norm.centered");
+    const char *din[2] = {"norm.centered", init_floats(ex, "norm.std", cd, 4, sd)};
+    add_node(ex, "Div", "norm.Div", din, 2, "norm.normalized");
+    return "norm.normalized";
+}
+
+/* Add the output (src as "logits" [N, K] for a Kx1x1 output, else "output" NCHW),
+ * the graph's input and output types, the opset and the metadata (quantization: a
+ * note for cnnlab.quantization, or NULL), and write the file when st is CL_OK. */
+static cl_status finish_model(exporter *ex, const cl_onnx_export_args *a, cl_status st,
+                              cl_shape in, cl_shape os, const char *src, const char *quantization,
+                              const char *path, char *err, size_t errlen) {
+    const int opset = ex->opset;
+    bool flat = os.h == 1 && os.w == 1;
+    const char *out_name = flat ? "logits" : "output";
+    add_node(ex, "Identity", "output.Identity", &src, 1, out_name);
+    int64_t idims[4] = {-1, in.c, in.h, in.w}, odims[4] = {-1, os.c, os.h, os.w};
+
+    Onnx__GraphProto g = ONNX__GRAPH_PROTO__INIT;
+    Onnx__ValueInfoProto *gin = value_info(ex, "input", idims, 4);
+    Onnx__ValueInfoProto *gout = value_info(ex, out_name, odims, flat ? 2 : 4);
+    g.name = "cnnlab";
+    g.n_node = ex->nnodes;
+    g.node = ex->nodes;
+    g.n_initializer = ex->ninits;
+    g.initializer = ex->inits;
+    g.n_input = 1;
+    g.input = &gin;
+    g.n_output = 1;
+    g.output = &gout;
+
+    Onnx__OperatorSetIdProto ops = ONNX__OPERATOR_SET_ID_PROTO__INIT, *opsp = &ops;
+    ops.domain = "";
+    ops.has_version = true;
+    ops.version = opset;
+
+    /* metadata: what a deployment needs to feed the model and read its output */
+    Onnx__StringStringEntryProto *props[8];
+    int np = 0;
+    int K = os.c;
+    size_t clen = 1;
+    for (int k = 0; a->class_names && k < K; k++) clen += strlen(a->class_names[k]) + 1;
+    char *classes = ex_alloc(ex, clen);
+    if (classes)
+        for (int k = 0; a->class_names && k < K; k++) {
+            strcat(classes, a->class_names[k]);
+            if (k + 1 < K) strcat(classes, "\n");
+        }
+    if (a->class_names) props[np++] = meta(ex, "cnnlab.classes", classes);
+    if (a->mean && a->std) {
+        props[np++] = meta(ex, "cnnlab.mean", float_list(ex, a->mean, in.c));
+        props[np++] = meta(ex, "cnnlab.std", float_list(ex, a->std, in.c));
+    }
+    props[np++] = meta(ex, "cnnlab.input",
+                       a->normalize ? "NCHW float pixels on the 0..1 scale; the graph normalises "
+                                      "them with cnnlab.mean and cnnlab.std"
+                                    : "NCHW float, already normalised: (pixel/255 - mean) / std");
+    if (a->model_text) props[np++] = meta(ex, "cnnlab.model_text", a->model_text);
+    if (a->dataset) props[np++] = meta(ex, "cnnlab.dataset", a->dataset);
+    if (quantization) props[np++] = meta(ex, "cnnlab.quantization", quantization);
+
+    Onnx__ModelProto mp = ONNX__MODEL_PROTO__INIT;
+    mp.has_ir_version = true;
+    mp.ir_version = opset >= 21 ? 10 : 8; /* the IR versions these opsets came with */
+    mp.n_opset_import = 1;
+    mp.opset_import = &opsp;
+    mp.producer_name = "cnnlab";
+    mp.producer_version = CNNLAB_VERSION;
+    mp.graph = &g;
+    mp.n_metadata_props = (size_t)np;
+    mp.metadata_props = props;
+    for (int i = 0; i < np; i++)
+        if (!props[i]) ex->oom = true;
+    if (st == CL_OK && (ex->oom || !gin || !gout))
+        st = cl_errorf(err, errlen, CL_ERR_NOMEM, "%s: out of memory", path);
+    if (st == CL_OK) {
+        size_t len = onnx__model_proto__get_packed_size(&mp);
+        uint8_t *buf = malloc(len ? len : 1);
+        if (!buf) {
+            st = cl_errorf(err, errlen, CL_ERR_NOMEM, "%s: out of memory", path);
+        } else {
+            onnx__model_proto__pack(&mp, buf);
+            st = write_atomic(path, buf, len, err, errlen);
+            free(buf);
+        }
+    }
+    return st;
+}
+
 cl_status cl_onnx_export(const cl_model *m, const cl_onnx_export_args *a, const char *path,
                          char *err, size_t errlen) {
     if (!m->compiled)
@@ -621,20 +723,7 @@ cl_status cl_onnx_export(const cl_model *m, const cl_onnx_export_args *a, const 
     ex.vals = calloc((size_t)m->ntensors, sizeof *ex.vals);
     if (!ex.vals) return cl_errorf(err, errlen, CL_ERR_NOMEM, "%s: out of memory", path);
     ex.vals[0] = (value_ref){"input", 4, NULL, NULL};
-    if (a->normalize) {
-        /* (input - mean) / std, per channel, as the training loader normalised */
-        float *mean = ex_alloc(&ex, (size_t)in.c * sizeof *mean), *sd = ex_alloc(&ex, (size_t)in.c * sizeof *sd);
-        if (mean && sd) {
-            memcpy(mean, a->mean, (size_t)in.c * sizeof *mean);
-            memcpy(sd, a->std, (size_t)in.c * sizeof *sd);
-        }
-        const int64_t cd[4] = {1, in.c, 1, 1};
-        const char *sin[2] = {"input", init_floats(&ex, "norm.mean", cd, 4, mean)};
-        add_node(&ex, "Sub", "norm.Sub", sin, 2, "norm.centered");
-        const char *din[2] = {"norm.centered", init_floats(&ex, "norm.std", cd, 4, sd)};
-        add_node(&ex, "Div", "norm.Div", din, 2, "norm.normalized");
-        ex.vals[0].name = "norm.normalized";
-    }
+    ex.vals[0].name = normalize_input(&ex, a, in.c);
     cl_status st = CL_OK;
     for (int i = 0; i < m->nnodes && st == CL_OK && !ex.oom; i++) {
         const cl_node *n = &m->nodes[i];
@@ -653,78 +742,366 @@ cl_status cl_onnx_export(const cl_model *m, const cl_onnx_export_args *a, const 
     int out = cl_model_output(m);
     cl_shape os = m->tensors[out].shape;
     bool flat = os.h == 1 && os.w == 1;
-    const char *out_name = flat ? "logits" : "output";
     const char *src = flat ? value2(&ex, out) : value4(&ex, out);
-    add_node(&ex, "Identity", "output.Identity", &src, 1, out_name);
-    int64_t idims[4] = {-1, in.c, in.h, in.w}, odims[4] = {-1, os.c, os.h, os.w};
-
-    Onnx__GraphProto g = ONNX__GRAPH_PROTO__INIT;
-    Onnx__ValueInfoProto *gin = value_info(&ex, "input", idims, 4);
-    Onnx__ValueInfoProto *gout = value_info(&ex, out_name, odims, flat ? 2 : 4);
-    g.name = "cnnlab";
-    g.n_node = ex.nnodes;
-    g.node = ex.nodes;
-    g.n_initializer = ex.ninits;
-    g.initializer = ex.inits;
-    g.n_input = 1;
-    g.input = &gin;
-    g.n_output = 1;
-    g.output = &gout;
-
-    Onnx__OperatorSetIdProto ops = ONNX__OPERATOR_SET_ID_PROTO__INIT, *opsp = &ops;
-    ops.domain = "";
-    ops.has_version = true;
-    ops.version = opset;
-
-    /* metadata: what a deployment needs to feed the model and read its output */
-    Onnx__StringStringEntryProto *props[8];
-    int np = 0;
-    int K = os.c;
-    size_t clen = 1;
-    for (int k = 0; a->class_names && k < K; k++) clen += strlen(a->class_names[k]) + 1;
-    char *classes = ex_alloc(&ex, clen);
-    if (classes)
-        for (int k = 0; a->class_names && k < K; k++) {
-            strcat(classes, a->class_names[k]);
-            if (k + 1 < K) strcat(classes, "\n");
-        }
-    if (a->class_names) props[np++] = meta(&ex, "cnnlab.classes", classes);
-    if (a->mean && a->std) {
-        props[np++] = meta(&ex, "cnnlab.mean", float_list(&ex, a->mean, in.c));
-        props[np++] = meta(&ex, "cnnlab.std", float_list(&ex, a->std, in.c));
-    }
-    props[np++] = meta(&ex, "cnnlab.input",
-                       a->normalize ? "NCHW float pixels on the 0..1 scale; the graph normalises "
-                                      "them with cnnlab.mean and cnnlab.std"
-                                    : "NCHW float, already normalised: (pixel/255 - mean) / std");
-    if (a->model_text) props[np++] = meta(&ex, "cnnlab.model_text", a->model_text);
-    if (a->dataset) props[np++] = meta(&ex, "cnnlab.dataset", a->dataset);
-
-    Onnx__ModelProto mp = ONNX__MODEL_PROTO__INIT;
-    mp.has_ir_version = true;
-    mp.ir_version = opset >= 21 ? 10 : 8; /* the IR versions these opsets came with */
-    mp.n_opset_import = 1;
-    mp.opset_import = &opsp;
-    mp.producer_name = "cnnlab";
-    mp.producer_version = CNNLAB_VERSION;
-    mp.graph = &g;
-    mp.n_metadata_props = (size_t)np;
-    mp.metadata_props = props;
-    for (int i = 0; i < np; i++)
-        if (!props[i]) ex.oom = true;
-    if (st == CL_OK && (ex.oom || !gin || !gout))
-        st = cl_errorf(err, errlen, CL_ERR_NOMEM, "%s: out of memory", path);
-    if (st == CL_OK) {
-        size_t len = onnx__model_proto__get_packed_size(&mp);
-        uint8_t *buf = malloc(len ? len : 1);
-        if (!buf) {
-            st = cl_errorf(err, errlen, CL_ERR_NOMEM, "%s: out of memory", path);
-        } else {
-            onnx__model_proto__pack(&mp, buf);
-            st = write_atomic(path, buf, len, err, errlen);
-            free(buf);
-        }
-    }
+    st = finish_model(&ex, a, st, in, os, src, NULL, path, err, errlen);
     ex_free(&ex);
+    return st;
+}
+
+/* ---- int8: QuantizeLinear / DequantizeLinear pairs ----------------------------
+ * The int8 network of src/deploy/quantize.c (cl_quant over the inference graph,
+ * BatchNorm folded, ReLU fused) in the QDQ form of onnxruntime's quantize_static:
+ * every activation tensor is QuantizeLinear -> DequantizeLinear with cnnlab's
+ * per-tensor scale and zero point (int8; or uint8 with the zero point + 128, the
+ * same values, which ONNX Runtime's x86 kernels fuse throughout); weights are int8
+ * initializers behind a
+ * DequantizeLinear per output channel (axis 0, zero point 0), biases int32 at
+ * scale input_scale * weight_scale[k]. The float ops between the pairs (Conv,
+ * Gemm, pooling, Add, Concat, activations, norms) are the ones a runtime fuses into
+ * its integer kernels. A ReLU fused into a convolution is the output's clamp at its
+ * zero point (-128 for a range that starts at 0), so it gets no node, as
+ * quantize_static leaves it out; the last convolution (float logits from int32
+ * accumulators in cnnlab) has no QuantizeLinear after it. Deploy tensors are
+ * [N, C, H, W], except the outputs of linear layers (Gemm) and what reads them at
+ * rank 2; a tensor needed at the other rank is reshaped between its DQ and a
+ * new pair with the same parameters (exact: a reshape moves no value). */
+
+typedef struct {
+    exporter ex;
+    const cl_quant *q;
+    bool uint8;    /* activations as uint8, zero point + 128 (the same values) */
+    value_ref *dq; /* [g->ntensors]: the dequantized value of each tensor */
+} qdq_writer;
+
+/* Tensor t's per-tensor scale (float) and zero point (int8, or uint8 + 128) as
+ * scalar initializers, made once. */
+static void tensor_qparams(qdq_writer *w, int t, const char **scale, const char **zp) {
+    const cl_qparams p = w->q->t[t];
+    exporter *ex = &w->ex;
+    *scale = ex_printf(ex, "t%d.scale", t);
+    *zp = ex_printf(ex, "t%d.zero_point", t);
+    if (find_init(ex, *scale)) return;
+    const int8_t z = (int8_t)p.zero_point;
+    const uint8_t zu = (uint8_t)(p.zero_point + 128);
+    add_init(ex, *scale, NULL, 0, ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, &p.scale, sizeof p.scale);
+    if (w->uint8) add_init(ex, *zp, NULL, 0, ONNX__TENSOR_PROTO__DATA_TYPE__UINT8, &zu, 1);
+    else add_init(ex, *zp, NULL, 0, ONNX__TENSOR_PROTO__DATA_TYPE__INT8, &z, 1);
+}
+
+/* QuantizeLinear -> DequantizeLinear of the float value src with tensor t's
+ * parameters; returns the dequantized value's name (suffix tells reshaped copies). */
+static const char *qdq_pair(qdq_writer *w, int t, const char *src, const char *suffix) {
+    exporter *ex = &w->ex;
+    const char *scale, *zp;
+    tensor_qparams(w, t, &scale, &zp);
+    const char *qname = ex_printf(ex, "t%d%s_quantized", t, suffix);
+    const char *dname = ex_printf(ex, "t%d%s_dequantized", t, suffix);
+    const char *qin[3] = {src, scale, zp}, *din[3] = {qname, scale, zp};
+    add_node(ex, "QuantizeLinear", ex_printf(ex, "t%d%s.QuantizeLinear", t, suffix), qin, 3, qname);
+    add_node(ex, "DequantizeLinear", ex_printf(ex, "t%d%s.DequantizeLinear", t, suffix), din, 3, dname);
+    return dname;
+}
+
+/* Tensor t (written at rank `rank` as the float value src) quantized. */
+static void qdq_set(qdq_writer *w, int t, const char *src, int rank) {
+    w->dq[t] = (value_ref){qdq_pair(w, t, src, ""), rank, NULL, NULL};
+}
+
+/* The dequantized tensor t at rank 4 or 2: Reshape [N, F, 1, 1] or Flatten, then a
+ * pair with the same parameters, made once. */
+static const char *qdq_value(qdq_writer *w, int t, int rank) {
+    value_ref *v = &w->dq[t];
+    exporter *ex = &w->ex;
+    if (v->rank == rank) return v->name;
+    const char **made = rank == 4 ? &v->as4d : &v->as2d;
+    if (*made) return *made;
+    const char *f = ex_printf(ex, "t%d_%dd", t, rank);
+    if (rank == 4) {
+        static const int64_t shape[4] = {0, -1, 1, 1};
+        const char *s = find_init(ex, "shape_n_f_1_1");
+        if (!s) s = init_ints(ex, "shape_n_f_1_1", shape, 4);
+        const char *in[2] = {v->name, s};
+        add_node(ex, "Reshape", ex_printf(ex, "%s.Reshape", f), in, 2, f);
+    } else {
+        node_proto *n = add_node(ex, "Flatten", ex_printf(ex, "%s.Flatten", f), &v->name, 1, f);
+        attr_int(ex, n, "axis", 1);
+    }
+    *made = qdq_pair(w, t, f, rank == 4 ? "_4d" : "_2d");
+    return *made;
+}
+
+/* A constant int8 or int32 tensor and its per-axis DequantizeLinear (axis 0, zero
+ * point 0): returns the float value's name `name`. */
+static const char *dq_constant(qdq_writer *w, const char *name, const int64_t *dims, int ndim,
+                               bool int32, const void *data, const float *scales) {
+    exporter *ex = &w->ex;
+    size_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= (size_t)dims[i];
+    const int64_t K = dims[0];
+    const size_t elem = int32 ? 4 : 1;
+    const int32_t type = int32 ? ONNX__TENSOR_PROTO__DATA_TYPE__INT32 : ONNX__TENSOR_PROTO__DATA_TYPE__INT8;
+    void *zeros = ex_alloc(ex, (size_t)K * elem);
+    const char *qn = ex_printf(ex, "%s_quantized", name), *sn = ex_printf(ex, "%s_scale", name);
+    const char *zn = ex_printf(ex, "%s_zero_point", name);
+    if (!zeros) return name;
+    add_init(ex, qn, dims, ndim, type, data, n * elem);
+    add_init(ex, sn, &K, 1, ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, scales, (size_t)K * sizeof(float));
+    add_init(ex, zn, &K, 1, type, zeros, (size_t)K * elem);
+    const char *in[3] = {qn, sn, zn};
+    node_proto *p = add_node(ex, "DequantizeLinear", ex_printf(ex, "%s.DequantizeLinear", name), in, 3, name);
+    attr_int(ex, p, "axis", 0);
+    return name;
+}
+
+/* Conv (or Gemm for a linear layer) on dequantized int8 weights and int32 bias.
+ * Returns the float output's name; *rank its rank. */
+static const char *qdq_conv(qdq_writer *w, const cl_deploy_node *d, const cl_qnode *n, int layer,
+                            int *rank) {
+    exporter *ex = &w->ex;
+    const dk_conv *c = &d->conv;
+    const bool linear = !strncmp(d->ops, "linear", 6);
+    const int64_t wd[4] = {c->k, linear ? c->c : c->c / c->groups, c->kh, c->kw}, K = c->k;
+    const char *in[3] = {qdq_value(w, d->in[0], linear ? 2 : 4),
+                         dq_constant(w, ex_printf(ex, "layers.%d.weight", layer), wd, linear ? 2 : 4,
+                                     false, n->w, n->w_scale),
+                         NULL};
+    /* a bias that cnnlab has (or BatchNorm folded in) as int32 at in_scale * w_scale[k];
+     * n->out_scale[k] is that product rounded to float */
+    if (d->b) in[2] = dq_constant(w, ex_printf(ex, "layers.%d.bias", layer), &K, 1, true, n->bias, n->out_scale);
+    const char *out = ex_printf(ex, "t%d_float", d->out);
+    node_proto *p = add_node(ex, linear ? "Gemm" : "Conv",
+                             ex_printf(ex, "layers.%d.%s", layer, linear ? "Gemm" : "Conv"), in,
+                             in[2] ? 3 : 2, out);
+    if (linear) {
+        attr_int(ex, p, "transB", 1);
+    } else {
+        int64_t k[2] = {c->kh, c->kw}, s[2] = {c->sh, c->sw}, pads[4] = {c->ph, c->pw, c->ph, c->pw};
+        int64_t dil[2] = {c->dh, c->dw};
+        attr_ints(ex, p, "kernel_shape", k, 2);
+        attr_ints(ex, p, "strides", s, 2);
+        attr_ints(ex, p, "pads", pads, 4);
+        attr_ints(ex, p, "dilations", dil, 2);
+        attr_int(ex, p, "group", c->groups);
+    }
+    *rank = linear ? 2 : 4;
+    /* the fused ReLU: the quantized output's clamp at its zero point, a node only
+     * when that is not the int8 minimum (or the output stays float) */
+    if (c->relu && (n->float_out || w->q->t[d->out].zero_point != -128)) {
+        const char *r = ex_printf(ex, "t%d_relu", d->out);
+        add_node(ex, "Relu", ex_printf(ex, "layers.%d.Relu", d->layer1), &out, 1, r);
+        out = r;
+    }
+    return out;
+}
+
+static const char *qdq_pool(qdq_writer *w, const cl_deploy_node *d, int layer) {
+    exporter *ex = &w->ex;
+    const dk_pool *p = &d->pool;
+    const char *x = qdq_value(w, d->in[0], 4), *out = ex_printf(ex, "t%d_float", d->out);
+    if (!strcmp(d->ops, "gap")) {
+        add_node(ex, "GlobalAveragePool", ex_printf(ex, "layers.%d.GlobalAveragePool", layer), &x, 1, out);
+        return out;
+    }
+    const bool max = d->kind == CL_DEPLOY_MAXPOOL;
+    node_proto *n = add_node(ex, max ? "MaxPool" : "AveragePool",
+                             ex_printf(ex, "layers.%d.%s", layer, max ? "MaxPool" : "AveragePool"),
+                             &x, 1, out);
+    int64_t k[2] = {p->kh, p->kw}, s[2] = {p->sh, p->sw}, pads[4] = {p->ph, p->pw, p->ph, p->pw};
+    int64_t dil[2] = {p->dh, p->dw};
+    attr_ints(ex, n, "kernel_shape", k, 2);
+    attr_ints(ex, n, "strides", s, 2);
+    attr_ints(ex, n, "pads", pads, 4);
+    if (max && (p->dh != 1 || p->dw != 1)) attr_ints(ex, n, "dilations", dil, 2);
+    if (!max) attr_int(ex, n, "count_include_pad", 1);
+    return out;
+}
+
+/* A BatchNorm after no convolution: x * scale + shift per channel (cnnlab's table
+ * holds the same function of each of the 256 inputs). */
+static const char *qdq_affine(qdq_writer *w, const cl_deploy_node *d, int layer, int rank) {
+    exporter *ex = &w->ex;
+    const int64_t C = (int64_t)d->nw, dims[3] = {C, 1, 1};
+    const int nd = rank == 4 ? 3 : 1;
+    const char *base = ex_printf(ex, "layers.%d", layer);
+    const char *x = qdq_value(w, d->in[0], rank);
+    const char *min[2] = {x, init_floats(ex, ex_printf(ex, "%s.scale", base), dims, nd, d->w)};
+    const char *mo = ex_printf(ex, "%s.scaled", base), *out = ex_printf(ex, "t%d_float", d->out);
+    add_node(ex, "Mul", ex_printf(ex, "%s.Mul", base), min, 2, mo);
+    const char *ain[2] = {mo, init_floats(ex, ex_printf(ex, "%s.shift", base), dims, nd, d->b)};
+    add_node(ex, "Add", ex_printf(ex, "%s.Add", base), ain, 2, out);
+    return out;
+}
+
+/* GroupNorm / LayerNorm in float between the pairs, as the float export writes them:
+ * GroupNormalization (opset 21) or torch.onnx's InstanceNormalization
+ * decomposition (17); LayerNormalization for a per-element LayerNorm. */
+static const char *qdq_norm(qdq_writer *w, const cl_deploy_node *d, int layer) {
+    exporter *ex = &w->ex;
+    const dk_norm *nm = &d->norm;
+    const cl_deploy_tensor *s = &w->q->g->tensors[d->out];
+    const char *x = qdq_value(w, d->in[0], 4), *out = ex_printf(ex, "t%d_float", d->out);
+    const char *base = ex_printf(ex, "layers.%d", layer);
+    const int64_t C = s->c, chw[3] = {s->c, s->h, s->w}, c11[3] = {s->c, 1, 1};
+    if (nm->elementwise || ex->opset >= 21) {
+        const char *in[3] = {x, init_floats(ex, ex_printf(ex, "%s.weight", base), nm->elementwise ? chw : &C,
+                                            nm->elementwise ? 3 : 1, d->w),
+                             init_floats(ex, ex_printf(ex, "%s.bias", base), nm->elementwise ? chw : &C,
+                                         nm->elementwise ? 3 : 1, d->b)};
+        const char *op = nm->elementwise ? "LayerNormalization" : "GroupNormalization";
+        node_proto *p = add_node(ex, op, ex_printf(ex, "%s.%s", base, op), in, 3, out);
+        if (nm->elementwise) attr_int(ex, p, "axis", 1);
+        else attr_int(ex, p, "num_groups", nm->groups);
+        attr_float(ex, p, "epsilon", nm->eps);
+        return out;
+    }
+    const int G = nm->groups;
+    const int64_t grouped[3] = {0, G, -1}, back[4] = {0, s->c, s->h, s->w}, gdim = G;
+    float *ones = ex_alloc(ex, (size_t)G * sizeof *ones), *zeros = ex_alloc(ex, (size_t)G * sizeof *zeros);
+    if (!ones || !zeros) return out;
+    for (int g = 0; g < G; g++) ones[g] = 1.0f;
+    const char *r1in[2] = {x, init_ints(ex, ex_printf(ex, "%s.grouped_shape", base), grouped, 3)};
+    const char *r1 = ex_printf(ex, "%s.grouped", base);
+    add_node(ex, "Reshape", ex_printf(ex, "%s.Reshape", base), r1in, 2, r1);
+    const char *inin[3] = {r1, init_floats(ex, ex_printf(ex, "%s.unit_scale", base), &gdim, 1, ones),
+                           init_floats(ex, ex_printf(ex, "%s.zero_bias", base), &gdim, 1, zeros)};
+    const char *in_out = ex_printf(ex, "%s.normalized", base);
+    node_proto *p = add_node(ex, "InstanceNormalization",
+                             ex_printf(ex, "%s.InstanceNormalization", base), inin, 3, in_out);
+    attr_float(ex, p, "epsilon", nm->eps);
+    const char *r2in[2] = {in_out, init_ints(ex, ex_printf(ex, "%s.shape", base), back, 4)};
+    const char *r2 = ex_printf(ex, "%s.ungrouped", base);
+    add_node(ex, "Reshape", ex_printf(ex, "%s.Reshape_1", base), r2in, 2, r2);
+    const char *min[2] = {r2, init_floats(ex, ex_printf(ex, "%s.weight", base), c11, 3, d->w)};
+    const char *mo = ex_printf(ex, "%s.scaled", base);
+    add_node(ex, "Mul", ex_printf(ex, "%s.Mul", base), min, 2, mo);
+    const char *ain[2] = {mo, init_floats(ex, ex_printf(ex, "%s.bias", base), c11, 3, d->b)};
+    add_node(ex, "Add", ex_printf(ex, "%s.Add", base), ain, 2, out);
+    return out;
+}
+
+/* An activation (cnnlab's 256-entry table of it) in float between the pairs. */
+static const char *qdq_act(qdq_writer *w, const cl_deploy_node *d, int layer, int rank) {
+    exporter *ex = &w->ex;
+    const char *x = qdq_value(w, d->in[0], rank), *out = ex_printf(ex, "t%d_float", d->out);
+    const char *base = ex_printf(ex, "layers.%d", layer);
+    node_proto *p;
+    switch (d->act) {
+    case DK_RELU: add_node(ex, "Relu", ex_printf(ex, "%s.Relu", base), &x, 1, out); break;
+    case DK_LEAKY_RELU:
+        p = add_node(ex, "LeakyRelu", ex_printf(ex, "%s.LeakyRelu", base), &x, 1, out);
+        attr_float(ex, p, "alpha", d->slope);
+        break;
+    case DK_GELU:
+        if (ex->opset >= 20) {
+            p = add_node(ex, "Gelu", ex_printf(ex, "%s.Gelu", base), &x, 1, out);
+            attr_string(ex, p, "approximate", "none");
+        } else {
+            const char *din[2] = {x, init_scalar(ex, "sqrt2", 1.41421353816986083984375f)};
+            const char *dv = ex_printf(ex, "%s.div", base), *e = ex_printf(ex, "%s.erf", base);
+            const char *a = ex_printf(ex, "%s.erf1", base), *mo = ex_printf(ex, "%s.xerf1", base);
+            add_node(ex, "Div", ex_printf(ex, "%s.Div", base), din, 2, dv);
+            add_node(ex, "Erf", ex_printf(ex, "%s.Erf", base), &dv, 1, e);
+            const char *ain[2] = {e, init_scalar(ex, "one", 1.0f)};
+            add_node(ex, "Add", ex_printf(ex, "%s.Add", base), ain, 2, a);
+            const char *min[2] = {x, a};
+            add_node(ex, "Mul", ex_printf(ex, "%s.Mul", base), min, 2, mo);
+            const char *hin[2] = {mo, init_scalar(ex, "half", 0.5f)};
+            add_node(ex, "Mul", ex_printf(ex, "%s.Mul_1", base), hin, 2, out);
+        }
+        break;
+    case DK_SILU: {
+        const char *sig = ex_printf(ex, "%s.sigmoid", base), *min[2] = {x, sig};
+        add_node(ex, "Sigmoid", ex_printf(ex, "%s.Sigmoid", base), &x, 1, sig);
+        add_node(ex, "Mul", ex_printf(ex, "%s.Mul", base), min, 2, out);
+        break;
+    }
+    default: add_node(ex, "HardSwish", ex_printf(ex, "%s.HardSwish", base), &x, 1, out);
+    }
+    return out;
+}
+
+cl_status cl_onnx_export_int8(const cl_quant *q, const cl_onnx_export_args *a, bool uint8,
+                              const char *path, char *err, size_t errlen) {
+    const cl_deploy_graph *g = q->g;
+    int opset = a->opset ? a->opset : 21;
+    if (opset != 17 && opset != 21)
+        return cl_errorf(err, errlen, CL_ERR_ARG, "%s: opset %d: cnnlab writes opset 17 or 21",
+                         path, opset);
+    if (a->normalize && (!a->mean || !a->std))
+        return cl_errorf(err, errlen, CL_ERR_ARG, "%s: normalisation asked for without mean and std", path);
+    qdq_writer w = {.ex = {.opset = opset}, .q = q, .uint8 = uint8};
+    exporter *ex = &w.ex;
+    w.dq = calloc((size_t)g->ntensors, sizeof *w.dq);
+    if (!w.dq) return cl_errorf(err, errlen, CL_ERR_NOMEM, "%s: out of memory", path);
+    qdq_set(&w, 0, normalize_input(ex, a, g->input.c), 4);
+    const char *logits = NULL;
+    for (int i = 0; i < g->nnodes && !ex->oom; i++) {
+        const cl_deploy_node *d = &g->nodes[i];
+        const cl_qnode *n = &q->n[i];
+        const int layer = d->layer0;
+        /* element-wise steps keep their input's rank; add and concat stay at rank 2
+         * when all inputs are, as the float export */
+        int rank = 4;
+        if (d->kind == CL_DEPLOY_ACT || d->kind == CL_DEPLOY_AFFINE) rank = w.dq[d->in[0]].rank;
+        if (d->kind == CL_DEPLOY_ADD || d->kind == CL_DEPLOY_CONCAT) {
+            rank = 2;
+            for (int k = 0; k < d->nin; k++)
+                if (w.dq[d->in[k]].rank != 2) rank = 4;
+        }
+        const char *out = NULL;
+        switch (d->kind) {
+        case CL_DEPLOY_CONV: out = qdq_conv(&w, d, n, layer, &rank); break;
+        case CL_DEPLOY_MAXPOOL:
+        case CL_DEPLOY_AVGPOOL: out = qdq_pool(&w, d, layer); break;
+        case CL_DEPLOY_AFFINE: out = qdq_affine(&w, d, layer, rank); break;
+        case CL_DEPLOY_NORM: out = qdq_norm(&w, d, layer); break;
+        case CL_DEPLOY_ACT: out = qdq_act(&w, d, layer, rank); break;
+        case CL_DEPLOY_ADD:
+        case CL_DEPLOY_CONCAT: {
+            const bool add = d->kind == CL_DEPLOY_ADD;
+            const char *in[CL_DEPLOY_MAX_INPUTS];
+            for (int k = 0; k < d->nin; k++) in[k] = qdq_value(&w, d->in[k], rank);
+            out = ex_printf(ex, "t%d_float", d->out);
+            node_proto *p = add_node(ex, add ? "Add" : "Concat",
+                                     ex_printf(ex, "layers.%d.%s", layer, add ? "Add" : "Concat"),
+                                     in, d->nin, out);
+            if (!add) attr_int(ex, p, "axis", 1);
+            break;
+        }
+        }
+        if (d->kind == CL_DEPLOY_CONV && n->float_out) {
+            logits = out; /* float logits from the int32 accumulators */
+            w.dq[d->out] = (value_ref){out, rank, NULL, NULL};
+        } else {
+            qdq_set(&w, d->out, out, rank);
+        }
+    }
+    const cl_deploy_tensor *o = &g->tensors[g->output];
+    const cl_shape os = {o->c, o->h, o->w};
+    const bool flat = o->h == 1 && o->w == 1;
+    const char *src = w.dq[g->output].name;
+    if (ex->oom) src = "";
+    else if (flat && w.dq[g->output].rank == 4) {
+        const char *f = logits ? "logits_2d" : qdq_value(&w, g->output, 2);
+        if (logits) {
+            node_proto *p = add_node(ex, "Flatten", "logits.Flatten", &src, 1, f);
+            attr_int(ex, p, "axis", 1);
+        }
+        src = f;
+    }
+    char note[512];
+    snprintf(note, sizeof note,
+             "int8, QuantizeLinear/DequantizeLinear pairs: BatchNorm folded into the "
+             "convolutions; weights int8 symmetric per output channel (zero point 0), biases "
+             "int32 at input_scale * weight_scale; activations int8 per tensor (asymmetric), "
+             "ranges calibrated on %d training images%s; %s",
+             q->calib_images, uint8 ? " (written as uint8 with the zero point + 128)" : "",
+             logits ? "the last layer's output is float (not quantized), as cnnlab's int8 "
+                      "logits come from its int32 accumulators"
+                    : "the output is dequantized int8");
+    cl_status st = finish_model(ex, a, CL_OK, g->input, os, src, note, path, err, errlen);
+    free(w.dq);
+    ex->vals = NULL;
+    ex_free(ex);
     return st;
 }

@@ -73,4 +73,12 @@ size_t cl_quant_workspace(const cl_quant *q);
  * holds cl_quant_workspace(q) bytes (one per thread). Returns the argmax. */
 int cl_quant_forward(const cl_quant *q, const float *pixels, float *logits, void *work);
 
+/* Write the int8 network q as an ONNX file of QuantizeLinear/DequantizeLinear pairs
+ * (src/deploy/onnx_export.c; docs/deploy.md): opset a->opset (17 or 21), the input
+ * normalisation and the metadata as cl_onnx_export writes them, plus
+ * cnnlab.quantization. uint8: activations as uint8 with the zero point + 128 (the same
+ * real values; ONNX Runtime's x86 kernels fuse uint8 activations throughout). */
+cl_status cl_onnx_export_int8(const cl_quant *q, const cl_onnx_export_args *a, bool uint8,
+                              const char *path, char *err, size_t errlen);
+
 #endif
