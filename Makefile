@@ -137,7 +137,7 @@ tests: $(TESTS) $(BUILD)/cnnlab $(BUILD)/tests/pngstat
 # Runs every test binary from the repository root, then the CLI tests; prints
 # "N passed, N failed" and fails if any did.
 test: tests
-	@BUILD=$(BUILD) sh tests/run_all.sh $(TESTS) tests/test_cli.sh tests/test_options.sh tests/test_fetch.sh tests/test_train.sh tests/test_val_ema.sh tests/test_reliability.sh tests/test_kill.sh tests/test_report.sh \
+	@BUILD=$(BUILD) sh tests/run_all.sh $(TESTS) tests/test_cli.sh tests/test_options.sh tests/test_lr_find.sh tests/test_fetch.sh tests/test_train.sh tests/test_val_ema.sh tests/test_reliability.sh tests/test_kill.sh tests/test_report.sh \
 	    tests/test_files.sh tests/test_symbols.sh tests/test_install.sh tests/test_deb.sh tests/test_onnx.sh tests/test_deploy.sh tests/test_mpi.sh
 
 # The sanitized and portable passes compile on every core first (CI calls `make check`
@@ -202,6 +202,8 @@ fixtures:
 	$(PYTHON) tests/ref/gen_fixtures.py
 	$(PYTHON) tests/ref/gen_augment.py
 	$(PYTHON) tests/ref/gen_onnx.py
+	$(PYTHON) tests/ref/gen_init.py
+	$(PYTHON) tests/ref/gen_lr_find.py
 	$(PYTHON) tests/ref/gen_gn_precision.py
 
 # ---- the shared library, installation and the Debian package ------------------------

@@ -83,7 +83,7 @@ extern const int cli_ncommands;
 
 extern const cli_command summary_command, train_command, bench_command, eval_command,
     stats_command, augment_preview_command, predict_command, fetch_command, report_command,
-    compare_command, export_command, import_command;
+    compare_command, export_command, import_command, lr_find_command;
 
 /* What cli_parse returns instead of an operand count. */
 enum { CLI_PARSE_ERROR = -1, CLI_PARSE_HELP = -2 };
@@ -143,6 +143,7 @@ typedef struct {
        the test accuracy whose first epoch the report names (NAN: none) */
     char tta[TRAIN_STR_LEN];
     double target;
+    long long init_whiten; /* patch-whitening images for the first conv; 0: off */
 } train_options;
 
 /* The option table of train (ends with an empty row); train_command uses it. */
@@ -364,6 +365,14 @@ bool cli_load_dataset(const cli_dataset_ref *ref, cl_split split, const cli_imag
                       cl_dataset *ds);
 /* Both steps at once. */
 bool cli_open_dataset(const char *name, const char *data_dir, cl_split split, cl_dataset *ds);
+
+/* --init-whiten (train, lr-find): set the first convolution of the compiled model m
+ * by patch whitening (cl_model_init_whiten, airbench's eps) of images idx[0..n) of d,
+ * normalised as the loader does (uint8 / 255, then mean and std per channel). Prints
+ * what it did when say is true, and the error on failure. */
+#define CLI_WHITEN_EPS 5e-4
+bool cli_init_whiten(cl_model *m, const cl_dataset *d, const int32_t *idx, int n,
+                     const float *mean, const float *std, bool say);
 
 /* Print "cnnlab: " + message to stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -176,3 +176,32 @@ bool cli_open_dataset(const char *name, const char *data_dir, cl_split split, cl
     cli_dataset_ref ref;
     return cli_resolve_dataset(name, data_dir, &ref) && cli_load_dataset(&ref, split, NULL, ds);
 }
+
+bool cli_init_whiten(cl_model *m, const cl_dataset *d, const int32_t *idx, int n,
+                     const float *mean, const float *std, bool say) {
+    size_t per = (size_t)d->h * d->w * d->c;
+    cl_real *x = malloc((size_t)n * per * sizeof *x);
+    if (!x) {
+        cli_error("--init-whiten: out of memory for %d images", n);
+        return false;
+    }
+    for (int i = 0; i < n; i++) {
+        const uint8_t *img = d->images + (size_t)idx[i] * per;
+        for (size_t p = 0; p < per; p++) {
+            int c = (int)(p % (size_t)d->c);
+            x[(size_t)i * per + p] = (cl_real)((img[p] / 255.0 - mean[c]) / std[c]);
+        }
+    }
+    char err[512];
+    double t0 = now_seconds();
+    int layer = cl_model_init_whiten(m, x, n, CLI_WHITEN_EPS, err, sizeof err);
+    free(x);
+    if (layer < 0) {
+        cli_error("--init-whiten: %s", err);
+        return false;
+    }
+    if (say)
+        printf("Whitening: layer %d's weights from the patches of %d training images (%.1f s)\n",
+               layer, n, now_seconds() - t0);
+    return true;
+}

@@ -76,6 +76,9 @@ const cli_option train_option_table[] = {
     {"resume", OPT_STR, F(resume), "continue the run in this folder from its last checkpoint",
      .arg = "DIR"},
     {"init", OPT_STR, F(init), "start from these weights (a .safetensors file)", .arg = "FILE"},
+    {"init-whiten", OPT_INT, F(init_whiten),
+     "set the first conv's weights by patch whitening of the first N training images "
+     "(airbench; e.g. 5000)", .def = "0, off", .max = 1000000},
     /* evaluation (docs/analysis.md) */
     {"tta", OPT_STR, F(tta), "test-time augmentation of the per-epoch test: mean logits over "
      "views, flip and/or translate:N (flip is meant for CIFAR-like data, not digits); costs a "
@@ -216,6 +219,11 @@ bool train_options_check(const train_options *o) {
                       (double)nonneg[i].v);
             return false;
         }
+    if (o->init[0] && o->init_whiten > 0) {
+        cli_error("--init-whiten sets the first convolution that --init %s would load: give one "
+                  "of them", o->init);
+        return false;
+    }
     cl_tta tta;
     return cli_parse_tta("train --tta", o->tta, &tta);
 }

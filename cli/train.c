@@ -327,6 +327,13 @@ static bool build_model(run *r) {
     return true;
 }
 
+/* --init-whiten N: the first convolution's weights from the first N training images. */
+static bool init_whiten(run *r) {
+    if (r->o.init_whiten <= 0) return true;
+    int n = r->o.init_whiten < r->ntrain ? (int)r->o.init_whiten : r->ntrain;
+    return cli_init_whiten(r->m, &r->train, r->train_idx, n, r->mean, r->std, dist_rank() == 0);
+}
+
 /* ---- checkpoints ----------------------------------------------------------------- */
 
 /* Every metadata key of a checkpoint written by `cnnlab train`: its type and where its
@@ -1171,6 +1178,7 @@ static int train_run(int argc, char **argv) {
         !dist_all_ok(dist_rank() != 0 || !exists(r.o.out) || make_run_folder(&r)))
         goto out;
     bool ready = resolve_defaults(&r.o) && load_data(&r) && make_loaders(&r) && build_model(&r) &&
+                 (resuming || init_whiten(&r)) &&
                  train_options_schedule(&r.o, cl_loader_batches(r.train_loader), &r.sched) &&
                  (!resuming || resume_state(&r));
     /* every rank ready and alike, then the run folder (rank 0) */

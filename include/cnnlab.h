@@ -68,6 +68,12 @@ typedef struct cl_model cl_model;
 
 /* ---- building ------------------------------------------------------------ */
 
+/* How a convolution's weight starts (conv only). CL_INIT_DIRAC: the default init,
+ * then torch.nn.init.dirac_(w[:in_per_group]) of each group, as airbench's Conv does:
+ * the first min(out, in) outputs of each group pass their input channel through
+ * (a 1 at the kernel's centre tap, 0 elsewhere); further outputs keep the default. */
+typedef enum { CL_INIT_DEFAULT = 0, CL_INIT_DIRAC } cl_conv_init;
+
 /* Convolution and pooling geometry. Zero means the PyTorch default:
  * stride 1 (pooling: stride = kernel), dilation 1, groups 1. Kernel, stride,
  * padding and dilation have a height and a width. kernel_w, stride_w and
@@ -81,6 +87,7 @@ typedef struct {
     int dilation_h, dilation_w;
     int groups;   /* conv only: in and out channels split into this many groups */
     bool no_bias; /* conv only: PyTorch's bias=False */
+    cl_conv_init init; /* conv only: the weight's initialisation */
 } cl_conv2d_args;
 
 typedef enum { CL_NORM_NONE = 0, CL_NORM_BATCH, CL_NORM_GROUP, CL_NORM_LAYER } cl_norm_kind;
@@ -258,6 +265,50 @@ CL_API cl_status cl_model_get_tensor(const cl_model *m, int i, cl_real *dst);
 CL_API cl_status cl_model_set_tensor(cl_model *m, int i, const cl_real *src);
 /* The gradient of tensor i in PyTorch layout. */
 CL_API cl_status cl_model_get_tensor_grad(const cl_model *m, int i, cl_real *dst);
+
+/* ---- patch-whitening initialisation (src/nn/whiten.c) -------------------------- */
+
+/* The whitening filters of airbench's init_whitening_conv from n images x (NHWC
+ * [n, H, W, C] of shape s, normalised as the model sees them): with l_i and v_i the
+ * eigenvalues (descending) and eigenvectors of the uncentred covariance of every
+ * valid kh x kw patch (stride 1, no padding; a patch read in [C][kh][kw] order),
+ * h = min(rows / 2, C*kh*kw) and rows r < h: w[r] = v_r / sqrt(l_r + eps),
+ * w[h + r] = -w[r]. w is [rows][C][kh][kw] (PyTorch's conv weight); its rows from 2h
+ * on are left as they are. eigenvalues (NULL, or [C*kh*kw]) receives every l_i. */
+CL_API cl_status cl_whitening_filters(const cl_real *x, int n, cl_shape s, int kh, int kw,
+                                      double eps, int rows, cl_real *w, double *eigenvalues,
+                                      char *err, size_t errlen);
+/* Set the weight of the first convolution that reads the model's input (groups 1,
+ * dilation 1) from cl_whitening_filters over n images x; bias and the rows from
+ * 2*min(out/2, C*kh*kw) on keep their values. The model must be compiled. Returns the
+ * layer's index, or -1 with the error in err. */
+CL_API int cl_model_init_whiten(cl_model *m, const cl_real *x, int n, double eps, char *err,
+                                size_t errlen);
+
+/* ---- the learning-rate range test (src/nn/lr_find.c) -------------------------- */
+
+/* torch-lr-finder's LRFinder.range_test with step_mode="exp": step i of steps
+ * (0-based) trains at start * (end / start)^(i / (steps - 1)). */
+CL_API double cl_lr_find_lr(double start_lr, double end_lr, int steps, int i);
+
+/* The smoothed loss and its best so far; zero-initialise before the first step. */
+typedef struct {
+    int n;       /* steps fed */
+    double last; /* the last smoothed loss */
+    double best; /* the lowest smoothed loss */
+} cl_lr_find_state;
+
+/* Feed one step's loss, as range_test does: the first loss is kept as it is, later
+ * ones become smooth_f * loss + (1 - smooth_f) * the previous smoothed loss (no bias
+ * correction); *smoothed (if not NULL) receives it. True when the test stops: the
+ * smoothed loss is above diverge_th times the best one (or not finite). */
+CL_API bool cl_lr_find_step(cl_lr_find_state *s, double loss, double smooth_f, double diverge_th,
+                            double *smoothed);
+
+/* torch-lr-finder's suggested learning rate (LRFinder.plot(suggest_lr=True)): of the
+ * smoothed losses [skip_start, n - skip_end), the index of the steepest descent, the
+ * minimum of np.gradient (first on ties); -1 when fewer than 2 points remain. */
+CL_API int cl_lr_find_suggest(const double *smoothed, int n, int skip_start, int skip_end);
 
 /* ---- loss ------------------------------------------------------------------ */
 

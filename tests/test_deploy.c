@@ -47,6 +47,7 @@ static const char *every_kind =
     "conv 4 k=1 from=g as=c1\n"
     "concat l c1\n"
     "relu\n"
+    "sepblock 12 k=3 pad=1 act=hardswish init=dirac\n"
     "avgpool 2 pad=1\n"
     "conv 16 k=3 stride=2 pad=1\n"
     "gap\n"

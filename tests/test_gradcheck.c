@@ -59,6 +59,8 @@ static const gc_case cases[] = {
     {"flatten linear", "input 3x3x4\nflatten\nlinear 5", 3, true, false},
     {"linear nobias", "input 6x1x1\nlinear 4 bias=0", 3, true, false},
     {"cross entropy", "input 6x1x1\nlinear 10", 4, true, true},
+    {"sepblock stride2 gn silu", "input 4x7x6\nsepblock 6 k=3 stride=2 pad=1 norm=gn act=silu", 2,
+     true, false},
     {"small model with loss",
      "input 3x8x8\nblock 4 k=3 pad=1 norm=bn as=a\nblock 4 k=3 pad=1 norm=bn\nadd a\n"
      "maxpool 2\nblock 6 k=3 pad=1 norm=gn num_groups=2 act=gelu\ngap\nconv 10 k=1",

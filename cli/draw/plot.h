@@ -34,6 +34,7 @@ typedef struct {
     bool y_percent;   /* y values are fractions, tick labels show percent ("70%") */
     bool x_integer;   /* x ticks only at integers (epochs) */
     bool y_log;       /* logarithmic y axis (values <= 0 skipped) */
+    bool x_log;       /* logarithmic x axis (values <= 0 skipped), e.g. learning rates */
     bool has_ymin, has_ymax; /* fix the y range instead of fitting the data */
     double ymin, ymax;
     bool has_hline;   /* a grey dashed horizontal reference line, e.g. the target accuracy */

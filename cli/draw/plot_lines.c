@@ -48,8 +48,10 @@ static bool check_lines(const plot_lines *l, int index, char *err, size_t errlen
 }
 
 /* Whether point i of s can be drawn: finite, and positive on a log y axis. */
-static bool point_ok(const plot_series *s, int i, bool log) {
-    return isfinite(s->x[i]) && isfinite(s->y[i]) && (!log || s->y[i] > 0);
+/* A point drawn: finite, and above 0 on a log axis. */
+static bool point_ok(const plot_series *s, int i, const plot_lines *l) {
+    return isfinite(s->x[i]) && isfinite(s->y[i]) && (!l->y_log || s->y[i] > 0) &&
+           (!l->x_log || s->x[i] > 0);
 }
 
 /* Clip the segment (x0,y0)-(x1,y1) to the rectangle [xmin,xmax] x [ymin,ymax]
@@ -87,7 +89,8 @@ static bool clip_segment(double xmin, double ymin, double xmax, double ymax, dou
 /* One series: a polyline broken at undrawable points, clipped to the axes area
  * (widened by the clip margin, the cairo clip cuts exactly), then dots on each
  * point when asked for and on every isolated point (a lone point draws no line). */
-static void draw_series(panel *p, const axis *xa, const axis *ya, const plot_series *s, bool log) {
+static void draw_series(panel *p, const axis *xa, const axis *ya, const plot_series *s,
+                        const plot_lines *l) {
     cairo_t *cr = p->cr;
     double rgb[3], lw = 2 * p->s, margin = 4 * lw;
     plot_color(s->color, rgb);
@@ -102,7 +105,7 @@ static void draw_series(panel *p, const axis *xa, const axis *ya, const plot_ser
     bool pen = false;
     double last_x = 0, last_y = 0;
     for (int i = 1; i < s->n; i++) {
-        if (!point_ok(s, i - 1, log) || !point_ok(s, i, log)) {
+        if (!point_ok(s, i - 1, l) || !point_ok(s, i, l)) {
             pen = false;
             continue;
         }
@@ -121,9 +124,9 @@ static void draw_series(panel *p, const axis *xa, const axis *ya, const plot_ser
     cairo_stroke(cr);
     cairo_set_dash(cr, NULL, 0, 0);
     for (int i = 0; i < s->n; i++) {
-        if (!point_ok(s, i, log)) continue;
+        if (!point_ok(s, i, l)) continue;
         bool isolated =
-            (i == 0 || !point_ok(s, i - 1, log)) && (i == s->n - 1 || !point_ok(s, i + 1, log));
+            (i == 0 || !point_ok(s, i - 1, l)) && (i == s->n - 1 || !point_ok(s, i + 1, l));
         if (!s->markers && !isolated) continue;
         double x = pl_px_x(p, xa, s->x[i]), y = pl_px_y(p, ya, s->y[i]);
         if (x < xmin || x > xmax || y < ymin || y > ymax) continue;
@@ -141,10 +144,10 @@ static long data_under(const panel *p, const axis *xa, const axis *ya, const plo
     for (int k = 0; k < l->nseries; k++) {
         const plot_series *s = &l->series[k];
         for (int i = 0; i < s->n; i++) {
-            if (!point_ok(s, i, l->y_log)) continue;
+            if (!point_ok(s, i, l)) continue;
             double x1 = pl_px_x(p, xa, s->x[i]), y1 = pl_px_y(p, ya, s->y[i]);
             double x0 = x1, y0 = y1;
-            if (i > 0 && point_ok(s, i - 1, l->y_log)) {
+            if (i > 0 && point_ok(s, i - 1, l)) {
                 x0 = pl_px_x(p, xa, s->x[i - 1]);
                 y0 = pl_px_y(p, ya, s->y[i - 1]);
             }
@@ -167,8 +170,8 @@ static void lines_view(const plot_lines *l, axis *xa, axis *ya) {
     double xlo = INFINITY, xhi = -INFINITY, ylo = INFINITY, yhi = -INFINITY;
     for (int k = 0; k < l->nseries; k++)
         for (int i = 0; i < l->series[k].n; i++) {
-            if (!point_ok(&l->series[k], i, log)) continue;
-            double x = clampd(l->series[k].x[i], -1e300, 1e300);
+            if (!point_ok(&l->series[k], i, l)) continue;
+            double x = clampd(l->series[k].x[i], l->x_log ? 1e-300 : -1e300, 1e300);
             double y = clampd(l->series[k].y[i], log ? 1e-300 : -1e300, 1e300);
             xlo = fmin(xlo, x);
             xhi = fmax(xhi, x);
@@ -176,8 +179,8 @@ static void lines_view(const plot_lines *l, axis *xa, axis *ya) {
             yhi = fmax(yhi, y);
         }
     if (xlo > xhi) { /* nothing to draw: a unit range */
-        xlo = 0;
-        xhi = 1;
+        xlo = l->x_log ? 1 : 0;
+        xhi = l->x_log ? 10 : 1;
     }
     if (l->has_hline && (!log || l->hline > 0)) {
         double h = clampd(l->hline, log ? 1e-300 : -1e300, 1e300);
@@ -196,10 +199,10 @@ static void lines_view(const plot_lines *l, axis *xa, axis *ya) {
         else
             ylo = yhi;
     }
-    pl_pad_view(&xlo, &xhi, false, 1, false, false);
+    pl_pad_view(&xlo, &xhi, l->x_log, 1, false, false);
     if (!(l->has_ymin && l->has_ymax))
         pl_pad_view(&ylo, &yhi, log, l->y_percent ? 0.1 : 1, l->has_ymin, l->has_ymax);
-    *xa = (axis){.lo = xlo, .hi = xhi};
+    *xa = (axis){.lo = xlo, .hi = xhi, .log = l->x_log};
     *ya = (axis){.lo = ylo, .hi = yhi, .log = log, .percent = l->y_percent};
 }
 
@@ -314,7 +317,7 @@ bool plot_draw_lines(plot_figure *f, int index, const plot_lines *l, char *err, 
     cairo_rectangle(cr, p.ax, p.ay, p.aw, p.ah);
     cairo_clip(cr);
     draw_hline(&p, &ya, l);
-    for (int k = 0; k < l->nseries; k++) draw_series(&p, &xa, &ya, &l->series[k], l->y_log);
+    for (int k = 0; k < l->nseries; k++) draw_series(&p, &xa, &ya, &l->series[k], l);
     cairo_restore(cr);
     pl_draw_spines(&p);
     pl_draw_y_ticks(&p, &ya);

@@ -31,6 +31,7 @@ typedef struct {
     cl_act_kind act;
     float slope;
     float dropout;
+    cl_conv_init init; /* of block and sepblock convolutions */
 } defaults;
 
 struct cl_parser {
@@ -208,6 +209,17 @@ static bool act_kind(parser *p, const arg *a, cl_act_kind *out) {
     return false;
 }
 
+/* init=KIND: default or dirac. */
+static bool init_kind(parser *p, const arg *a, cl_conv_init *out) {
+    if (!strcmp(a->val, "default")) *out = CL_INIT_DEFAULT;
+    else if (!strcmp(a->val, "dirac")) *out = CL_INIT_DIRAC;
+    else {
+        fail_at(p, a->vcol, "init: expected default or dirac, got '%.40s'", a->val);
+        return false;
+    }
+    return true;
+}
+
 /* ---- keys, with the types and ranges of the registry ------------------------ */
 
 /* Each reads key=value of the current line into *out when the key is given, checked
@@ -375,9 +387,14 @@ static bool norm_args(parser *p, cl_norm_kind kind, cl_norm_args *n) {
            key_float(p, "momentum", &n->momentum) && key_bool(p, "elementwise", &n->elementwise);
 }
 
-/* conv, and block: conv -> norm -> activation -> dropout with the defaults. */
-static bool conv_line(parser *p, bool block) {
+typedef enum { LINE_CONV, LINE_BLOCK, LINE_SEPBLOCK } conv_line_kind;
+
+/* conv; block: conv -> norm -> activation -> dropout with the defaults; sepblock:
+ * depthwise conv (groups = input channels, out = input channels) -> norm -> activation
+ * -> 1x1 conv to the output channels -> norm -> activation -> dropout. */
+static bool conv_line(parser *p, conv_line_kind kind) {
     if (!check_args(p)) return false;
+    bool block = kind != LINE_CONV;
     const arg *o = positional(p, 0);
     cl_conv2d_args a = {0};
     if (!int_value(p, o->key, o->col, "output channels", (long)p->kind->pos_lo,
@@ -389,9 +406,11 @@ static bool conv_line(parser *p, bool block) {
     cl_norm_kind norm = block ? p->def.norm : CL_NORM_NONE;
     cl_act_kind act = block ? p->def.act : CL_ACT_NONE;
     float slope = p->def.slope, drop = block ? p->def.dropout : 0;
+    a.init = block ? p->def.init : CL_INIT_DEFAULT;
     const arg *k;
     if ((k = find_key(p, "norm")) && !norm_kind(p, k, &norm)) return false;
     if ((k = find_key(p, "act")) && !act_kind(p, k, &act)) return false;
+    if ((k = find_key(p, "init")) && !init_kind(p, k, &a.init)) return false;
     if (!key_float(p, "slope", &slope) || !key_float(p, "dropout", &drop)) return false;
     bool bias = norm == CL_NORM_NONE;
     if (!key_bool(p, "bias", &bias)) return false;
@@ -401,7 +420,18 @@ static bool conv_line(parser *p, bool block) {
 
     int in = line_input(p);
     if (in < 0) return false;
-    int x = cl_conv2d(p->m, in, a);
+    int x = in;
+    if (kind == LINE_SEPBLOCK) {
+        cl_conv2d_args dw = a;
+        dw.out_channels = dw.groups = cl_model_shape(p->m, in).c;
+        x = cl_conv2d(p->m, x, dw);
+        if (x >= 0 && norm != CL_NORM_NONE) x = cl_norm(p->m, x, na);
+        if (x >= 0 && act != CL_ACT_NONE) x = cl_activation(p->m, x, act, slope);
+        a = (cl_conv2d_args){.out_channels = a.out_channels, .kernel_h = 1, .no_bias = a.no_bias,
+                             .init = a.init};
+        if (x < 0) return finish_line(p, x);
+    }
+    x = cl_conv2d(p->m, x, a);
     if (x >= 0 && norm != CL_NORM_NONE) x = cl_norm(p->m, x, na);
     if (x >= 0 && act != CL_ACT_NONE) x = cl_activation(p->m, x, act, slope);
     if (x >= 0 && drop > 0) x = cl_dropout(p->m, x, drop);
@@ -410,12 +440,17 @@ static bool conv_line(parser *p, bool block) {
 
 bool cl_build_conv(parser *p, const cl_layer_kind *kind) {
     (void)kind;
-    return conv_line(p, false);
+    return conv_line(p, LINE_CONV);
 }
 
 bool cl_build_block(parser *p, const cl_layer_kind *kind) {
     (void)kind;
-    return conv_line(p, true);
+    return conv_line(p, LINE_BLOCK);
+}
+
+bool cl_build_sepblock(parser *p, const cl_layer_kind *kind) {
+    (void)kind;
+    return conv_line(p, LINE_SEPBLOCK);
 }
 
 static bool pool_line(parser *p, int (*pool)(cl_model *, int, cl_conv2d_args)) {
@@ -582,6 +617,7 @@ bool cl_build_defaults(parser *p, const cl_layer_kind *kind) {
         !key_float(p, "momentum", &d.momentum) || !key_float(p, "slope", &d.slope) ||
         !key_float(p, "dropout", &d.dropout))
         return false;
+    if ((a = find_key(p, "init")) && !init_kind(p, a, &d.init)) return false;
     p->def = d;
     return true;
 }
@@ -715,7 +751,7 @@ cl_model *cl_parse_model(const char *text, size_t len, const char *path,
     p.err = err;
     p.errlen = errlen;
     p.input_override = input_override;
-    p.def = (defaults){CL_NORM_NONE, 2, 1e-5f, 0.1f, CL_ACT_RELU, 0.01f, 0};
+    p.def = (defaults){CL_NORM_NONE, 2, 1e-5f, 0.1f, CL_ACT_RELU, 0.01f, 0, CL_INIT_DEFAULT};
     if (errlen) err[0] = 0;
     char line[MAX_LINE + 1];
     size_t pos = 0;

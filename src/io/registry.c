@@ -5,7 +5,7 @@
 #include <string.h>
 
 #define MAX_DIM 65536
-#define CONV_KEYS "k, stride, pad, dilation, groups, bias"
+#define CONV_KEYS "k, stride, pad, dilation, groups, bias, init"
 #define NORM_KEYS "num_groups, eps, momentum"
 #define ACT_KEYS "act, slope"
 
@@ -16,6 +16,8 @@ const cl_layer_key cl_layer_keys[] = {
     {"dilation", CL_KEY_PAIR, 1, MAX_DIM, "1", "spacing of the kernel's taps"},
     {"groups", CL_KEY_INT, 1, MAX_DIM, "1", "grouped convolution: channels split into this many groups"},
     {"bias", CL_KEY_BOOL, 0, 1, "1 (`block`: 0 when a norm follows)", "add a bias"},
+    {"init", CL_KEY_INIT, 0, 0, "default (`defaults init=`, blocks only)",
+     "the convolution weights' start: `default` (PyTorch's) or `dirac` (identity: default init, then `nn.init.dirac_(w[:in])` per group)"},
     {"norm", CL_KEY_NORM, 0, 0, "none", "normalisation after a `block`'s convolution"},
     {"num_groups", CL_KEY_INT, 1, MAX_DIM, "2", "GroupNorm's groups (must divide the channels)"},
     {"eps", CL_KEY_FLOAT, 1e-12, 0.5, "1e-5", "normalisation epsilon"},
@@ -37,7 +39,8 @@ const cl_layer_kind cl_layer_kinds[] = {
     {.keyword = "input", .positional = "the sample shape CxHxW, e.g. `input 3x32x32`",
      .min_pos = 1, .max_pos = 1, .pos_lo = 1, .pos_hi = MAX_DIM, .keys = "",
      .torch = "the input sample shape", .build = cl_build_input},
-    {.keyword = "defaults", .positional = "", .keys = "norm, " NORM_KEYS ", " ACT_KEYS ", dropout",
+    {.keyword = "defaults", .positional = "",
+     .keys = "norm, " NORM_KEYS ", " ACT_KEYS ", dropout, init",
      .torch = "(sets the defaults of the keys for the following lines)",
      .build = cl_build_defaults},
     {.keyword = "conv", .positional = "the number of output channels", .min_pos = 1, .max_pos = 1,
@@ -47,6 +50,12 @@ const cl_layer_kind cl_layer_kinds[] = {
      .pos_lo = 1, .pos_hi = MAX_DIM, .pos_field = "out",
      .keys = CONV_KEYS ", norm, " NORM_KEYS ", " ACT_KEYS ", dropout",
      .torch = "`Conv2d` -> norm -> activation -> `Dropout`", .build = cl_build_block},
+    {.keyword = "sepblock", .positional = "the number of output channels", .min_pos = 1,
+     .max_pos = 1, .pos_lo = 1, .pos_hi = MAX_DIM, .pos_field = "out",
+     .keys = "k, stride, pad, dilation, bias, init, norm, " NORM_KEYS ", " ACT_KEYS ", dropout",
+     .torch = "depthwise `Conv2d(C_in, C_in, k, groups=C_in)` -> norm -> activation -> "
+              "`Conv2d(C_in, C, 1)` -> norm -> activation -> `Dropout` (MobileNet v1)",
+     .build = cl_build_sepblock},
     {.keyword = "maxpool", .positional = "the kernel size", .max_pos = 1, .pos_lo = 1,
      .pos_hi = MAX_DIM, .pos_field = "k", .keys = "k, stride, pad",
      .torch = "(stride defaults to the kernel)", .op = &cl_op_maxpool2d,
@@ -156,6 +165,7 @@ static const char *value_md(const cl_layer_key *k, char *buf, size_t len) {
     case CL_KEY_FLOAT: return "number";
     case CL_KEY_BOOL: return "`0`, `1`, `false`, `true`";
     case CL_KEY_NAME: return "a name";
+    case CL_KEY_INIT: return "`default` or `dirac`";
     case CL_KEY_NORM: cl_layer_list(CL_LIST_NORMS, "`, `", "`, `", list, sizeof list); break;
     case CL_KEY_ACT: cl_layer_list(CL_LIST_ACTS, "`, `", "`, `", list, sizeof list); break;
     }

@@ -22,6 +22,7 @@ typedef enum {
     CL_KEY_NORM,   /* a normalisation keyword or none */
     CL_KEY_ACT,    /* an activation keyword or none */
     CL_KEY_NAME,   /* a tensor name */
+    CL_KEY_INIT,   /* a convolution initialisation: default or dirac */
 } cl_key_type;
 
 /* One key=value option. Keys mean the same on every line that takes them. */
@@ -83,6 +84,7 @@ bool cl_build_input(cl_parser *p, const cl_layer_kind *kind);
 bool cl_build_defaults(cl_parser *p, const cl_layer_kind *kind);
 bool cl_build_conv(cl_parser *p, const cl_layer_kind *kind);
 bool cl_build_block(cl_parser *p, const cl_layer_kind *kind);
+bool cl_build_sepblock(cl_parser *p, const cl_layer_kind *kind);
 bool cl_build_maxpool(cl_parser *p, const cl_layer_kind *kind);
 bool cl_build_avgpool(cl_parser *p, const cl_layer_kind *kind);
 bool cl_build_gap(cl_parser *p, const cl_layer_kind *kind);

@@ -245,6 +245,10 @@ static cl_status check_geometry(cl_model *m, cl_conv2d_args *a, bool pool) {
 
 int cl_conv2d(cl_model *m, int x, cl_conv2d_args a) {
     if (check_geometry(m, &a, false) != CL_OK) return -1;
+    if (a.init != CL_INIT_DEFAULT && a.init != CL_INIT_DIRAC) {
+        cl_fail(m, CL_ERR_ARG, "init", "unknown convolution initialisation %d", (int)a.init);
+        return -1;
+    }
     return add_node(m, &cl_op_conv2d, &x, 1, (cl_node_args){.conv = a});
 }
 

@@ -171,6 +171,12 @@ def ops_cases():
         ("linear_nobias_b1", L.format("12x1x1", "linear 5 bias=0"), 1, True, CONV),
         ("block_bn_gelu", L.format("3x6x7", "block 4 k=3 pad=1 norm=bn act=gelu"), 7, True, NORM),
         ("block_bn_silu", L.format("3x6x7", "block 4 k=3 pad=1 norm=bn act=silu"), 7, True, NORM),
+        ("sepblock_bn_b7", L.format("4x6x7", "sepblock 6 k=3 pad=1 norm=bn"), 7, True, NORM),
+        ("sepblock_s2_gn_silu_drop0",
+         "input 4x7x9\ndefaults norm=gn num_groups=2 act=silu\nsepblock 6 k=3 stride=2 pad=same\n",
+         2, True, NORM),
+        ("sepblock_none_bias", L.format("3x5x6", "sepblock 5 k=3x1 pad=1x0 norm=none act=relu"),
+         7, True, CONV),
         ("defaults_gn_hardswish", "input 3x6x7\ndefaults norm=gn act=hardswish\nblock 4 k=3 pad=1\n",
          7, True, NORM),
     ]

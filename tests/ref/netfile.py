@@ -116,7 +116,7 @@ def build(path_or_text):
             continue
         if op == "defaults":
             for k, v in kv.items():
-                d[k] = v if k in ("norm", "act") else (int(v) if k == "num_groups" else float(v))
+                d[k] = v if k in ("norm", "act", "init") else (int(v) if k == "num_groups" else float(v))
             continue
         src = kv.get("from", "")
         in_shape = shapes[src] if src else shape
@@ -159,6 +159,28 @@ def build(path_or_text):
                 p = float(kv.get("dropout", d["dropout"] or 0))
                 if p > 0:
                     emit(nn.Dropout(p), [""], [shape])
+        elif op == "sepblock":
+            # depthwise k x k (groups = C_in) -> norm -> act -> 1x1 to C -> norm -> act -> dropout
+            kind_norm = kv.get("norm", d["norm"])
+            k = _pair(kv.get("k", "3"))
+            dil = _pair(kv.get("dilation", "1"))
+            pad = kv.get("pad", "0")
+            pad = tuple(dil[i] * (k[i] - 1) // 2 for i in range(2)) if pad == "same" else _pair(pad)
+            bias = _bool(kv["bias"]) if "bias" in kv else kind_norm == "none"
+            kind_act = kv.get("act", d["act"])
+            c_in = in_shape[0]
+            emit(nn.Conv2d(c_in, c_in, k, stride=_pair(kv.get("stride", "1")), padding=pad,
+                           dilation=dil, groups=c_in, bias=bias), [src], [in_shape])
+            for conv in (None, nn.Conv2d(c_in, int(pos[0]), 1, bias=bias)):
+                if conv is not None:
+                    emit(conv, [""], [shape])
+                if kind_norm != "none":
+                    emit(norm(kind_norm, shape[0], kv), [""], [shape])
+                if kind_act != "none":
+                    emit(act(kind_act, kv), [""], [shape])
+            p = float(kv.get("dropout", d["dropout"] or 0))
+            if p > 0:
+                emit(nn.Dropout(p), [""], [shape])
         elif op in ("maxpool", "avgpool"):
             k = _pair(kv.get("k", pos[0] if pos else None))
             stride = _pair(kv["stride"]) if "stride" in kv else k

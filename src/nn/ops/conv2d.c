@@ -200,6 +200,26 @@ static int tensors(const cl_model *m, const cl_node *n, cl_op_tensor *t) {
     return 2;
 }
 
+/* CL_INIT_DIRAC, after the default init: torch.nn.init.dirac_(w[:in_g]) within each
+ * group (airbench's Conv), so the first min(out_g, in_g) outputs of group g copy its
+ * input channels through the kernel's centre tap (index k//2, as dirac_ takes it) and
+ * later outputs keep the default init. The RNG stream is the default one, so the other
+ * weights equal those of the same model without init=dirac. */
+static void conv_init_dirac(const cl_model *m, const cl_node *n, cl_real *w) {
+    const cl_conv2d_args *a = &n->a.conv;
+    int G = a->groups, Cg = cl_in_shape(m, n, 0)->c / G, Kg = a->out_channels / G;
+    int kh = a->kernel_h, kw = a->kernel_w, d = Kg < Cg ? Kg : Cg;
+    /* stored [g][kh][kw][C/g][K/g] (CL_LAYOUT_CONV_WEIGHT) */
+    for (int g = 0; g < G; g++)
+        for (int i = 0; i < kh; i++)
+            for (int j = 0; j < kw; j++)
+                for (int c = 0; c < Cg; c++) {
+                    cl_real *taps = w + ((((size_t)g * kh + i) * kw + j) * Cg + c) * Kg;
+                    for (int o = 0; o < d; o++)
+                        taps[o] = i == kh / 2 && j == kw / 2 && c == o ? 1.0f : 0.0f;
+                }
+}
+
 /* kaiming_uniform_(a=sqrt(5)) for the weight and U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for
  * the bias, as nn.Conv2d.reset_parameters() does: both bounds are 1/sqrt(fan_in). */
 static void init(cl_model *m, const cl_node *n, cl_real *params, cl_real *buffers) {
@@ -209,6 +229,7 @@ static void init(cl_model *m, const cl_node *n, cl_real *params, cl_real *buffer
     cl_real bound = 1.0f / sqrtf((float)(wc / (size_t)a->out_channels));
     cl_init_uniform(m, params, wc, bound);
     if (!a->no_bias) cl_init_uniform(m, params + wc, (size_t)a->out_channels, bound);
+    if (a->init == CL_INIT_DIRAC) conv_init_dirac(m, n, params);
 }
 
 static void forward(const cl_exec *e, const cl_node *n) {
