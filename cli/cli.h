@@ -158,6 +158,8 @@ bool train_options_read(train_options *o, const char *text);
 /* Refuse values torch.optim refuses (negative --lr, --momentum, --weight-decay) and
  * a malformed --tta; prints the error (a usage error). */
 bool train_options_check(const train_options *o);
+/* The optimizer these (resolved) options describe. */
+cl_optim_args train_options_optim_args(const train_options *o);
 /* The learning-rate schedule these (resolved) options describe, for `batches` steps
  * per epoch. Prints the error on a bad combination. */
 bool train_options_schedule(const train_options *o, int batches, cl_schedule *s);

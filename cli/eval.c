@@ -171,8 +171,10 @@ bool cli_write_per_class_csv(const char *path, const cli_checkpoint *ck, const c
     return cli_atomic_close(&a, true);
 }
 
+/* base: the split index of ds's first image (the validation images sit at the end of
+ * the training split) */
 static bool write_eval_csvs(const char *dir, const cli_checkpoint *ck, const cl_dataset *ds,
-                            const cli_eval *ev, const int32_t *mis, int nmis) {
+                            int base, const cli_eval *ev, const int32_t *mis, int nmis) {
     const int K = ck->classes;
     char path[4200];
     cli_atomic_file a;
@@ -195,7 +197,7 @@ static bool write_eval_csvs(const char *dir, const cli_checkpoint *ck, const cl_
     fprintf(f, "index,true,true_name,predicted,predicted_name,confidence\n");
     for (int k = 0; k < nmis; k++) {
         int i = mis[k];
-        fprintf(f, "%d,%d,", i, ds->labels[i]);
+        fprintf(f, "%d,%d,", base + i, ds->labels[i]);
         csv_name(f, ck->class_names[ds->labels[i]]);
         fprintf(f, ",%d,", ev->pred[i]);
         csv_name(f, ck->class_names[ev->pred[i]]);
@@ -243,8 +245,37 @@ static bool dump_pixels_logits(const cli_checkpoint *ck, const cl_dataset *ds, i
     return ok;
 }
 
+/* --weights raw: load the checkpoint again with an optimizer like its run's, whose
+ * state keeps the trained weights under the moving average, and put them in the model. */
+static bool use_raw_weights(const char *path, cli_checkpoint *ck) {
+    char err[1024];
+    if (!(ck->options.ema > 0)) {
+        cli_error("eval --weights raw: %s comes from a run without --ema, so its weights are the "
+                  "raw weights; leave --weights out", path);
+        return false;
+    }
+    cl_safetensors *sf = cl_safetensors_read(path, err, sizeof err);
+    bool kept = sf && cl_safetensors_find(sf, "optimizer.ema_other");
+    cl_safetensors_free(sf);
+    if (!kept) {
+        cli_error("eval --weights raw: %s holds the moving average only; the `last` checkpoint of "
+                  "the run keeps the raw weights too", path);
+        return false;
+    }
+    cl_optimizer *opt = cl_optimizer_new(ck->m, train_options_optim_args(&ck->options));
+    if (!opt) {
+        cli_error("out of memory");
+        return false;
+    }
+    bool ok = cl_model_load(ck->m, opt, path, err, sizeof err) == CL_OK;
+    if (!ok) cli_error("eval --weights raw: %s", err);
+    else if (cl_optimizer_average_in_model(opt)) cl_optimizer_swap_average(opt);
+    cl_optimizer_free(opt);
+    return ok;
+}
+
 typedef struct {
-    const char *data, *data_dir, *out, *pixels, *logits, *tta;
+    const char *data, *data_dir, *out, *pixels, *logits, *tta, *split, *weights;
     long long batch, threads, show, test_subset, calib;
     bool int8;
 } eval_options;
@@ -276,6 +307,12 @@ static const cli_option eval_options_table[] = {
     {"tta", OPT_TEXT, E(tta), "test-time augmentation: mean logits over views, flip and/or "
      "translate:N (flip is meant for CIFAR-like data, not digits), or none", .arg = "SPEC",
      .def = "the run's --tta"},
+    {"split", OPT_TEXT, E(split), "test: the test split; val: the run's --val-split images "
+     "(the last N of the training split), to choose a recipe without the test set",
+     .def = "test", .choices = "test|val"},
+    {"weights", OPT_TEXT, E(weights), "average: the weights the checkpoint holds (with --ema, "
+     "the moving average); raw: the trained weights under the average (a `last` checkpoint "
+     "of an --ema run)", .def = "average", .choices = "average|raw"},
     {0},
 };
 
@@ -296,7 +333,9 @@ const cli_command eval_command = {
         "in float32 and in int8, calibrated on --calib training images, on the test split.\n"
         "--tta flip,translate:2 predicts from the mean of the logits over the image, its\n"
         "shifts by (-2,-2) and (+2,+2) pixels (reflect padding) and their mirror images\n"
-        "(docs/analysis.md); --pixels and --logits stay the network's own, without TTA.",
+        "(docs/analysis.md); --pixels and --logits stay the network's own, without TTA.\n"
+        "--split val and --weights raw measure a run's choices on its validation images:\n"
+        "with TTA or without, with the moving average (--ema) or without (docs/accuracy.md).",
     .options = eval_options_table,
     .run = cmd_eval,
 };
@@ -327,15 +366,36 @@ static int cmd_eval(int argc, char **argv) {
                   "leave --tta out (or give --tta none)");
         return EXIT_USAGE;
     }
+    const bool val = o.split && !strcmp(o.split, "val"), raw = o.weights && !strcmp(o.weights, "raw");
+    if ((val || raw) && o.int8) {
+        cli_error("eval --int8 measures the checkpoint's weights on the test split: leave out "
+                  "--split and --weights");
+        return EXIT_USAGE;
+    }
+    if (val && data) {
+        cli_error("eval --split val: the validation images are the run's own (the end of its "
+                  "training split); leave out --data");
+        return EXIT_USAGE;
+    }
     cli_checkpoint ck;
     if (!cli_open_checkpoint(path, (cl_compile_args){.max_batch = (int)batch, .threads = (int)threads}, &ck)) return 1;
+    if (raw && !use_raw_weights(path, &ck)) {
+        cli_close_checkpoint(&ck);
+        return 1;
+    }
+    if (val && ck.options.val_split <= 0) {
+        cli_error("eval --split val: the run of %s held out no validation images (train "
+                  "--val-split N)", path);
+        cli_close_checkpoint(&ck);
+        return 1;
+    }
     /* by default the TTA the run was trained (and tested) with */
     if (!o.tta && ck.options.tta[0] && !o.int8 &&
         !cli_parse_tta("the checkpoint's tta option", ck.options.tta, &tta)) {
         cli_close_checkpoint(&ck);
         return 1;
     }
-    cl_dataset ds = {0};
+    cl_dataset full = {0}, ds;
     cli_dataset_ref ref;
     if (!data) data = ck.options.data;
     if (!data_dir && ck.options.data_dir[0]) data_dir = ck.options.data_dir;
@@ -343,8 +403,23 @@ static int cmd_eval(int argc, char **argv) {
     cli_eval ev = {0};
     int32_t *mis = NULL;
     int rc = 1;
-    if (!cli_resolve_dataset(data, data_dir, &ref) || !cli_load_dataset(&ref, CL_SPLIT_TEST, &rs, &ds))
+    if (!cli_resolve_dataset(data, data_dir, &ref) ||
+        !cli_load_dataset(&ref, val ? CL_SPLIT_TRAIN : CL_SPLIT_TEST, &rs, &full))
         goto done;
+    /* --split val: a view of the last val_split training images, as train held them out */
+    ds = full;
+    int base = 0;
+    if (val) {
+        if (ck.options.val_split >= full.n) {
+            cli_error("eval --split val: the run held out %lld images, but the training split of %s "
+                      "has %d", ck.options.val_split, data, full.n);
+            goto done;
+        }
+        base = full.n - (int)ck.options.val_split;
+        ds.n = (int)ck.options.val_split;
+        ds.images += (size_t)base * ds.c * ds.h * ds.w;
+        ds.labels += base;
+    }
     if (o.int8) {
         rc = cli_eval_int8(&ck, &ds, (int)o.test_subset, o.data, o.data_dir, (int)o.calib,
                            (int)threads);
@@ -354,13 +429,20 @@ static int cmd_eval(int argc, char **argv) {
     if ((o.pixels || o.logits) && !dump_pixels_logits(&ck, &ds, ev.n, (int)batch, o.pixels, o.logits))
         goto done;
     const int K = ck.classes;
-    printf("Checkpoint: %s (%lld parameters); test split of %s: %d images\n", path,
-           (long long)cl_model_param_count(ck.m), data, ev.n);
+    printf("Checkpoint: %s (%lld parameters%s); ", path, (long long)cl_model_param_count(ck.m),
+           raw ? ", the raw weights under the moving average"
+           : ck.options.ema > 0 ? ", the moving average of the weights" : "");
+    if (val)
+        printf("validation images %d-%d of the training split of %s: %d images\n", base,
+               base + ev.n - 1, data, ev.n);
+    else
+        printf("test split of %s: %d images\n", data, ev.n);
     if (tta.nviews > 1) {
         char note[512];
         printf("%s\n", cli_tta_note(&tta, note, sizeof note));
     }
-    printf("Test set: Average loss: %.4f, Accuracy: %ld/%d (%.2f%%)\n\n", ev.loss, ev.correct, ev.n,
+    printf("%s set: Average loss: %.4f, Accuracy: %ld/%d (%.2f%%)\n\n", val ? "Validation" : "Test",
+           ev.loss, ev.correct, ev.n,
            100.0 * ev.correct / ev.n);
     printf("Per-class accuracy:\n");
     for (int t = 0; t < K; t++) {
@@ -386,7 +468,7 @@ static int cmd_eval(int argc, char **argv) {
                "index", "true", "predicted", "confidence");
         for (int k = 0; k < nmis && k < show; k++) {
             int i = mis[k];
-            printf("  %7d  %-14s %-14s %.3f\n", i, ck.class_names[ds.labels[i]],
+            printf("  %7d  %-14s %-14s %.3f\n", base + i, ck.class_names[ds.labels[i]],
                    ck.class_names[ev.pred[i]], ev.conf[i]);
         }
     } else {
@@ -399,13 +481,13 @@ static int cmd_eval(int argc, char **argv) {
         const char *slash = strrchr(path, '/');
         snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) : 1, slash ? path : ".");
     }
-    if (!write_eval_csvs(dir, &ck, &ds, &ev, mis, nmis)) goto done;
+    if (!write_eval_csvs(dir, &ck, &ds, base, &ev, mis, nmis)) goto done;
     printf("\nWrote %s/eval_confusion.csv, eval_per_class.csv and eval_misclassified.csv\n", dir);
     rc = 0;
 done:
     free(mis);
     cli_eval_free(&ev);
-    cl_dataset_free(&ds);
+    cl_dataset_free(&full);
     cli_close_checkpoint(&ck);
     return rc;
 }

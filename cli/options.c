@@ -207,6 +207,15 @@ bool train_options_schedule(const train_options *o, int batches, cl_schedule *s)
     return true;
 }
 
+cl_optim_args train_options_optim_args(const train_options *o) {
+    cl_optim_args a = {.lr = o->lr, .momentum = o->momentum, .nesterov = o->nesterov,
+                       .weight_decay = o->weight_decay,
+                       .no_decay_norm_bias = o->no_decay_norm_bias,
+                       .norm_lr_scale = o->norm_lr_scale, .ema_decay = o->ema};
+    a.kind = !strcmp(o->opt, "sgd") ? CL_OPT_SGD : !strcmp(o->opt, "adam") ? CL_OPT_ADAM : CL_OPT_ADAMW;
+    return a;
+}
+
 /* What PyTorch's optimizers refuse: a negative learning rate, momentum or weight decay. */
 bool train_options_check(const train_options *o) {
     const struct {

@@ -302,11 +302,7 @@ static bool build_model(run *r) {
         cli_error("--init: %s", err);
         return false;
     }
-    cl_optim_args oa = {.lr = o->lr, .momentum = o->momentum, .nesterov = o->nesterov,
-                        .weight_decay = o->weight_decay,
-                        .no_decay_norm_bias = o->no_decay_norm_bias,
-                        .norm_lr_scale = o->norm_lr_scale, .ema_decay = o->ema};
-    oa.kind = !strcmp(o->opt, "sgd") ? CL_OPT_SGD : !strcmp(o->opt, "adam") ? CL_OPT_ADAM : CL_OPT_ADAMW;
+    cl_optim_args oa = train_options_optim_args(o);
     if (oa.kind == CL_OPT_SGD && o->nesterov && o->momentum <= 0) {
         cli_error("--nesterov needs --momentum > 0");
         return false;

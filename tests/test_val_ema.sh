@@ -5,7 +5,9 @@
 # metrics.csv gains val_loss,val_acc and has a test accuracy only after the last epoch; the best epoch is the best validation accuracy; the `last`
 # checkpoint holds the averaged weights (eval of it gives the test figure train
 # printed) and the raw ones; a run interrupted after 2 of 3 epochs and resumed ends
-# with the tensors of the uninterrupted run (not under CNNLAB_QUICK); --resume with another --val-split or
+# with the tensors of the uninterrupted run (not under CNNLAB_QUICK); eval --split val
+# gives the last validation figure and --weights raw the figures of the run without
+# --ema; --resume with another --val-split or
 # without --ema is refused naming it; report reads the new metrics.csv.
 # Prints "ok - NAME" / "FAIL - NAME: ..." and "N passed, N failed" (tests/lib.sh).
 cd "$(dirname "$0")/.." || exit 2
@@ -65,6 +67,37 @@ got=$(sed -n 's/^Test set: \(.*\)$/\1/p' "$tmp/ev.log")
     fail "eval of last" "train: '$want', eval: '$got'"
 grep -aq '"optimizer.ema_other"' "$tmp/a/last.safetensors" && ! grep -aq '"optimizer.' "$tmp/a/best.safetensors" &&
     ok "last keeps the raw weights (optimizer.ema_other); best holds weights only" || fail "ema state" "optimizer.ema_other missing"
+
+# -- eval --split val and --weights raw: a run's choices measured on its validation images --
+"$CNNLAB" eval "$tmp/a/last.safetensors" --split val --threads 2 --out "$tmp/ev" >"$tmp/ev_val.log" 2>&1
+want=$(sed -n 's/^Validation set (averaged weights): \(.*\)$/\1/p' "$tmp/a.log" | tail -1)
+got=$(sed -n 's/^Validation set: \(.*\)$/\1/p' "$tmp/ev_val.log")
+[ -n "$want" ] && [ "$want" = "$got" ] && grep -q "validation images 59700-59999 of the training split" "$tmp/ev_val.log" &&
+    ok "eval --split val gives train's last validation figure ($got)" || fail "eval --split val" "train: '$want', eval: '$got'"
+mis=$(sed -n 2p "$tmp/ev/eval_misclassified.csv" | cut -d, -f1)
+[ -n "$mis" ] && [ "$mis" -ge 59700 ] && [ "$mis" -le 59999 ] &&
+    ok "eval --split val names mistakes by their training-split index ($mis)" || fail "val index" "$(head -2 "$tmp/ev/eval_misclassified.csv")"
+# the weights under the average are those of the same run without --ema, bit for bit
+# shellcheck disable=SC2086
+"$CNNLAB" train $(echo $common | sed 's/--ema 0.9//') --epochs 3 --out "$tmp/n" >"$tmp/n.log" 2>&1 || fail "train without --ema" "$(tail -2 "$tmp/n.log")"
+for split in test val; do
+    "$CNNLAB" eval "$tmp/a/last.safetensors" --weights raw --split $split --test-subset 200 --threads 2 --out "$tmp/ev" >"$tmp/raw.log" 2>&1
+    "$CNNLAB" eval "$tmp/n/last.safetensors" --split $split --test-subset 200 --threads 2 --out "$tmp/ev" >"$tmp/plain.log" 2>&1
+    "$CNNLAB" eval "$tmp/a/last.safetensors" --split $split --test-subset 200 --threads 2 --out "$tmp/ev" >"$tmp/avg.log" 2>&1
+    raw=$(grep "set: Average loss" "$tmp/raw.log") plain=$(grep "set: Average loss" "$tmp/plain.log")
+    avg=$(grep "set: Average loss" "$tmp/avg.log")
+    [ -n "$raw" ] && [ "$raw" = "$plain" ] && [ "$raw" != "$avg" ] &&
+        ok "eval --weights raw --split $split: the run without --ema's figure ($raw), not the average's" ||
+        fail "--weights raw $split" "raw '$raw', without --ema '$plain', average '$avg' $(tail -1 "$tmp/raw.log")"
+done
+"$CNNLAB" eval "$tmp/a/best.safetensors" --weights raw >"$tmp/rb.log" 2>&1
+rc=$?
+[ $rc -eq 1 ] && grep -q "moving average only" "$tmp/rb.log" && ok "eval --weights raw of best says only last keeps them" ||
+    fail "--weights raw of best" "exit $rc: $(cat "$tmp/rb.log")"
+"$CNNLAB" eval "$tmp/n/last.safetensors" --weights raw >"$tmp/rn.log" 2>&1
+rc=$?
+[ $rc -eq 1 ] && grep -q "without --ema" "$tmp/rn.log" && ok "eval --weights raw of a run without --ema is refused" ||
+    fail "--weights raw without ema" "exit $rc: $(cat "$tmp/rn.log")"
 
 # -- resume: 2 epochs, then a third, as 3 at once (not under CNNLAB_QUICK) --
 if [ -z "$CNNLAB_QUICK" ]; then
