@@ -237,7 +237,8 @@ CL_API const cl_real *cl_model_input_grad(const cl_model *m);
 /* After an eval-mode forward, a convolution's output that only a BatchNorm reads,
  * and that BatchNorm's output when only a ReLU reads it, are not stored (the three
  * run as one pass) and give NULL, unless the model was compiled with input_grad or
- * keep_activation_grads. */
+ * keep_activation_grads. Likewise, always, a tensor that only a ReLU reads: the ReLU
+ * writes its output in place over it. */
 CL_API const cl_real *cl_model_activation(const cl_model *m, int x);
 CL_API const cl_real *cl_model_activation_grad(const cl_model *m, int x);
 

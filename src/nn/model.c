@@ -402,6 +402,40 @@ static void *alloc_reals(size_t n, bool *ok) {
     return p;
 }
 
+/* How many nodes read tensor t (an input listed twice counts twice). */
+static int readers(const cl_model *m, int t) {
+    int count = 0;
+    for (int i = 0; i < m->nnodes; i++)
+        for (int k = 0; k < m->nodes[i].nin; k++) count += m->nodes[i].in[k] == t;
+    return count;
+}
+
+/* ReLUs that run in place: a ReLU whose input only it reads, produced by a node
+ * (not the model's input, not its output), writes its output over that input. No
+ * op's backward reads its own output, and the ReLU's backward reads its input only
+ * for its sign, which relu(x) keeps (x <= 0 exactly where relu(x) <= 0, NaN passing
+ * alike), so the backward is unchanged; one activation per conv -> norm -> ReLU
+ * block is saved. Not with input_grad or keep_activation_grads (Grad-CAM reads
+ * every activation) or the reference kernels (the tests compare against them). */
+static void plan_in_place(cl_model *m) {
+    const cl_compile_args *a = &m->args;
+    for (int t = 0; t < m->ntensors; t++) {
+        m->tensors[t].alias_of = -1;
+        m->tensors[t].overwritten = false;
+    }
+    if (a->input_grad || a->keep_activation_grads || a->reference_kernels) return;
+    const cl_op *relu = cl_activation_op(CL_ACT_RELU);
+    for (int i = 0; i < m->nnodes; i++) {
+        const cl_node *n = &m->nodes[i];
+        int t = n->in[0];
+        if (n->op != relu || t == 0 || m->tensors[t].producer < 0 || t == cl_model_output(m) ||
+            readers(m, t) != 1 || m->tensors[t].size != m->tensors[n->out].size)
+            continue;
+        m->tensors[n->out].alias_of = t;
+        m->tensors[t].overwritten = true;
+    }
+}
+
 /* Place each tensor's gradient in dact. The input's gradient (when asked for), and
  * every gradient with keep_all, is a contiguous [max_batch][size] block that the
  * caller can read after backward. The others live in per-thread areas, one per
@@ -480,13 +514,6 @@ static size_t plan_gradients(cl_model *m, size_t B, size_t Bt, int threads, bool
     return contiguous + area * (size_t)threads;
 }
 
-/* How many nodes read tensor t (an input listed twice counts twice). */
-static int readers(const cl_model *m, int t) {
-    int count = 0;
-    for (int i = 0; i < m->nnodes; i++)
-        for (int k = 0; k < m->nodes[i].nin; k++) count += m->nodes[i].in[k] == t;
-    return count;
-}
 
 /* Spans that an inference forward runs as one pass: a convolution the direct kernel
  * takes, then the BatchNorm that alone reads its output, then optionally the ReLU
@@ -549,9 +576,15 @@ cl_status cl_model_compile(cl_model *m, cl_compile_args a) {
         if (n->nscratch > scratch) scratch = n->nscratch;
         if (n->nteam > team) team = n->nteam;
     }
+    plan_in_place(m);
     for (int t = 0; t < m->ntensors; t++) {
-        m->tensors[t].off = act;
-        act += m->tensors[t].size * B;
+        cl_tensor *x = &m->tensors[t];
+        if (x->alias_of >= 0) {
+            x->off = m->tensors[x->alias_of].off;
+            continue;
+        }
+        x->off = act;
+        act += x->size * B;
     }
     size_t Bt = (B + (size_t)threads - 1) / (size_t)threads;
     size_t dact = plan_gradients(m, B, Bt, threads, a.keep_activation_grads);
@@ -741,6 +774,7 @@ const cl_real *cl_model_input_grad(const cl_model *m) {
 const cl_real *cl_model_activation(const cl_model *m, int x) {
     if (!m->compiled || x < 0 || x >= m->ntensors) return NULL;
     if (m->cur_fused && m->tensors[x].fused_away) return NULL; /* not written */
+    if (m->tensors[x].overwritten) return NULL; /* a ReLU's output took its place */
     return m->act + m->tensors[x].off;
 }
 

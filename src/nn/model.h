@@ -79,6 +79,9 @@ typedef struct {
                        share memory */
     bool dshared;
     bool fused_away; /* not written by a fused inference forward (inside a span) */
+    int alias_of;    /* >= 0: stored in place of that tensor (a ReLU's output over its
+                        input, which only the ReLU reads); -1: its own memory */
+    bool overwritten; /* its memory is taken over in place by the ReLU reading it */
     int zero_at;    /* the node before whose backward this gradient is zeroed: its
                        first writer in reverse order (-1: the output, copied in) */
     int producer;   /* node index, -1 for the input */

@@ -11,8 +11,8 @@
 /* Selects below read both operands unconditionally, so the loops vectorise
  * instead of branching on the sign of each element. */
 
-/* out[i] = f(inp[i]) for i < count */
-CL_CLONES static void activation_forward(cl_real *restrict out, const cl_real *restrict inp, size_t count,
+/* out[i] = f(inp[i]) for i < count; out may be inp (a ReLU planned in place) */
+CL_CLONES static void activation_forward(cl_real *out, const cl_real *inp, size_t count,
                                cl_act_kind kind, cl_real slope) {
     switch (kind) {
     case CL_ACT_RELU:
