@@ -105,7 +105,9 @@ static const struct {
  * run in place): the same output, parameter gradients and running statistics, and
  * exactly the overwritten tensors give NULL. Tensors: 0 input, 1 conv, 2 bn (under
  * relu 3), 4 conv c, 5 bn (under relu 6), 7 add, 8 relu (over 7); then a BatchNorm
- * read twice (9 conv, 10 bn b, 11 relu, 12 add b), whose ReLU gets its own memory. */
+ * read twice (9 conv, 10 bn b, 11 relu, 12 add b), whose ReLU gets its own memory.
+ * ReLUs 3 and 6 also run inside their BatchNorm's passes (relu(y) stored by its
+ * forward, the mask applied by its backward); 8 runs alone, in place. */
 static void in_place_relu_test(int n, int threads) {
     const char *text = "input 6x9x7\nconv 16 k=3 pad=1\nbn\nrelu\nconv 16 k=3 pad=1 as=c\nbn\n"
                        "relu\nadd c\nrelu\nconv 8 k=1\nbn as=b\nrelu\nadd b\ngap\nconv 5 k=1";

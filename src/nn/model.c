@@ -415,13 +415,18 @@ static int readers(const cl_model *m, int t) {
  * op's backward reads its own output, and the ReLU's backward reads its input only
  * for its sign, which relu(x) keeps (x <= 0 exactly where relu(x) <= 0, NaN passing
  * alike), so the backward is unchanged; one activation per conv -> norm -> ReLU
- * block is saved. Not with input_grad or keep_activation_grads (Grad-CAM reads
+ * block is saved. Such a ReLU right after a BatchNorm runs inside the BatchNorm's
+ * passes (relu_out, in_prev): same values, bit for bit, two passes fewer. Not with input_grad or keep_activation_grads (Grad-CAM reads
  * every activation) or the reference kernels (the tests compare against them). */
 static void plan_in_place(cl_model *m) {
     const cl_compile_args *a = &m->args;
     for (int t = 0; t < m->ntensors; t++) {
         m->tensors[t].alias_of = -1;
         m->tensors[t].overwritten = false;
+    }
+    for (int i = 0; i < m->nnodes; i++) {
+        m->nodes[i].relu_out = -1;
+        m->nodes[i].in_prev = false;
     }
     if (a->input_grad || a->keep_activation_grads || a->reference_kernels) return;
     const cl_op *relu = cl_activation_op(CL_ACT_RELU);
@@ -433,6 +438,13 @@ static void plan_in_place(cl_model *m) {
             continue;
         m->tensors[n->out].alias_of = t;
         m->tensors[t].overwritten = true;
+        /* right after a BatchNorm: one pass over memory instead of two, each way */
+        cl_node *prev = &m->nodes[i - 1];
+        if (m->tensors[t].producer == i - 1 && prev->op == &cl_op_batchnorm2d &&
+            (readers(m, n->out) > 0 || n->out == cl_model_output(m))) {
+            prev->relu_out = n->out;
+            m->nodes[i].in_prev = true;
+        }
     }
 }
 
@@ -460,20 +472,27 @@ static size_t plan_gradients(cl_model *m, size_t B, size_t Bt, int threads, bool
             if (i > t->zero_at) t->zero_at = i;
         }
     m->tensors[cl_model_output(m)].zero_at = -1;
+    /* a ReLU inside its BatchNorm: the BatchNorm's output gradient is never formed
+     * (never zeroed, no memory), and the ReLU's is read by the BatchNorm's backward */
+    for (int i = 0; i < m->nnodes; i++)
+        if (m->nodes[i].relu_out >= 0) m->tensors[m->nodes[i].out].zero_at = -2;
     /* contiguous blocks first */
     size_t contiguous = 0;
     int nshared = 0;
     for (int t = 0; t < T; t++) {
         cl_tensor *x = &m->tensors[t];
         x->dshared = !keep_all && !(t == 0 && m->args.input_grad);
-        if (!x->dshared) {
+        if (x->zero_at == -2) {
+            x->doff = 0;
+        } else if (!x->dshared) {
             x->doff = contiguous;
             contiguous += x->size * B;
         } else {
             /* reverse time: node i's backward runs at step last - i; the output's
              * gradient is copied in at step -1 */
             start[t] = x->zero_at < 0 ? -1 : last - x->zero_at;
-            end[t] = x->producer < 0 ? last + 1 : last - x->producer;
+            int owner = x->producer >= 0 && m->nodes[x->producer].in_prev ? x->producer - 1 : x->producer;
+            end[t] = owner < 0 ? last + 1 : last - owner;
             order[nshared++] = t;
         }
     }
@@ -683,7 +702,7 @@ static void run_forward(cl_model *m, bool fuse) {
                 i += node->infer_span - 1;
                 continue;
             }
-            node->op->forward(&e, node);
+            if (!node->in_prev) node->op->forward(&e, node);
         }
     }
     (void)threads;
@@ -732,6 +751,7 @@ cl_status cl_model_backward(cl_model *m, const cl_real *dout) {
                    (size_t)(e.n1 - e.n0) * out->size * sizeof(cl_real));
         for (int i = m->nnodes - 1; i >= 0; i--) {
             const cl_node *n = &m->nodes[i];
+            if (n->in_prev) continue; /* its BatchNorm's backward applies its mask */
             /* gradients first written by this node start from zero (each once) */
             for (int k = 0; k <= n->nin; k++) {
                 int t = k < n->nin ? n->in[k] : n->out;

@@ -64,6 +64,10 @@ typedef struct {
     size_t batch_saved_off, nbatch_saved; /* per-batch saved state */
     size_t nscratch;        /* floats of per-thread scratch this node needs */
     size_t nteam;           /* doubles of team scratch (per thread) for reductions */
+    int relu_out;           /* >= 0 (a BatchNorm): the ReLU that follows it runs inside
+                               its passes, in place: the forward stores relu(y), the
+                               backward reads this tensor's gradient masked by y > 0 */
+    bool in_prev;           /* a ReLU that runs inside the BatchNorm before it (skipped) */
     int infer_span;         /* > 1: at inference this node runs the next infer_span - 1
                                nodes too, fused (conv -> BatchNorm [-> ReLU]) */
 } cl_node;

@@ -4,8 +4,10 @@
  * updates running_mean and running_var (unbiased) with momentum; evaluation uses the
  * running statistics. Threads hold slices of the batch, so per-channel sums are
  * made per thread, combined at a barrier in thread order (deterministic), and every
- * thread then applies the same scale and shift. */
+ * thread then applies the same scale and shift. A ReLU planned in place after it
+ * (node relu_out) runs inside its forward and backward passes (model.c). */
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "nn/model.h"
@@ -29,14 +31,45 @@ CL_CLONES static void channel_affine(cl_real *restrict out, const cl_real *restr
         for (int c = 0; c < C; c++) out[p * C + c] = inp[p * C + c] * scale[c] + shift[c];
 }
 
-/* Backward sums over [M][C]: sums[c] += dy, sums[C + c] += dy * xhat with
- * xhat = (x - mean[c]) * invstd[c]. */
-CL_CLONES static void batchnorm_backward_sums(double *restrict sums, const cl_real *restrict dout,
-                                    const cl_real *restrict inp, const cl_real *restrict mean,
-                                    const cl_real *restrict invstd, size_t M, int C) {
+/* out[M][C] = relu(inp * scale[c] + shift[c]): the ReLU that follows, in the same pass */
+CL_CLONES static void channel_affine_relu(cl_real *restrict out, const cl_real *restrict inp,
+                                const cl_real *restrict scale, const cl_real *restrict shift,
+                                size_t M, int C) {
     for (size_t p = 0; p < M; p++)
         for (int c = 0; c < C; c++) {
-            cl_real dy = dout[p * C + c];
+            cl_real y = inp[p * C + c] * scale[c] + shift[c];
+            out[p * C + c] = y < 0 ? 0 : y; /* NaN and -0 pass, as in torch.relu */
+        }
+}
+
+/* The gradient reaching the BatchNorm's output at i: dout itself, or, with the ReLU
+ * run inside it (masked; relu_y: the stored relu(y)), dout where relu(y) > 0, as
+ * the ReLU's backward gives it (0 + dout, exactly). */
+static inline __attribute__((always_inline)) cl_real bn_dy(const cl_real *dout, const cl_real *relu_y,
+                                                           size_t i, bool masked) {
+    if (!masked) return dout[i];
+    /* relu_y <= 0 ? 0 : dout as a bitwise AND with an all-ones or all-zeros mask
+     * (+0.0 or dout, bit for bit): GCC does not vectorize a select whose result is
+     * then widened to double, as the sums are */
+    union {
+        cl_real r;
+        uint32_t w[sizeof(cl_real) / 4];
+    } v = {.r = dout[i]};
+    uint32_t keep = -(uint32_t)!(relu_y[i] <= 0);
+    for (size_t k = 0; k < sizeof v.w / sizeof *v.w; k++) v.w[k] &= keep;
+    return v.r;
+}
+
+/* Backward sums over [M][C]: sums[c] += dy, sums[C + c] += dy * xhat with
+ * xhat = (x - mean[c]) * invstd[c]. Inlined twice, masked or not, so that each loop
+ * vectorizes without a test inside. */
+static inline __attribute__((always_inline)) void
+backward_sums(double *restrict sums, const cl_real *restrict dout, const cl_real *restrict relu_y,
+              const cl_real *restrict inp, const cl_real *restrict mean,
+              const cl_real *restrict invstd, size_t M, int C, bool masked) {
+    for (size_t p = 0; p < M; p++)
+        for (int c = 0; c < C; c++) {
+            cl_real dy = bn_dy(dout, relu_y, p * C + c, masked);
             sums[c] += dy;
             sums[C + c] += (double)dy * ((inp[p * C + c] - mean[c]) * invstd[c]);
         }
@@ -44,16 +77,35 @@ CL_CLONES static void batchnorm_backward_sums(double *restrict sums, const cl_re
 
 /* dinp[M][C] += gamma*invstd * (dy - k1[c] - xhat*k2[c]), with k1 = mean of dy and
  * k2 = mean of dy*xhat over the batch (both 0 in eval mode). */
+static inline __attribute__((always_inline)) void
+backward_input(cl_real *restrict dinp, const cl_real *restrict dout, const cl_real *restrict relu_y,
+               const cl_real *restrict inp, const cl_real *restrict mean,
+               const cl_real *restrict invstd, const cl_real *restrict gamma,
+               const cl_real *restrict k1, const cl_real *restrict k2, size_t M, int C, bool masked) {
+    for (size_t p = 0; p < M; p++)
+        for (int c = 0; c < C; c++) {
+            cl_real xhat = (inp[p * C + c] - mean[c]) * invstd[c];
+            dinp[p * C + c] += gamma[c] * invstd[c] * (bn_dy(dout, relu_y, p * C + c, masked) - k1[c] - xhat * k2[c]);
+        }
+}
+
+/* relu_y: NULL, or the ReLU run inside (its output, for the mask) */
+CL_CLONES static void batchnorm_backward_sums(double *restrict sums, const cl_real *restrict dout,
+                                    const cl_real *restrict relu_y,
+                                    const cl_real *restrict inp, const cl_real *restrict mean,
+                                    const cl_real *restrict invstd, size_t M, int C) {
+    if (relu_y) backward_sums(sums, dout, relu_y, inp, mean, invstd, M, C, true);
+    else backward_sums(sums, dout, relu_y, inp, mean, invstd, M, C, false);
+}
+
 CL_CLONES static void batchnorm_backward_input(cl_real *restrict dinp, const cl_real *restrict dout,
+                                     const cl_real *restrict relu_y,
                                      const cl_real *restrict inp, const cl_real *restrict mean,
                                      const cl_real *restrict invstd, const cl_real *restrict gamma,
                                      const cl_real *restrict k1, const cl_real *restrict k2, size_t M,
                                      int C) {
-    for (size_t p = 0; p < M; p++)
-        for (int c = 0; c < C; c++) {
-            cl_real xhat = (inp[p * C + c] - mean[c]) * invstd[c];
-            dinp[p * C + c] += gamma[c] * invstd[c] * (dout[p * C + c] - k1[c] - xhat * k2[c]);
-        }
+    if (relu_y) backward_input(dinp, dout, relu_y, inp, mean, invstd, gamma, k1, k2, M, C, true);
+    else backward_input(dinp, dout, relu_y, inp, mean, invstd, gamma, k1, k2, M, C, false);
 }
 
 static void sizes(const cl_model *m, cl_node *n) {
@@ -131,7 +183,8 @@ static void forward(const cl_exec *e, const cl_node *n) {
             }
         }
     }
-    channel_affine(cl_act(e, n->out), inp, scale, shift, M, C);
+    if (n->relu_out >= 0) channel_affine_relu(cl_act(e, n->out), inp, scale, shift, M, C);
+    else channel_affine(cl_act(e, n->out), inp, scale, shift, M, C);
 }
 
 static void backward(const cl_exec *e, const cl_node *n) {
@@ -141,12 +194,14 @@ static void backward(const cl_exec *e, const cl_node *n) {
     const size_t HW = (size_t)s->h * s->w, M = (size_t)(e->n1 - e->n0) * HW;
     const cl_real *gamma = m->params + n->param_off;
     const cl_real *mean = m->batch_saved + n->batch_saved_off, *invstd = mean + C;
-    const cl_real *inp = cl_act(e, n->in[0]), *dout = cl_dact(e, n->out);
+    /* with the ReLU inside: its output gradient, masked by the relu(y) stored in place */
+    const cl_real *relu_y = n->relu_out >= 0 ? cl_act(e, n->out) : NULL;
+    const cl_real *inp = cl_act(e, n->in[0]), *dout = cl_dact(e, relu_y ? n->relu_out : n->out);
     cl_real *dgamma = e->grads + n->param_off, *dbeta = dgamma + C;
     cl_real *k1 = e->scratch, *k2 = k1 + C;
     double *slot = cl_team_slot(e, e->tid);
     memset(slot, 0, 2 * (size_t)C * sizeof(double));
-    batchnorm_backward_sums(slot, dout, inp, mean, invstd, M, C);
+    batchnorm_backward_sums(slot, dout, relu_y, inp, mean, invstd, M, C);
     slot[2 * C] = (double)M;
     for (int c = 0; c < C; c++) {
         dbeta[c] += (cl_real)slot[c];
@@ -163,7 +218,7 @@ static void backward(const cl_exec *e, const cl_node *n) {
     } else {
         for (int c = 0; c < C; c++) k1[c] = k2[c] = 0.0f;
     }
-    if (dinp) batchnorm_backward_input(dinp, dout, inp, mean, invstd, gamma, k1, k2, M, C);
+    if (dinp) batchnorm_backward_input(dinp, dout, relu_y, inp, mean, invstd, gamma, k1, k2, M, C);
 }
 
 const cl_op cl_op_batchnorm2d = {
