@@ -106,11 +106,13 @@ static const struct {
  * exactly the overwritten tensors give NULL. Tensors: 0 input, 1 conv, 2 bn (under
  * relu 3), 4 conv c, 5 bn (under relu 6), 7 add, 8 relu (over 7); then a BatchNorm
  * read twice (9 conv, 10 bn b, 11 relu, 12 add b), whose ReLU gets its own memory.
- * ReLUs 3 and 6 also run inside their BatchNorm's passes (relu(y) stored by its
- * forward, the mask applied by its backward); 8 runs alone, in place. */
-static void in_place_relu_test(int n, int threads) {
-    const char *text = "input 6x9x7\nconv 16 k=3 pad=1\nbn\nrelu\nconv 16 k=3 pad=1 as=c\nbn\n"
-                       "relu\nadd c\nrelu\nconv 8 k=1\nbn as=b\nrelu\nadd b\ngap\nconv 5 k=1";
+ * ReLUs 3 and 6 also run inside their norm's passes (relu(y) stored by its forward,
+ * the mask applied by its backward); 8 runs alone, in place. The norm is bn, gn or
+ * ln (per-element affine too). */
+static void in_place_relu_test(const char *norm, int n, int threads) {
+    char text[512];
+    snprintf(text, sizeof text, "input 6x9x7\nconv 16 k=3 pad=1\n%s\nrelu\nconv 16 k=3 pad=1 as=c\n%s\n"
+             "relu\nadd c\nrelu\nconv 8 k=1\n%s as=b\nrelu\nadd b\ngap\nconv 5 k=1", norm, norm, norm);
     const bool overwritten[] = {[2] = true, [5] = true, [7] = true};
     char err[512];
     cl_model *fast = cl_parse_model(text, strlen(text), "in-place", NULL, err, sizeof err);
@@ -219,12 +221,14 @@ static void fused_inference_test(int f, int n, int threads) {
 }
 
 int main(void) {
-    for (int n = 1; n <= 5; n += 4)
-        for (int threads = 1; threads <= 2; threads++) {
-            t_begin("ReLU in place vs reference, batch %d, %d threads", n, threads);
-            in_place_relu_test(n, threads);
-            t_end();
-        }
+    const char *norms[] = {"bn", "gn 4", "ln", "ln elementwise=1"};
+    for (size_t k = 0; k < sizeof norms / sizeof *norms; k++)
+        for (int n = 1; n <= 5; n += 4)
+            for (int threads = 1; threads <= 2; threads++) {
+                t_begin("ReLU in place vs reference, %s, batch %d, %d threads", norms[k], n, threads);
+                in_place_relu_test(norms[k], n, threads);
+                t_end();
+            }
     for (int f = 0; f < (int)(sizeof fused_models / sizeof *fused_models); f++)
         for (int n = 1; n <= 5; n += 4)
             for (int threads = 1; threads <= 2; threads++) {

@@ -415,8 +415,9 @@ static int readers(const cl_model *m, int t) {
  * op's backward reads its own output, and the ReLU's backward reads its input only
  * for its sign, which relu(x) keeps (x <= 0 exactly where relu(x) <= 0, NaN passing
  * alike), so the backward is unchanged; one activation per conv -> norm -> ReLU
- * block is saved. Such a ReLU right after a BatchNorm runs inside the BatchNorm's
- * passes (relu_out, in_prev): same values, bit for bit, two passes fewer. Not with input_grad or keep_activation_grads (Grad-CAM reads
+ * block is saved. Such a ReLU right after a BatchNorm, GroupNorm or LayerNorm runs
+ * inside the norm's passes (relu_out, in_prev): same values, bit for bit, two
+ * passes fewer. Not with input_grad or keep_activation_grads (Grad-CAM reads
  * every activation) or the reference kernels (the tests compare against them). */
 static void plan_in_place(cl_model *m) {
     const cl_compile_args *a = &m->args;
@@ -438,9 +439,11 @@ static void plan_in_place(cl_model *m) {
             continue;
         m->tensors[n->out].alias_of = t;
         m->tensors[t].overwritten = true;
-        /* right after a BatchNorm: one pass over memory instead of two, each way */
+        /* right after a norm: one pass over memory instead of two, each way */
         cl_node *prev = &m->nodes[i - 1];
-        if (m->tensors[t].producer == i - 1 && prev->op == &cl_op_batchnorm2d &&
+        bool norm = prev->op == &cl_op_batchnorm2d || prev->op == &cl_op_groupnorm ||
+                    prev->op == &cl_op_layernorm;
+        if (m->tensors[t].producer == i - 1 && norm &&
             (readers(m, n->out) > 0 || n->out == cl_model_output(m))) {
             prev->relu_out = n->out;
             m->nodes[i].in_prev = true;
@@ -472,8 +475,8 @@ static size_t plan_gradients(cl_model *m, size_t B, size_t Bt, int threads, bool
             if (i > t->zero_at) t->zero_at = i;
         }
     m->tensors[cl_model_output(m)].zero_at = -1;
-    /* a ReLU inside its BatchNorm: the BatchNorm's output gradient is never formed
-     * (never zeroed, no memory), and the ReLU's is read by the BatchNorm's backward */
+    /* a ReLU inside its norm: the norm's output gradient is never formed (never
+     * zeroed, no memory), and the ReLU's is read by the norm's backward */
     for (int i = 0; i < m->nnodes; i++)
         if (m->nodes[i].relu_out >= 0) m->tensors[m->nodes[i].out].zero_at = -2;
     /* contiguous blocks first */
@@ -751,7 +754,7 @@ cl_status cl_model_backward(cl_model *m, const cl_real *dout) {
                    (size_t)(e.n1 - e.n0) * out->size * sizeof(cl_real));
         for (int i = m->nnodes - 1; i >= 0; i--) {
             const cl_node *n = &m->nodes[i];
-            if (n->in_prev) continue; /* its BatchNorm's backward applies its mask */
+            if (n->in_prev) continue; /* its norm's backward applies its mask */
             /* gradients first written by this node start from zero (each once) */
             for (int k = 0; k <= n->nin; k++) {
                 int t = k < n->nin ? n->in[k] : n->out;

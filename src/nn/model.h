@@ -64,10 +64,11 @@ typedef struct {
     size_t batch_saved_off, nbatch_saved; /* per-batch saved state */
     size_t nscratch;        /* floats of per-thread scratch this node needs */
     size_t nteam;           /* doubles of team scratch (per thread) for reductions */
-    int relu_out;           /* >= 0 (a BatchNorm): the ReLU that follows it runs inside
-                               its passes, in place: the forward stores relu(y), the
-                               backward reads this tensor's gradient masked by y > 0 */
-    bool in_prev;           /* a ReLU that runs inside the BatchNorm before it (skipped) */
+    int relu_out;           /* >= 0 (a BatchNorm, GroupNorm or LayerNorm): the ReLU that
+                               follows it runs inside its passes, in place: the forward
+                               stores relu(y), the backward reads this tensor's gradient
+                               masked by relu(y) > 0 (cl_relu_dy) */
+    bool in_prev;           /* a ReLU that runs inside the norm before it (skipped) */
     int infer_span;         /* > 1: at inference this node runs the next infer_span - 1
                                nodes too, fused (conv -> BatchNorm [-> ReLU]) */
 } cl_node;
@@ -177,6 +178,24 @@ cl_status cl_fail(cl_model *m, cl_status code, const char *field, const char *fm
 
 /* An element-wise layer's output has its input's shape. */
 cl_status cl_infer_same_shape(cl_model *m, cl_node *n, cl_shape *out);
+
+/* The gradient reaching a norm's output at i when the ReLU after it runs inside its
+ * passes (masked; relu_y: the relu(y) stored in place): dout where relu(y) > 0, as
+ * the ReLU's backward gives it (0 + dout: +0.0 or dout, bit for bit, NaN passing);
+ * dout itself when not masked. A bitwise AND with an all-ones or all-zeros mask,
+ * because GCC does not vectorize a select whose result is then widened to double,
+ * as the norms' sums are. Call it with a constant masked, in a loop inlined twice. */
+static inline __attribute__((always_inline)) cl_real cl_relu_dy(const cl_real *dout, const cl_real *relu_y,
+                                                                size_t i, bool masked) {
+    if (!masked) return dout[i];
+    union {
+        cl_real r;
+        uint32_t w[sizeof(cl_real) / 4];
+    } v = {.r = dout[i]};
+    uint32_t keep = -(uint32_t)!(relu_y[i] <= 0);
+    for (size_t k = 0; k < sizeof v.w / sizeof *v.w; k++) v.w[k] &= keep;
+    return v.r;
+}
 
 /* Pointers to this thread's slice of a tensor's activations and gradients. */
 static inline cl_real *cl_act(const cl_exec *e, int t) {

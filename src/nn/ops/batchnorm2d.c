@@ -7,7 +7,6 @@
  * thread then applies the same scale and shift. A ReLU planned in place after it
  * (node relu_out) runs inside its forward and backward passes (model.c). */
 #include <math.h>
-#include <stdint.h>
 #include <string.h>
 
 #include "nn/model.h"
@@ -42,24 +41,6 @@ CL_CLONES static void channel_affine_relu(cl_real *restrict out, const cl_real *
         }
 }
 
-/* The gradient reaching the BatchNorm's output at i: dout itself, or, with the ReLU
- * run inside it (masked; relu_y: the stored relu(y)), dout where relu(y) > 0, as
- * the ReLU's backward gives it (0 + dout, exactly). */
-static inline __attribute__((always_inline)) cl_real bn_dy(const cl_real *dout, const cl_real *relu_y,
-                                                           size_t i, bool masked) {
-    if (!masked) return dout[i];
-    /* relu_y <= 0 ? 0 : dout as a bitwise AND with an all-ones or all-zeros mask
-     * (+0.0 or dout, bit for bit): GCC does not vectorize a select whose result is
-     * then widened to double, as the sums are */
-    union {
-        cl_real r;
-        uint32_t w[sizeof(cl_real) / 4];
-    } v = {.r = dout[i]};
-    uint32_t keep = -(uint32_t)!(relu_y[i] <= 0);
-    for (size_t k = 0; k < sizeof v.w / sizeof *v.w; k++) v.w[k] &= keep;
-    return v.r;
-}
-
 /* Backward sums over [M][C]: sums[c] += dy, sums[C + c] += dy * xhat with
  * xhat = (x - mean[c]) * invstd[c]. Inlined twice, masked or not, so that each loop
  * vectorizes without a test inside. */
@@ -69,7 +50,7 @@ backward_sums(double *restrict sums, const cl_real *restrict dout, const cl_real
               const cl_real *restrict invstd, size_t M, int C, bool masked) {
     for (size_t p = 0; p < M; p++)
         for (int c = 0; c < C; c++) {
-            cl_real dy = bn_dy(dout, relu_y, p * C + c, masked);
+            cl_real dy = cl_relu_dy(dout, relu_y, p * C + c, masked);
             sums[c] += dy;
             sums[C + c] += (double)dy * ((inp[p * C + c] - mean[c]) * invstd[c]);
         }
@@ -85,7 +66,7 @@ backward_input(cl_real *restrict dinp, const cl_real *restrict dout, const cl_re
     for (size_t p = 0; p < M; p++)
         for (int c = 0; c < C; c++) {
             cl_real xhat = (inp[p * C + c] - mean[c]) * invstd[c];
-            dinp[p * C + c] += gamma[c] * invstd[c] * (bn_dy(dout, relu_y, p * C + c, masked) - k1[c] - xhat * k2[c]);
+            dinp[p * C + c] += gamma[c] * invstd[c] * (cl_relu_dy(dout, relu_y, p * C + c, masked) - k1[c] - xhat * k2[c]);
         }
 }
 

@@ -5,7 +5,8 @@
  * is GroupNorm with one group (the usual choice in convnets, nn.GroupNorm(1, C)); with
  * elementwise=true its affine parameters have one value per (C, H, W) element, as
  * nn.LayerNorm([C, H, W]), stored [H][W][C] to match the activations. Statistics are
- * per sample, so threads need no barrier. */
+ * per sample, so threads need no barrier. A ReLU planned in place after it (node
+ * relu_out) runs inside its forward and backward passes (model.c). */
 #include <math.h>
 #include <string.h>
 
@@ -24,12 +25,12 @@ static cl_real *channel_stats(double *acc, const gn_dims *d) {
     return (cl_real *)(acc + 4 * (size_t)d->C + 2 * (size_t)d->G);
 }
 
-/* One sample: out[HW][C] = (inp - mean[g]) * rstd[g] * gamma + beta. stats receives
- * mean[G] and rstd[G]. */
+/* One sample: out[HW][C] = (inp - mean[g]) * rstd[g] * gamma + beta, or its relu
+ * with the ReLU run inside (relu). stats receives mean[G] and rstd[G]. */
 CL_CLONES static void groupnorm_forward(cl_real *restrict out, cl_real *restrict stats,
                               const cl_real *restrict inp, const cl_real *restrict gamma,
                               const cl_real *restrict beta, double *restrict acc,
-                              const gn_dims *d) {
+                              const gn_dims *d, bool relu) {
     const int C = d->C, Cg = C / d->G;
     memset(acc, 0, 2 * (size_t)C * sizeof(double));
     for (int p = 0; p < d->HW; p++)
@@ -63,20 +64,28 @@ CL_CLONES static void groupnorm_forward(cl_real *restrict out, cl_real *restrict
         const cl_real *bp = d->elementwise ? beta + (size_t)p * C : beta;
         const cl_real *x = inp + (size_t)p * C;
         cl_real *y = out + (size_t)p * C;
-        for (int c = 0; c < C; c++) y[c] = (x[c] - cm[c]) * cr[c] * gp[c] + bp[c];
+        if (relu)
+            for (int c = 0; c < C; c++) {
+                cl_real v = (x[c] - cm[c]) * cr[c] * gp[c] + bp[c];
+                y[c] = v < 0 ? 0 : v; /* NaN and -0 pass, as in torch.relu */
+            }
+        else
+            for (int c = 0; c < C; c++) y[c] = (x[c] - cm[c]) * cr[c] * gp[c] + bp[c];
     }
 }
 
 /* One sample: accumulates dinp[HW][C] (if not NULL), and dgamma and dbeta from dout
  * (per-element affine: into dgamma and dbeta; per channel: into the double sums in
  * acc, which backward() adds to them), with xhat = (x - mean) * rstd and
- * dxhat = dout * gamma:
- *     dinp = rstd * (dxhat - mean_g(dxhat) - xhat * mean_g(dxhat * xhat)). */
-CL_CLONES static void groupnorm_backward(cl_real *restrict dinp, cl_real *restrict dgamma,
-                               cl_real *restrict dbeta, const cl_real *restrict dout,
-                               const cl_real *restrict inp, const cl_real *restrict stats,
-                               const cl_real *restrict gamma, double *restrict acc,
-                               const gn_dims *d) {
+ * dxhat = dy * gamma:
+ *     dinp = rstd * (dxhat - mean_g(dxhat) - xhat * mean_g(dxhat * xhat)),
+ * where dy is dout, or with the ReLU run inside (masked), dout masked by relu_y > 0
+ * (cl_relu_dy). Inlined twice, masked or not. */
+static inline __attribute__((always_inline)) void
+backward_one(cl_real *restrict dinp, cl_real *restrict dgamma, cl_real *restrict dbeta,
+             const cl_real *restrict dout, const cl_real *restrict relu_y,
+             const cl_real *restrict inp, const cl_real *restrict stats,
+             const cl_real *restrict gamma, double *restrict acc, const gn_dims *d, bool masked) {
     const int C = d->C, Cg = C / d->G;
     const cl_real *mean = stats, *rstd = stats + d->G;
     /* per-channel copies of the group statistics (see the forward) */
@@ -94,7 +103,7 @@ CL_CLONES static void groupnorm_backward(cl_real *restrict dinp, cl_real *restri
             for (int c = 0; c < C; c++) {
                 size_t i = (size_t)p * C + c;
                 cl_real xhat = (inp[i] - cm[c]) * cr[c];
-                cl_real dy = dout[i];
+                cl_real dy = cl_relu_dy(dout, relu_y, i, masked);
                 dgp[c] += dy * xhat;
                 dbp[c] += dy;
                 acc[c] += (double)dy * gp[c];
@@ -110,7 +119,7 @@ CL_CLONES static void groupnorm_backward(cl_real *restrict dinp, cl_real *restri
             for (int c = 0; c < C; c++) {
                 size_t i = (size_t)p * C + c;
                 cl_real xhat = (inp[i] - cm[c]) * cr[c];
-                double dy = dout[i];
+                double dy = cl_relu_dy(dout, relu_y, i, masked);
                 sg[c] += dy * xhat;
                 sb[c] += dy;
                 acc[c] += dy * gamma[c];
@@ -136,13 +145,24 @@ CL_CLONES static void groupnorm_backward(cl_real *restrict dinp, cl_real *restri
     }
     for (int p = 0; p < d->HW; p++) {
         const cl_real *gp = d->elementwise ? gamma + (size_t)p * C : gamma;
-        const cl_real *x = inp + (size_t)p * C, *dy = dout + (size_t)p * C;
+        const cl_real *x = inp + (size_t)p * C;
         cl_real *dx = dinp + (size_t)p * C;
         for (int c = 0; c < C; c++) {
             cl_real xhat = (x[c] - cm[c]) * cr[c];
-            dx[c] += cr[c] * (dy[c] * gp[c] - cg1[c] - xhat * cg2[c]);
+            cl_real dy = cl_relu_dy(dout, relu_y, (size_t)p * C + c, masked);
+            dx[c] += cr[c] * (dy * gp[c] - cg1[c] - xhat * cg2[c]);
         }
     }
+}
+
+CL_CLONES static void groupnorm_backward(cl_real *restrict dinp, cl_real *restrict dgamma,
+                               cl_real *restrict dbeta, const cl_real *restrict dout,
+                               const cl_real *restrict relu_y,
+                               const cl_real *restrict inp, const cl_real *restrict stats,
+                               const cl_real *restrict gamma, double *restrict acc,
+                               const gn_dims *d) {
+    if (relu_y) backward_one(dinp, dgamma, dbeta, dout, relu_y, inp, stats, gamma, acc, d, true);
+    else backward_one(dinp, dgamma, dbeta, dout, relu_y, inp, stats, gamma, acc, d, false);
 }
 
 static cl_status infer_shape(cl_model *m, cl_node *n, cl_shape *out) {
@@ -204,7 +224,7 @@ static void forward(const cl_exec *e, const cl_node *n) {
     double *acc = cl_team_slot(e, e->tid);
     for (int i = 0; i < e->n1 - e->n0; i++)
         groupnorm_forward(out + i * size, stats + i * n->nsaved, inp + i * size, gamma, gamma + A,
-                          acc, &d);
+                          acc, &d, n->relu_out >= 0);
 }
 
 static void backward(const cl_exec *e, const cl_node *n) {
@@ -212,7 +232,9 @@ static void backward(const cl_exec *e, const cl_node *n) {
     size_t size = (size_t)d.HW * d.C, A = affine_count(e->m, n);
     const cl_real *gamma = e->m->params + n->param_off;
     cl_real *dgamma = e->grads + n->param_off;
-    const cl_real *inp = cl_act(e, n->in[0]), *dout = cl_dact(e, n->out);
+    /* with the ReLU inside: its output gradient, masked by the relu(y) stored in place */
+    const cl_real *relu_y = n->relu_out >= 0 ? cl_act(e, n->out) : NULL;
+    const cl_real *inp = cl_act(e, n->in[0]), *dout = cl_dact(e, relu_y ? n->relu_out : n->out);
     const cl_real *stats = cl_node_saved(e, n);
     cl_real *dinp = cl_dinp(e, n->in[0]);
     double *acc = cl_team_slot(e, e->tid);
@@ -220,7 +242,7 @@ static void backward(const cl_exec *e, const cl_node *n) {
     memset(sg, 0, 2 * (size_t)d.C * sizeof(double));
     for (int i = 0; i < e->n1 - e->n0; i++)
         groupnorm_backward(dinp ? dinp + i * size : NULL, dgamma, dgamma + A, dout + i * size,
-                           inp + i * size, stats + i * n->nsaved, gamma, acc, &d);
+                           relu_y ? relu_y + i * size : NULL, inp + i * size, stats + i * n->nsaved, gamma, acc, &d);
     if (!d.elementwise)
         for (int c = 0; c < d.C; c++) {
             dgamma[c] += (cl_real)sg[c];
