@@ -22,7 +22,7 @@
 typedef struct {
     char data[CLI_STR_LEN], data_dir[CLI_STR_LEN], opt[CLI_STR_LEN], aug[CLI_STR_LEN];
     char out[CLI_STR_LEN], csv[CLI_STR_LEN];
-    long long batch, seed, threads, workers, train_subset, steps, init_whiten;
+    long long batch, seed, threads, workers, train_subset, val_split, steps, init_whiten;
     float momentum, weight_decay, label_smoothing;
     double start_lr, end_lr, smooth, diverge;
     bool nesterov;
@@ -44,6 +44,9 @@ static const cli_option lr_find_options_table[] = {
      .def = "0", .min = 0, .max = 1},
     {"aug", OPT_STR, F(aug), "augmentation pipeline, e.g. crop:4:reflect,hflip", .arg = "SPEC"},
     {"train-subset", OPT_INT, F(train_subset), "use the first N training images", .def = "all"},
+    {"val-split", OPT_INT, F(val_split), "leave out the last N training images, as train "
+     "--val-split N holds them out, so that the sweep never sees the validation set",
+     .def = "0, none"},
     {"init-whiten", OPT_INT, F(init_whiten),
      "patch-whiten the first conv from the first N training images, as train does",
      .def = "0, off", .max = 1000000},
@@ -220,7 +223,14 @@ static int cmd_lr_find(int argc, char **argv) {
         mean[c] = (float)st[c].mean;
         std[c] = st[c].std > 1e-6 ? (float)st[c].std : 1.0f;
     }
-    int ntrain = o.train_subset && o.train_subset < train.n ? (int)o.train_subset : train.n;
+    if (o.val_split >= train.n) {
+        cli_error("--val-split %lld: the training split of %s has %d images; hold out fewer",
+                  o.val_split, o.data, train.n);
+        rc = EXIT_USAGE;
+        goto out;
+    }
+    int pool = train.n - (int)o.val_split;
+    int ntrain = o.train_subset && o.train_subset < pool ? (int)o.train_subset : pool;
     idx = malloc((size_t)ntrain * sizeof *idx);
     aug = cl_augment_new();
     if (!idx || !aug) {

@@ -63,6 +63,21 @@ else
 fi
 grep -qE "^Suggested --lr [0-9.e+-]+ \(steepest descent" "$tmp/lr.log" && ok "lr-find prints a suggested --lr" ||
     fail "lr-find suggestion" "$(tail -n 3 "$tmp/lr.log")"
+# --val-split N leaves the last N training images out: with 59,990 held out, the
+# sweep reads exactly the images --train-subset 10 gives
+"$CNNLAB" lr-find models/mnist.net --data mnist --val-split 59990 --batch 5 --steps 6 --threads 1 \
+    --csv "$tmp/vs.csv" --out "$tmp/vs.png" >"$tmp/vs.log" 2>&1
+"$CNNLAB" lr-find models/mnist.net --data mnist --train-subset 10 --batch 5 --steps 6 --threads 1 \
+    --csv "$tmp/ts.csv" --out "$tmp/ts.png" >"$tmp/ts.log" 2>&1
+"$CNNLAB" lr-find models/mnist.net --data mnist --train-subset 20 --batch 5 --steps 6 --threads 1 \
+    --csv "$tmp/t20.csv" --out "$tmp/t20.png" >"$tmp/t20.log" 2>&1
+[ -s "$tmp/vs.csv" ] && cmp -s "$tmp/vs.csv" "$tmp/ts.csv" && ! cmp -s "$tmp/vs.csv" "$tmp/t20.csv" &&
+    ok "lr-find --val-split 59990 sweeps the first 10 images only" ||
+    fail "lr-find --val-split" "$(tail -n 2 "$tmp/vs.log")"
+"$CNNLAB" lr-find models/mnist.net --data mnist --val-split 60000 --steps 6 --out "$tmp/all.png" >"$tmp/all.log" 2>&1
+rc=$?
+[ $rc -eq 2 ] && grep -q -- "--val-split 60000" "$tmp/all.log" && ok "lr-find --val-split of every image is a usage error" ||
+    fail "lr-find --val-split 60000" "exit $rc: $(cat "$tmp/all.log")"
 
 if [ -n "$CNNLAB_QUICK" ]; then
     ok "lr-find divergence and the init options in training (skipped: CNNLAB_QUICK)"
