@@ -68,32 +68,59 @@ done:
     return q;
 }
 
-int cli_export_c(const char *path, const export_options *o) {
-    const char *out = o->out, *data = o->data, *data_dir = o->data_dir;
-    const long long calib = o->calib;
-    const bool int8 = o->int8;
-    char err[1024];
-    cl_safetensors *sf = cl_safetensors_read(path, err, sizeof err);
-    if (!sf) {
-        cli_error("%s", err);
-        return 1;
-    }
+/* A checkpoint opened for export: its file (for the model text), the model, its
+ * deployment graph and, with int8, the quantized network. */
+typedef struct {
+    cl_safetensors *sf;
     cli_checkpoint ck;
-    cl_deploy_graph *g = NULL;
-    cl_quant *q = NULL;
-    int rc = 1;
-    if (!cli_open_checkpoint(path, (cl_compile_args){.max_batch = 1, .threads = 1}, &ck)) {
-        cl_safetensors_free(sf);
-        return 1;
+    cl_deploy_graph *g;
+    cl_quant *q;
+} export_source;
+
+static void close_source(export_source *src, bool opened) {
+    cl_quant_free(src->q);
+    cl_deploy_free(src->g);
+    if (opened) cli_close_checkpoint(&src->ck);
+    cl_safetensors_free(src->sf);
+}
+
+/* Open path and build its graph (and with int8, quantize it, calibrated on calib
+ * training images of data); prints the error and returns false on failure, having
+ * freed everything. */
+static bool open_source(const char *path, bool int8, const char *data, const char *data_dir,
+                        int calib, export_source *src) {
+    char err[1024];
+    memset(src, 0, sizeof *src);
+    if (!(src->sf = cl_safetensors_read(path, err, sizeof err))) {
+        cli_error("%s", err);
+        return false;
     }
-    if (!(g = deploy_graph(&ck))) goto done;
-    if (int8 && !(q = int8_network(&ck, g, data, data_dir, (int)calib))) goto done;
+    if (!cli_open_checkpoint(path, (cl_compile_args){.max_batch = 1, .threads = 1}, &src->ck)) {
+        close_source(src, false);
+        return false;
+    }
+    if (!(src->g = deploy_graph(&src->ck)) ||
+        (int8 && !(src->q = int8_network(&src->ck, src->g, data, data_dir, calib)))) {
+        close_source(src, true);
+        return false;
+    }
+    return true;
+}
+
+int cli_export_c(const char *path, const export_options *o) {
+    const char *out = o->out;
+    char err[1024];
+    export_source src;
+    if (!open_source(path, o->int8, o->data, o->data_dir, (int)o->calib, &src)) return 1;
+    const cl_deploy_graph *g = src.g;
+    const cl_quant *q = src.q;
+    int rc = 1;
     if (!cli_mkdirs(out)) {
         cli_error("%s: cannot create the folder", out);
         goto done;
     }
-    cl_deploy_c_info info = {path, cl_safetensors_meta(sf, "cnnlab.model_text"),
-                             (const char *const *)ck.class_names};
+    cl_deploy_c_info info = {path, cl_safetensors_meta(src.sf, "cnnlab.model_text"),
+                             (const char *const *)src.ck.class_names};
     if (cl_deploy_write_c(g, q, out, &info, err, sizeof err) != CL_OK) {
         cli_error("%s", err);
         goto done;
@@ -101,7 +128,7 @@ int cli_export_c(const char *path, const export_options *o) {
     size_t elem = q ? 1 : sizeof(float);
     printf("Wrote %s/model.c and %s/model.h: %s, %d steps for %d layers (%d folded away), "
            "arena %zu bytes (%zu without reuse)",
-           out, out, q ? "int8" : "float32", g->nnodes, cl_model_layer_count(ck.m),
+           out, out, q ? "int8" : "float32", g->nnodes, cl_model_layer_count(src.ck.m),
            g->layers_folded, g->arena * elem, g->naive * elem);
     if (q) printf(", weights %zu bytes (float32 %zu), calibrated on %d training images", q->weight_bytes,
                   cl_deploy_weight_bytes(g), q->calib_images);
@@ -109,50 +136,33 @@ int cli_export_c(const char *path, const export_options *o) {
     printf("\n");
     rc = 0;
 done:
-    cl_quant_free(q);
-    cl_deploy_free(g);
-    cli_close_checkpoint(&ck);
-    cl_safetensors_free(sf);
+    close_source(&src, true);
     return rc;
 }
 
 int cli_export_onnx_int8(const char *path, const export_options *o, const char *out) {
     char err[1024];
-    cl_safetensors *sf = cl_safetensors_read(path, err, sizeof err);
-    if (!sf) {
-        cli_error("%s", err);
-        return 1;
-    }
-    cli_checkpoint ck;
-    cl_deploy_graph *g = NULL;
-    cl_quant *q = NULL;
+    export_source src;
+    if (!open_source(path, true, o->data, o->data_dir, (int)o->calib, &src)) return 1;
+    const cli_checkpoint *ck = &src.ck;
     int rc = 1;
-    if (!cli_open_checkpoint(path, (cl_compile_args){.max_batch = 1, .threads = 1}, &ck)) {
-        cl_safetensors_free(sf);
-        return 1;
-    }
-    if (!(g = deploy_graph(&ck)) || !(q = int8_network(&ck, g, o->data, o->data_dir, (int)o->calib)))
-        goto done;
     const int opset = atoi(o->opset);
-    cl_onnx_export_args a = {.opset = opset, .mean = ck.mean, .std = ck.std,
+    cl_onnx_export_args a = {.opset = opset, .mean = ck->mean, .std = ck->std,
                              .normalize = !o->no_normalize,
-                             .class_names = (const char *const *)ck.class_names,
-                             .model_text = cl_safetensors_meta(sf, "cnnlab.model_text"),
-                             .dataset = ck.dataset};
-    if (cl_onnx_export_int8(q, &a, o->uint8_activations, out, err, sizeof err) != CL_OK) {
+                             .class_names = (const char *const *)ck->class_names,
+                             .model_text = cl_safetensors_meta(src.sf, "cnnlab.model_text"),
+                             .dataset = ck->dataset};
+    if (cl_onnx_export_int8(src.q, &a, o->uint8_activations, out, err, sizeof err) != CL_OK) {
         cli_error("%s", err);
         goto done;
     }
     printf("Wrote %s (ONNX opset %d, int8 QuantizeLinear/DequantizeLinear%s, %s input, %d "
            "classes), calibrated on %d training images\n",
            out, opset, o->uint8_activations ? " with uint8 activations" : "",
-           o->no_normalize ? "normalised" : "0..1 pixel", ck.classes, q->calib_images);
+           o->no_normalize ? "normalised" : "0..1 pixel", ck->classes, src.q->calib_images);
     rc = 0;
 done:
-    cl_quant_free(q);
-    cl_deploy_free(g);
-    cli_close_checkpoint(&ck);
-    cl_safetensors_free(sf);
+    close_source(&src, true);
     return rc;
 }
 
