@@ -100,6 +100,40 @@ static const struct {
     {"input 8x7x7\nconv 8 k=3 pad=1\nbn as=b\nrelu\nadd b", 1},
 };
 
+/* The model in text twice, compiled for batch n on threads: *fast with the fast
+ * kernels, *ref with the reference loops. On failure reports it, frees both and
+ * returns false. */
+static bool compile_pair(const char *text, const char *name, int n, int threads, uint64_t seed,
+                         cl_model **fast, cl_model **ref) {
+    char err[512];
+    *fast = cl_parse_model(text, strlen(text), name, NULL, err, sizeof err);
+    *ref = cl_parse_model(text, strlen(text), name, NULL, err, sizeof err);
+    cl_compile_args a = {.max_batch = n, .threads = threads, .seed = seed};
+    if (!*fast || !*ref || cl_model_compile(*fast, a) != CL_OK ||
+        cl_model_compile(*ref, (a.reference_kernels = true, a)) != CL_OK) {
+        t_fail("parse or compile: %s", *fast && *ref ? cl_model_error(*fast) : err);
+        cl_model_free(*fast);
+        cl_model_free(*ref);
+        return false;
+    }
+    return true;
+}
+
+/* Backward from dout on both after zeroing their gradients; the parameter gradients
+ * compared as `what`. False when a backward failed (reported). */
+static bool backward_pair(cl_model *fast, cl_model *ref, const float *dout, const char *what) {
+    cl_model_zero_grad(fast);
+    cl_model_zero_grad(ref);
+    if (cl_model_backward(fast, dout) != CL_OK || cl_model_backward(ref, dout) != CL_OK) {
+        t_fail("backward: %s %s", cl_model_error(fast), cl_model_error(ref));
+        return false;
+    }
+    size_t ng;
+    const cl_real *gf = cl_model_grads(fast, &ng), *gr = cl_model_grads(ref, &ng);
+    check_close(what, gf, gr, ng, 1e-4, 1e-4);
+    return true;
+}
+
 /* ReLUs planned in place (a ReLU writes its output over an input only it reads), in
  * a training step without input_grad, against the reference kernels (which never
  * run in place): the same output, parameter gradients and running statistics, and
@@ -114,17 +148,8 @@ static void in_place_relu_test(const char *norm, int n, int threads) {
     snprintf(text, sizeof text, "input 6x9x7\nconv 16 k=3 pad=1\n%s\nrelu\nconv 16 k=3 pad=1 as=c\n%s\n"
              "relu\nadd c\nrelu\nconv 8 k=1\n%s as=b\nrelu\nadd b\ngap\nconv 5 k=1", norm, norm, norm);
     const bool overwritten[] = {[2] = true, [5] = true, [7] = true};
-    char err[512];
-    cl_model *fast = cl_parse_model(text, strlen(text), "in-place", NULL, err, sizeof err);
-    cl_model *ref = cl_parse_model(text, strlen(text), "in-place", NULL, err, sizeof err);
-    cl_compile_args a = {.max_batch = n, .threads = threads, .seed = 3};
-    if (!fast || !ref || cl_model_compile(fast, a) != CL_OK ||
-        cl_model_compile(ref, (a.reference_kernels = true, a)) != CL_OK) {
-        t_fail("parse or compile: %s", fast && ref ? cl_model_error(fast) : err);
-        cl_model_free(fast);
-        cl_model_free(ref);
-        return;
-    }
+    cl_model *fast, *ref;
+    if (!compile_pair(text, "in-place", n, threads, 3, &fast, &ref)) return;
     size_t np, nb;
     cl_real *p = cl_model_params(ref, &np), *b = cl_model_buffers(ref, &nb);
     for (size_t i = 0; i < np; i++) p[i] = uniform();
@@ -142,16 +167,8 @@ static void in_place_relu_test(const char *norm, int n, int threads) {
         if (t < (int)(sizeof overwritten / sizeof *overwritten) && overwritten[t] ? !gone : gone)
             t_fail("tensor %d: %s", t, gone ? "missing, though no ReLU runs over it" : "still given, though a ReLU ran over it");
     }
-    cl_model_zero_grad(fast);
-    cl_model_zero_grad(ref);
-    if (cl_model_backward(fast, dout) != CL_OK || cl_model_backward(ref, dout) != CL_OK) {
-        t_fail("backward: %s %s", cl_model_error(fast), cl_model_error(ref));
-    } else {
-        size_t ng;
-        const cl_real *gf = cl_model_grads(fast, &ng), *gr = cl_model_grads(ref, &ng);
-        check_close("parameter gradients", gf, gr, ng, 1e-4, 1e-4);
-        if (nb) check_close("running statistics", cl_model_buffers(fast, NULL), b, nb, 1e-5, 1e-5);
-    }
+    if (backward_pair(fast, ref, dout, "parameter gradients") && nb)
+        check_close("running statistics", cl_model_buffers(fast, NULL), b, nb, 1e-5, 1e-5);
     free(x);
     free(dout);
     cl_model_free(fast);
@@ -159,26 +176,8 @@ static void in_place_relu_test(const char *norm, int n, int threads) {
 }
 
 static void fused_inference_test(int f, int n, int threads) {
-    const char *text = fused_models[f].text;
-    char err[512];
-    cl_model *fast = cl_parse_model(text, strlen(text), "fused", NULL, err, sizeof err);
-    cl_model *ref = cl_parse_model(text, strlen(text), "fused", NULL, err, sizeof err);
-    if (!fast || !ref) {
-        t_fail("parse: %s", err);
-        cl_model_free(fast);
-        cl_model_free(ref);
-        return;
-    }
-    cl_compile_args a = {.max_batch = n, .threads = threads, .seed = 5};
-    cl_status s1 = cl_model_compile(fast, a);
-    a.reference_kernels = true;
-    cl_status s2 = cl_model_compile(ref, a);
-    if (s1 != CL_OK || s2 != CL_OK) {
-        t_fail("compile: %s %s", cl_model_error(fast), cl_model_error(ref));
-        cl_model_free(fast);
-        cl_model_free(ref);
-        return;
-    }
+    cl_model *fast, *ref;
+    if (!compile_pair(fused_models[f].text, "fused", n, threads, 5, &fast, &ref)) return;
     size_t np, nb, np2, nb2;
     cl_real *p = cl_model_params(ref, &np), *b = cl_model_buffers(ref, &nb);
     for (size_t i = 0; i < np; i++) p[i] = uniform();
@@ -202,17 +201,9 @@ static void fused_inference_test(int f, int n, int threads) {
             t_fail("tensor %d was stored: the conv -> bn span did not run fused", t);
         if (cl_model_activation(ref, t) == NULL) t_fail("the reference model did not store tensor %d", t);
         /* backward from eval mode: the fused model reruns its forward unfused */
-        cl_model_zero_grad(fast);
-        cl_model_zero_grad(ref);
-        if (cl_model_backward(fast, dout) != CL_OK || cl_model_backward(ref, dout) != CL_OK) {
-            t_fail("backward: %s %s", cl_model_error(fast), cl_model_error(ref));
-        } else {
-            size_t ng;
-            const cl_real *gf = cl_model_grads(fast, &ng), *gr = cl_model_grads(ref, &ng);
-            check_close("parameter gradients after an eval forward", gf, gr, ng, 1e-4, 1e-4);
-            if (cl_model_activation(fast, t) == NULL)
-                t_fail("tensor %d still missing after the backward's unfused forward", t);
-        }
+        if (backward_pair(fast, ref, dout, "parameter gradients after an eval forward") &&
+            cl_model_activation(fast, t) == NULL)
+            t_fail("tensor %d still missing after the backward's unfused forward", t);
     }
     free(x);
     free(dout);
