@@ -478,14 +478,14 @@ static size_t plan_gradients(cl_model *m, size_t B, size_t Bt, int threads, bool
     /* a ReLU inside its norm: the norm's output gradient is never formed (never
      * zeroed, no memory), and the ReLU's is read by the norm's backward */
     for (int i = 0; i < m->nnodes; i++)
-        if (m->nodes[i].relu_out >= 0) m->tensors[m->nodes[i].out].zero_at = -2;
+        if (m->nodes[i].relu_out >= 0) m->tensors[m->nodes[i].out].zero_at = CL_GRAD_UNUSED;
     /* contiguous blocks first */
     size_t contiguous = 0;
     int nshared = 0;
     for (int t = 0; t < T; t++) {
         cl_tensor *x = &m->tensors[t];
         x->dshared = !keep_all && !(t == 0 && m->args.input_grad);
-        if (x->zero_at == -2) {
+        if (x->zero_at == CL_GRAD_UNUSED) {
             x->doff = 0;
         } else if (!x->dshared) {
             x->doff = contiguous;

@@ -73,6 +73,10 @@ typedef struct {
                                nodes too, fused (conv -> BatchNorm [-> ReLU]) */
 } cl_node;
 
+/* zero_at of a gradient that no backward forms (a norm's output whose ReLU runs
+ * inside the norm): no memory, never zeroed */
+#define CL_GRAD_UNUSED (-2)
+
 typedef struct {
     cl_shape shape;
     size_t size;    /* c*h*w */
@@ -88,7 +92,8 @@ typedef struct {
                         input, which only the ReLU reads); -1: its own memory */
     bool overwritten; /* its memory is taken over in place by the ReLU reading it */
     int zero_at;    /* the node before whose backward this gradient is zeroed: its
-                       first writer in reverse order (-1: the output, copied in) */
+                       first writer in reverse order (-1: the output, copied in;
+                       CL_GRAD_UNUSED: a norm's output under its ReLU, never formed) */
     int producer;   /* node index, -1 for the input */
     int64_t rf_h, rf_w, jump_h, jump_w, start; /* receptive field bookkeeping */
     char name[CL_NAME_MAX];
