@@ -26,6 +26,10 @@ static const char *const models[] = {
     "input 4x9x9\nconv 9 k=5 pad=2",
     "input 3x9x11\nconv 8 k=3x1 pad=1x0",
     "input 8x10x10\nconv 8 k=1 pad=1",
+    /* rows of 20 and 16 pixels: blocks of 12 then 8, and of 8 only; C = 12, 24, 32 */
+    "input 12x9x20\nconv 20 k=3 pad=1",
+    "input 24x6x16\nconv 32 k=3 pad=1",
+    "input 32x5x7\nconv 12 k=3 pad=1 bias=0",
     "input 3x32x32\nconv 16 k=3 pad=1\nconv 32 k=3 pad=1\nconv 16 k=1\nmaxpool 2\nconv 24 k=3 pad=1\ngap\nconv 10 k=1",
     /* first layers, 3x3 over 1 or 3 channels: the weight gradient's all-taps kernel */
     "input 1x10x9\nconv 8 k=3",

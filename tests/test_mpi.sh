@@ -110,9 +110,11 @@ interrupt_run() { # LOG COMMAND...
     kill -TERM $pid 2>/dev/null
     wait $pid
 }
-# These runs are longer (126 steps an epoch) than the ones above, so that the signal,
-# which mpirun passes on about a second late, still finds them running on an idle machine.
-mnist_long="--data mnist --epochs 2 --train-subset 8001 --test-subset 301 --batch 64 --aug crop:2,rotate:10"
+# These runs are longer (313 steps an epoch, about 3 s on the idle machine) than the ones
+# above, so that the signal, which mpirun passes on 1 to 2 s late, still finds them
+# running: with 126 steps an epoch, the faster kernels of 2026-12-01 finished both
+# epochs first and the signal came during the report.
+mnist_long="--data mnist --epochs 2 --train-subset 20001 --test-subset 301 --batch 64 --aug crop:2,rotate:10"
 "$CNNLAB" train "$tmp/mnist_bn.net" $mnist_long --threads 2 --out "$tmp/mnist-long-t2" >"$tmp/long.log" 2>&1 ||
     fail "the uninterrupted long run" "$(tail -n 3 "$tmp/long.log")"
 interrupt_run "$tmp/r1.log" $MPIRUN -np 2 "$MPI_CNNLAB" train "$tmp/mnist_bn.net" $mnist_long --threads 1 --out "$tmp/r1"
