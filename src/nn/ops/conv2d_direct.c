@@ -365,16 +365,23 @@ CL_CLONES void cl_conv2d_direct_weight_grad(cl_real *dweight, const cl_real *dou
                                             cl_real *scratch) {
     const int Kp = round16(d->K), Wp = d->W + 2 * d->pw;
     const size_t P = (size_t)d->OH * d->OW;
-    cl_real *dk = scratch, *pad = dk + P * Kp + 2 * VL;
+    cl_real *copy = scratch, *pad = scratch + P * Kp + 2 * VL;
     const size_t in_row = (size_t)d->sh * Wp * d->C, pix = (size_t)d->sw * d->C;
+    const bool first = d->R == 3 && d->S == 3 && (d->C == 3 || d->C == 1);
+    /* The kernels load whole vectors of the output gradient: one per pixel for the
+     * first layers, two for the others. Where K is a multiple of that, they read dout
+     * in place; otherwise from a copy with rows padded to Kp. */
+    const bool in_place = d->K % (first ? VL : 2 * VL) == 0;
     for (int n = 0; n < d->N; n++) {
         const cl_real *dn = dout + (size_t)n * P * d->K;
-        /* the output gradient with rows padded to Kp: full-vector loads */
-        memset(dk, 0, (P * Kp + 2 * VL) * sizeof(cl_real));
-        for (size_t p = 0; p < P; p++)
-            memcpy(dk + p * Kp, dn + p * d->K, (size_t)d->K * sizeof(cl_real));
+        const cl_real *dk = in_place ? dn : copy;
+        if (!in_place) {
+            memset(copy, 0, (P * Kp + 2 * VL) * sizeof(cl_real));
+            for (size_t p = 0; p < P; p++)
+                memcpy(copy + p * Kp, dn + p * d->K, (size_t)d->K * sizeof(cl_real));
+        }
         pad_image(pad, inp + (size_t)n * d->H * d->W * d->C, d->H, d->W, d->C, d->ph, d->pw);
-        if (d->R == 3 && d->S == 3 && (d->C == 3 || d->C == 1)) {
+        if (first) {
             const size_t row = (size_t)d->dh * Wp * d->C, col = (size_t)d->dw * d->C;
             for (int k0 = 0; k0 < d->K; k0 += VL) {
                 int kvalid = d->K - k0 < VL ? d->K - k0 : VL;
