@@ -668,6 +668,7 @@ static cl_exec make_exec(cl_model *m, int tid, int nthreads) {
     e.train = m->cur_train;
     e.grads = tid == 0 ? m->grads : m->thread_grads + (size_t)(tid - 1) * m->nparams;
     e.scratch = m->scratch ? m->scratch + (size_t)tid * m->scratch_size : NULL;
+    e.store_dinp = false;
     return e;
 }
 
@@ -755,12 +756,15 @@ cl_status cl_model_backward(cl_model *m, const cl_real *dout) {
         for (int i = m->nnodes - 1; i >= 0; i--) {
             const cl_node *n = &m->nodes[i];
             if (n->in_prev) continue; /* its norm's backward applies its mask */
-            /* gradients first written by this node start from zero (each once) */
+            /* gradients first written by this node start from zero (each once), or
+             * are stored by its backward where the op can (stores_dinp) */
+            e.store_dinp = n->nin > 0 && m->tensors[n->in[0]].zero_at == i && n->op->stores_dinp &&
+                           n->op->stores_dinp(m, n);
             for (int k = 0; k <= n->nin; k++) {
                 int t = k < n->nin ? n->in[k] : n->out;
                 bool repeat = false;
                 for (int j = 0; j < k && k < n->nin; j++) repeat |= n->in[j] == t;
-                if (m->tensors[t].zero_at == i && !repeat)
+                if (m->tensors[t].zero_at == i && !repeat && !(k == 0 && e.store_dinp))
                     memset(cl_dact(&e, t), 0, (size_t)(e.n1 - e.n0) * m->tensors[t].size * sizeof(cl_real));
             }
             n->op->backward(&e, n);

@@ -126,6 +126,9 @@ typedef struct {
     bool train;
     cl_real *grads;   /* this thread's parameter-gradient accumulator */
     cl_real *scratch; /* this thread's scratch */
+    /* In a backward: in[0]'s gradient is first formed here and was not zeroed (the
+     * op's stores_dinp said yes), so the backward stores it instead of adding. */
+    bool store_dinp;
 } cl_exec;
 
 struct cl_op {
@@ -144,6 +147,10 @@ struct cl_op {
     void (*init)(cl_model *m, const cl_node *n, cl_real *params, cl_real *buffers);
     void (*forward)(const cl_exec *e, const cl_node *n);
     void (*backward)(const cl_exec *e, const cl_node *n);
+    /* Whether backward, given store_dinp, writes every value of in[0]'s gradient, so
+     * that it need not be zeroed first (saves a pass over memory and the reads of
+     * the accumulation). NULL: no; the gradient is zeroed and accumulated into. */
+    bool (*stores_dinp)(const cl_model *m, const cl_node *n);
 };
 
 struct cl_model {
@@ -268,8 +275,9 @@ void cl_conv2d_direct_forward_affine(cl_real *out, const cl_real *inp, const cl_
                                      const cl_real *shift, bool relu, const cl_conv_shape *d,
                                      cl_real *scratch);
 bool cl_conv2d_direct_input_grad_ok(const cl_conv_shape *d);
+/* With store, dinp is written, not accumulated into (it may hold anything before). */
 void cl_conv2d_direct_input_grad(cl_real *dinp, const cl_real *dout, const cl_real *weight,
-                                 const cl_conv_shape *d, cl_real *scratch);
+                                 const cl_conv_shape *d, bool store, cl_real *scratch);
 void cl_conv2d_direct_weight_grad(cl_real *dweight, const cl_real *dout, const cl_real *inp,
                                   const cl_conv_shape *d, cl_real *scratch);
 

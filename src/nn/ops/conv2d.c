@@ -304,7 +304,7 @@ static void backward(const cl_exec *e, const cl_node *n) {
         cl_conv2d_direct_weight_grad(dw, dout, inp, &d, e->scratch);
         if (!dinp) return;
         if (cl_conv2d_direct_input_grad_ok(&d)) {
-            cl_conv2d_direct_input_grad(dinp, dout, w, &d, e->scratch);
+            cl_conv2d_direct_input_grad(dinp, dout, w, &d, e->store_dinp, e->scratch);
             return;
         }
         /* strided or dilated: the reference loops give the input gradient */
@@ -322,6 +322,14 @@ static void backward(const cl_exec *e, const cl_node *n) {
     conv2d_backward(dinp, dw, dout, inp, w, &d);
 }
 
+/* The direct kernel's input gradient writes every value of dinp (stride 1): the
+ * first convolution to form a gradient stores it, and the zeroing pass goes. */
+static bool stores_dinp(const cl_model *m, const cl_node *n) {
+    if (!use_direct(m, n)) return false;
+    cl_conv_shape d = shape_of(m, n, 1);
+    return cl_conv2d_direct_input_grad_ok(&d);
+}
+
 const cl_op cl_op_conv2d = {
     .name = "conv2d",
     .torch_name = "Conv2d",
@@ -332,4 +340,5 @@ const cl_op cl_op_conv2d = {
     .init = init,
     .forward = forward,
     .backward = backward,
+    .stores_dinp = stores_dinp,
 };

@@ -268,11 +268,11 @@ bool cl_conv2d_direct_input_grad_ok(const cl_conv_shape *d) {
            d->pw <= d->S - 1;
 }
 
-/* dinp[N][H][W][C] += correlation of dout (padded by R-1-ph, S-1-pw) with the flipped,
+/* dinp[N][H][W][C] += (or, with store, =) correlation of dout (padded by R-1-ph, S-1-pw) with the flipped,
  * transposed kernel wT[r'][s'][k][c] = weight[R-1-r'][S-1-s'][c][k]. Stride 1 only. */
 CL_CLONES void cl_conv2d_direct_input_grad(cl_real *dinp, const cl_real *dout,
                                            const cl_real *weight, const cl_conv_shape *d,
-                                           cl_real *scratch) {
+                                           bool store, cl_real *scratch) {
     const int Cp = round16(d->C), qh = d->R - 1 - d->ph, qw = d->S - 1 - d->pw;
     const int Wq = d->OW + 2 * qw;
     cl_real *wt = scratch, *pad = wt + (size_t)d->R * d->S * d->K * Cp;
@@ -286,7 +286,7 @@ CL_CLONES void cl_conv2d_direct_input_grad(cl_real *dinp, const cl_real *dout,
     for (int n = 0; n < d->N; n++) {
         pad_image(pad, dout + (size_t)n * d->OH * d->OW * d->K, d->OH, d->OW, d->K, qh, qw);
         correlate(dinp + (size_t)n * d->H * d->W * d->C, pad, wt, NULL, Wq, d->K, d->H, d->W, d->C,
-                  d->R, d->S, 1, 1, 1, 1, true, false);
+                  d->R, d->S, 1, 1, 1, 1, !store, false);
     }
 }
 
