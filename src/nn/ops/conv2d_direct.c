@@ -157,8 +157,8 @@ INLINE void correlate_rows(cl_real *out, const cl_real *in, const cl_real *w, co
  * (perf annotate of the forward, 2026-12-01); known at compile time, they are
  * displacements of one address register. On CPUs with AVX-512 (x86-64-v4, where the
  * speed targets are set) correlate_v4 runs the common shapes (C of 8 to 32, stride 1)
- * through copies with C and the stride as constants: 1.3-1.4x faster inference on
- * cifar10_bn. Only that ISA gets the copies: with AVX2 or SSE each 16-float vector is
+ * through copies with C and the stride as constants (with the 8-pixel blocks above,
+ * 1.70x faster inference on cifar10_bn, docs/performance.md). Only that ISA gets the copies: with AVX2 or SSE each 16-float vector is
  * several registers, and copies for them would make this file several megabytes. */
 #define FIXED_CAT_(a, b) a##b
 #define FIXED_CAT(a, b) FIXED_CAT_(a, b)
@@ -166,8 +166,12 @@ INLINE void correlate_rows(cl_real *out, const cl_real *in, const cl_real *w, co
 #if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__) && !defined(CL_NO_CLONES) && \
     FIXED_CAT(FIXED_REAL_, CL_REAL)
 #define FIXED_SHAPES 1
+/* The channel counts with their own copy: one list for the test and the switch. */
+#define FIXED_CHANNELS(X) X(8) X(12) X(16) X(24) X(32)
 static bool fixed_shape(int C, int sw) {
-    return sw == 1 && (C == 8 || C == 12 || C == 16 || C == 24 || C == 32);
+#define IS_C(CC) C == CC ||
+    return sw == 1 && (FIXED_CHANNELS(IS_C) false);
+#undef IS_C
 }
 
 __attribute__((target("arch=x86-64-v4"), noinline, noclone)) static void
@@ -179,11 +183,7 @@ correlate_v4(cl_real *out, const cl_real *in, const cl_real *w, const cl_real *b
     case CC:                                                                                      \
         correlate_rows(out, in, w, bias, Wp, CC, OH, OW, K, R, S, sh, 1, dh, dw, accumulate, relu); \
         return;
-        CORRELATE_C(8)
-        CORRELATE_C(12)
-        CORRELATE_C(16)
-        CORRELATE_C(24)
-        CORRELATE_C(32)
+        FIXED_CHANNELS(CORRELATE_C)
 #undef CORRELATE_C
     }
 }
@@ -268,8 +268,9 @@ bool cl_conv2d_direct_input_grad_ok(const cl_conv_shape *d) {
            d->pw <= d->S - 1;
 }
 
-/* dinp[N][H][W][C] += (or, with store, =) correlation of dout (padded by R-1-ph, S-1-pw) with the flipped,
- * transposed kernel wT[r'][s'][k][c] = weight[R-1-r'][S-1-s'][c][k]. Stride 1 only. */
+/* dinp[N][H][W][C] += (with store: =) correlation of dout (padded by R-1-ph, S-1-pw)
+ * with the flipped, transposed kernel wT[r'][s'][k][c] = weight[R-1-r'][S-1-s'][c][k].
+ * Stride 1 only. */
 CL_CLONES void cl_conv2d_direct_input_grad(cl_real *dinp, const cl_real *dout,
                                            const cl_real *weight, const cl_conv_shape *d,
                                            bool store, cl_real *scratch) {
